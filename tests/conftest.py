@@ -1,0 +1,24 @@
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak-cuts", type=int, default=0, help="power cuts for the long campaign")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "soak: long campaigns, run by `make soak`")
+    config.addinivalue_line("markers", "bench: benchmarks, run by `make bench`")
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+    if "soak" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="long campaign: run `make soak`")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
