@@ -14,7 +14,7 @@ HEAP = "108k"  # an ESP32-WROOM without PSRAM
 
 
 def mpy_path(*extra):
-    return ":".join(list(extra) + [ROOT, os.path.join(ROOT, "lib")])
+    return ":".join(list(extra) + [ROOT, os.path.join(ROOT, "lib"), ".frozen"])
 
 
 def run_mpy(script, stdin=None, heap=HEAP, extra_path=(), timeout=120, check=True, env=None):
