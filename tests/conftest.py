@@ -22,3 +22,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "soak" in item.keywords:
             item.add_marker(skip)
+
+
+import pytest
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real mosquitto on a free loopback port, stopped after the test."""
+    from broker import Broker
+    b = Broker(str(tmp_path / "broker")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def sim_meters(tmp_path):
+    """Factory for sim meters; every process it starts is killed at teardown."""
+    from simmeter import SimMeter
+    made = []
+
+    def make(meter_id="m1", broker_port=1, **kw):
+        m = SimMeter(meter_id, str(tmp_path / "meters"), broker_port=broker_port, **kw)
+        made.append(m)
+        return m
+    yield make
+    for m in made:
+        m.stop()

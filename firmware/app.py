@@ -1,0 +1,163 @@
+# Composition root: builds the meter from a board and its config, then runs
+# the asyncio tasks (meter, ui, link, supervisor, and the sim's control socket).
+import asyncio
+import gc
+import json
+import time
+
+from firmware import config
+from firmware.meter import MeterCore
+from firmware.ui import keys, render, screens, buzzer
+from firmware.watchdog import Supervisor
+
+METER_EVERY_MS = 1000
+UI_POLL_MS = 25
+LCD_EVERY_MS = 500
+
+
+class App:
+    def __init__(self, board):
+        self.board = board
+        self.cfg = config.load(board.provisioning())
+        self.meter_id = self.cfg["meter_id"]
+        self.core = MeterCore(board, self.cfg)
+        self.sup = Supervisor(board)
+        self.renderer = render.Renderer()
+        self.key = keys.Key(lambda: board.button_down("query"))
+        self.screen = screens.HOME
+        self.screen_until_ms = 0
+        self.session = None
+        self.state_dirty = True
+        self.last_state_ms = 0
+        self.lcd_due = True
+        self.hang = None  # test hook: name of a task told to hang
+        t = "meters/" + self.meter_id + "/"
+        self.topic_state = (t + "state").encode()
+        self.topic_cmd = (t + "cmd").encode()
+        self.topic_ack = (t + "ack").encode()
+        self.topic_status = (t + "status").encode()
+
+    # --- tasks
+    async def meter_task(self):
+        self.sup.register("meter", 4000)
+        while True:
+            await self._maybe_hang("meter")
+            if self.core.tick():
+                self.state_dirty = True
+                self.lcd_due = True  # show a relay change at once, not at the next refresh
+            self.sup.checkin("meter")
+            await asyncio.sleep_ms(METER_EVERY_MS)
+
+    async def ui_task(self):
+        self.sup.register("ui", 2000)
+        next_lcd = 0
+        while True:
+            await self._maybe_hang("ui")
+            gesture = self.key.poll()
+            now = time.ticks_ms()
+            if gesture == keys.SHORT:
+                self.core.silence_buzzer(now)
+                self.screen = (self.screen + 1) % len(screens.SCREENS)
+                self.screen_until_ms = time.ticks_add(now, 30000)
+                next_lcd = now
+            elif gesture == keys.LONG:
+                if self.core.long_press():
+                    self.state_dirty = True
+                next_lcd = now
+            if self.screen != screens.HOME and time.ticks_diff(now, self.screen_until_ms) > 0:
+                self.screen = screens.HOME  # drift back to the balance after 30 s
+            if self.lcd_due or time.ticks_diff(now, next_lcd) >= 0:
+                self.lcd_due = False
+                snap = self.snapshot()
+                lines = screens.render_lines(self.screen, snap)
+                self.board.lcd_show(self.renderer.draw(lines), lines)
+                next_lcd = time.ticks_add(now, LCD_EVERY_MS)
+            self.board.buzzer(self.core.buzzer_on(now))
+            self.sup.checkin("ui")
+            await asyncio.sleep_ms(UI_POLL_MS)
+
+    async def link_task(self):
+        from firmware.link.session import Session
+        c = self.cfg
+        self.session = Session(self.meter_id, c["broker_host"], c["broker_port"],
+                               c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
+                               status_topic=self.topic_status, log=self.log)
+        self.session.subscribe(self.topic_cmd, 1)
+        await self.session.run(self.on_message)
+
+    async def publish_task(self):
+        self.sup.register("publish", 4000)
+        while True:
+            await self._maybe_hang("publish")
+            now = time.ticks_ms()
+            s = self.session
+            due = time.ticks_diff(now, self.last_state_ms) > self.cfg["state_every_s"] * 1000
+            if s and s.up and (self.state_dirty or due):
+                if s.publish(self.topic_state, json.dumps(self.core.state_report()), True, 0):
+                    self.state_dirty = False
+                    self.last_state_ms = now
+            self.sup.checkin("publish")
+            await asyncio.sleep_ms(100)
+
+    # --- commands from the server
+    def on_message(self, topic, payload):
+        try:
+            reply = self.core.command(json.loads(payload))
+        except Exception as e:
+            reply = {"result": "rejected", "reason": "malformed", "detail": repr(e)}
+        self.state_dirty = True
+        self.lcd_due = True
+        if self.session:
+            self.session.publish(self.topic_ack, json.dumps(reply), False, 1)
+
+    # --- views
+    def snapshot(self):
+        s = self.core.snapshot()
+        s["meter_id"] = self.meter_id
+        s["link_up"] = bool(self.session and self.session.up)
+        return s
+
+    def log(self, *parts):
+        print("[%s]" % self.meter_id, *parts)
+
+    async def _maybe_hang(self, name):
+        if self.hang == name:
+            if self.hang_mode == "spin":
+                while True:  # a task stuck in a tight loop starves every task
+                    pass
+            while True:  # a task stuck awaiting something that never comes
+                await asyncio.sleep_ms(1000)
+
+    # --- sim control socket: app-level queries
+    async def control(self, req):
+        cmd = req.get("cmd")
+        if cmd == "state":
+            out = self.board.snapshot()
+            out["meter"] = self.snapshot()
+            return out
+        if cmd == "hang":
+            self.hang, self.hang_mode = req["task"], req.get("mode", "await")
+            return {"ok": True}
+        if cmd == "command":  # same path as a server command, without the link
+            return {"ok": True, "reply": self.core.command(req["body"])}
+        if cmd == "lcd_frame":
+            return {"ok": True, "hex": self.board.lcd_frame_hex(), "lines": self.board._lcd_lines}
+        return {"ok": False, "error": "unknown command"}
+
+    async def run(self):
+        self.log("boot", "reset_cause=" + self.board.reset_cause())
+        if hasattr(self.board, "serve_control"):
+            self.board.app_hook = self.control
+            await self.board.serve_control()
+        gc.collect()
+        tasks = [asyncio.create_task(self.meter_task()), asyncio.create_task(self.ui_task()),
+                 asyncio.create_task(self.publish_task()), asyncio.create_task(self.link_task()),
+                 asyncio.create_task(self.sup.run())]
+        await asyncio.gather(*tasks)
+
+
+def main(board=None):
+    if board is None:
+        from firmware.boards.select import make_board
+        board = make_board()
+    asyncio.run(App(board).run())

@@ -1,0 +1,310 @@
+# The simulated meter board for the unix-port MicroPython.
+#
+# It implements the same board API as boards/esp32.py (see docs/architecture.md)
+# and adds a control socket on loopback so tests and `make run` can drive it:
+# set the load, inject pulses, press the button, read relay/buzzer/LCD, scale or
+# step the clock, raise the power-fail input. Its flash is a real LittleFS v2
+# image in a host file, and its watchdog is a thread that kills the process
+# when not fed, as the ESP32's hardware watchdog would reset the chip.
+import json
+import os
+import sys
+import time
+
+from firmware.boards import flashdev
+
+_ISO_EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z, default start of sim time
+
+
+def _args(argv):
+    opts = {}
+    key = None
+    for a in argv:
+        if a.startswith("--"):
+            key = a[2:]
+            opts[key] = True
+        elif key:
+            opts[key] = a
+            key = None
+    return opts
+
+
+class SimBoard:
+    name = "sim"
+    ADC_RATE_HZ = 3200
+
+    def __init__(self, argv=None):
+        o = _args(argv if argv is not None else sys.argv[1:])
+        self.dir = o.get("flash", "build/sim")
+        self.control_port = int(o.get("control", 0))
+        self._config_path = o.get("config")
+        self.maintenance = "hold-button" in o
+        try:
+            os.mkdir(self.dir)
+        except OSError:
+            pass
+        # meter time: sim_ms = base + real elapsed * scale (or stepped by hand)
+        self._scale = int(o.get("scale", 1))
+        self._step_mode = "step" in o
+        saved = self._read_host("simclock")
+        start_ms = int(o["epoch"]) * 1000 if "epoch" in o else (
+            int(saved) if saved else _ISO_EPOCH_2026 * 1000)
+        self._base_ms = start_ms
+        self._real0 = time.ticks_ms()
+        self._rtc_offset_ms = 0
+        if "rtc-lost" in o:  # RTC lost its time in the cut: it restarts at 2000-01-01
+            self._rtc_offset_ms = 946684800000 - start_ms
+        # electrical world
+        self.load_w = 0
+        self.volts = 230
+        self.pf_milli = 1000
+        self.freq_hz = 50
+        self.imp_per_kwh = int(o.get("imp", 1000))
+        self._pulses = 0
+        self._energy_wms = 0  # W*ms not yet turned into pulses
+        self._last_sim_ms = self.mono_ms()
+        self._relay = True
+        self._buzzer = False
+        self._backlight = True
+        self._lcd = None
+        self._lcd_lines = []
+        self._buttons = {}
+        self._tamper = False
+        self._power_fail = False
+        self._power_fail_cb = None
+        self._wdt_timeout_ms = 0
+        self._wdt_last = 0
+        self.app_hook = None  # set by the app: answers control queries about meter state
+        cause = self._read_host("reset_cause")
+        self._reset_cause = cause or "power"
+        if cause:
+            os.remove(self.dir + "/reset_cause")
+        self.flash_dev = flashdev.mount(self.dir + "/flash.img", "/flash")
+
+    # --- host-side files (outside the LittleFS: they model the outside world)
+    def _read_host(self, name):
+        try:
+            with open(self.dir + "/" + name) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    def _write_host(self, name, text):
+        with open(self.dir + "/" + name, "w") as f:
+            f.write(text)
+
+    # --- time
+    def mono_ms(self):
+        if self._step_mode:
+            return self._base_ms
+        return self._base_ms + time.ticks_diff(time.ticks_ms(), self._real0) * self._scale
+
+    def advance(self, ms):
+        """Step meter time by hand (tests); also valid in scaled mode."""
+        self._integrate()
+        self._base_ms += ms
+        self._integrate()
+
+    def set_scale(self, scale):
+        self._base_ms = self.mono_ms()
+        self._real0 = time.ticks_ms()
+        self._scale = scale
+        self._step_mode = scale == 0
+
+    def rtc_get(self):
+        return (self.mono_ms() + self._rtc_offset_ms) // 1000
+
+    def rtc_set(self, utc_s):
+        self._rtc_offset_ms = utc_s * 1000 - self.mono_ms()
+
+    # --- metering inputs
+    def _integrate(self):
+        now = self.mono_ms()
+        dt = now - self._last_sim_ms
+        self._last_sim_ms = now
+        if dt <= 0 or not self._relay:
+            return
+        self._energy_wms += self.load_w * dt
+        # pulses = Wh * imp/kWh / 1000 ; Wh = W*ms / 3_600_000
+        per_pulse_wms = 3600000 * 1000 // self.imp_per_kwh
+        n = self._energy_wms // per_pulse_wms
+        self._pulses += n
+        self._energy_wms -= n * per_pulse_wms
+
+    def pulse_count(self):
+        self._integrate()
+        return self._pulses
+
+    def set_load(self, watts, volts=None, pf_milli=None, freq_hz=None):
+        self._integrate()
+        self.load_w = watts
+        if volts is not None:
+            self.volts = volts
+        if pf_milli is not None:
+            self.pf_milli = pf_milli
+        if freq_hz is not None:
+            self.freq_hz = freq_hz
+
+    def inject_pulses(self, n):
+        self._pulses += n
+
+    def adc_capture(self, vbuf, ibuf):
+        from firmware.boards import sim_adc
+        watts = self.load_w if self._relay else 0
+        return sim_adc.fill(vbuf, ibuf, self.ADC_RATE_HZ, self.volts, watts,
+                            self.pf_milli, self.freq_hz, self.mono_ms())
+
+    def measured(self):
+        """Instantaneous V and W as the metering front end reports them."""
+        return self.volts, (self.load_w if self._relay else 0)
+
+    # --- outputs
+    def relay_set(self, closed):
+        self._integrate()
+        self._relay = bool(closed)
+
+    def relay_closed(self):
+        return self._relay
+
+    def buzzer(self, on, freq_hz=2700):
+        self._buzzer = bool(on)
+
+    def lcd_show(self, fb_bytes, lines):
+        self._lcd = fb_bytes
+        self._lcd_lines = lines
+
+    def backlight(self, on):
+        self._backlight = bool(on)
+
+    # --- inputs
+    def button_down(self, which="query"):
+        until = self._buttons.get(which)
+        return until is not None and time.ticks_diff(until, time.ticks_ms()) > 0
+
+    def press(self, which="query", ms=100):
+        self._buttons[which] = time.ticks_add(time.ticks_ms(), ms)
+
+    def tamper_open(self):
+        return self._tamper
+
+    def power_fail(self):
+        return self._power_fail
+
+    def on_power_fail(self, cb):
+        self._power_fail_cb = cb
+
+    # --- watchdog: a thread stands in for the hardware timer
+    def wdt_start(self, timeout_ms):
+        import _thread
+        self._wdt_timeout_ms = timeout_ms
+        self._wdt_last = time.ticks_ms()
+        _thread.start_new_thread(self._wdt_thread, ())
+
+    def wdt_feed(self):
+        self._wdt_last = time.ticks_ms()
+        # the outside world's time goes on across a power cut: remember it
+        self._write_host("simclock", str(self.mono_ms()))
+
+    def _wdt_thread(self):
+        while True:
+            time.sleep_ms(100)
+            if time.ticks_diff(time.ticks_ms(), self._wdt_last) > self._wdt_timeout_ms:
+                self._write_host("reset_cause", "wdt")
+                print("SIM: watchdog reset")
+                pid = open("/proc/self/stat").read().split()[0]
+                os.system("kill -9 " + pid)
+
+    def reset_cause(self):
+        return self._reset_cause
+
+    def flash_root(self):
+        return "/flash"
+
+    def provisioning(self):
+        if not self._config_path:
+            return {}
+        with open(self._config_path) as f:
+            return json.load(f)
+
+    def maintenance_held(self):
+        return self.maintenance
+
+    # --- modem: on the unix port the host network stands in for the data call
+    def modem_uart(self):
+        return None
+
+    def modem_power(self, on):
+        pass
+
+    def modem_pwrkey(self, level):
+        pass
+
+    def modem_reset(self, level):
+        pass
+
+    # --- control socket
+    async def serve_control(self):
+        import asyncio
+        # The unix port cannot report an ephemeral port, so the launcher picks one.
+        if not self.control_port:
+            return None
+        server = await asyncio.start_server(self._client, "127.0.0.1", self.control_port)
+        self._write_host("control.port", str(self.control_port))
+        print("SIM-CONTROL", self.control_port)
+        return server
+
+    async def _client(self, reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    reply = await self.control(json.loads(line))
+                except Exception as e:
+                    reply = {"ok": False, "error": repr(e)}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    async def control(self, req):
+        cmd = req.get("cmd")
+        if cmd == "load":
+            self.set_load(req.get("w", self.load_w), req.get("v"), req.get("pf_milli"), req.get("hz"))
+        elif cmd == "pulses":
+            self.inject_pulses(int(req["n"]))
+        elif cmd == "press":
+            self.press(req.get("button", "query"), int(req.get("ms", 100)))
+        elif cmd == "advance":
+            self.advance(int(req["ms"]))
+        elif cmd == "scale":
+            self.set_scale(int(req["scale"]))
+        elif cmd == "tamper":
+            self._tamper = bool(req.get("open", True))
+        elif cmd == "powerfail":
+            self._power_fail = True
+            if self._power_fail_cb:
+                self._power_fail_cb(None)
+        elif cmd == "board":
+            pass
+        elif self.app_hook:
+            reply = await self.app_hook(req)
+            if reply is not None:
+                return reply
+        else:
+            return {"ok": False, "error": "unknown command"}
+        self._write_host("simclock", str(self.mono_ms()))
+        return self.snapshot()
+
+    def snapshot(self):
+        return {"ok": True, "relay_closed": self._relay, "buzzer": self._buzzer,
+                "backlight": self._backlight, "lcd": self._lcd_lines, "load_w": self.load_w,
+                "volts": self.volts, "pulses": self._pulses, "mono_ms": self.mono_ms(),
+                "rtc_s": self.rtc_get(), "reset_cause": self._reset_cause}
+
+    def lcd_frame_hex(self):
+        import binascii
+        return binascii.hexlify(self._lcd).decode() if self._lcd else ""
+

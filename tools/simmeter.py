@@ -1,0 +1,156 @@
+"""Start, drive, kill and restart simulated meters (unix-port MicroPython).
+
+A SimMeter owns one micropython process running the firmware on the sim board
+(tools/sim_entry.py: boot.py then main.py), its flash folder and its control
+socket. Tests, `make run` and your own scripts use it the same way:
+
+    m = SimMeter("m1", workdir, broker_port=1883, config={"initial_balance_minor": 500})
+    m.start()
+    m.control({"cmd": "load", "w": 2000})
+    m.state()["meter"]["balance_minor"]
+    m.kill()        # power cut (SIGKILL)
+    m.start()       # power back: same flash
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython")
+HEAP = "108k"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SimMeter:
+    def __init__(self, meter_id, workdir, broker_port=1883, config=None, scale=1, step=False,
+                 epoch=None, heap=HEAP, extra_args=(), auto_restart=False):
+        self.meter_id = meter_id
+        self.dir = os.path.join(workdir, meter_id)
+        os.makedirs(self.dir, exist_ok=True)
+        self.config = {"meter_id": meter_id, "broker_host": "127.0.0.1", "broker_port": broker_port}
+        self.config.update(config or {})
+        self.config_path = os.path.join(self.dir, "config.json")
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f)
+        self.scale, self.step, self.epoch, self.heap = scale, step, epoch, heap
+        self.extra_args = list(extra_args)
+        self.auto_restart = auto_restart
+        self.proc = None
+        self.port = None
+        self.sock = None
+        self.log_lines = []
+        self.exits = []  # (returncode, time) of every process end seen
+        self._lock = threading.Lock()
+        self._watcher = None
+
+    # --- process life cycle
+    def argv(self):
+        args = [MICROPYTHON, "-X", "heapsize=" + self.heap, "tools/sim_entry.py",
+                "--flash", self.dir, "--control", str(self.port), "--config", self.config_path]
+        if self.step:
+            args += ["--step"]
+        else:
+            args += ["--scale", str(self.scale)]
+        if self.epoch is not None:
+            args += ["--epoch", str(self.epoch)]
+            self.epoch = None  # only the first boot sets the time; later boots resume it
+        return args + self.extra_args
+
+    def start(self, timeout=10):
+        self.port = free_port()
+        env = dict(os.environ, MICROPYPATH=":".join([ROOT, os.path.join(ROOT, "lib"), ".frozen"]))
+        self.proc = subprocess.Popen(self.argv(), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("sim meter exited at start:\n" + "\n".join(self.log_lines[-30:]))
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                self.reader = self.sock.makefile("r")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("sim meter control socket did not open:\n" + "\n".join(self.log_lines[-30:]))
+
+    def _pump(self, proc):
+        for line in proc.stdout:
+            self.log_lines.append(line.rstrip("\n"))
+        proc.wait()
+        self.exits.append((proc.returncode, time.time()))
+        if self.auto_restart and proc is self.proc and not getattr(self, "_stopping", False):
+            self.start()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """Power cut: SIGKILL, no warning, nothing flushed."""
+        self._close_sock()
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        self._stopping = True
+        self.kill()
+
+    def restart(self):
+        self.kill()
+        return self.start()
+
+    def _close_sock(self):
+        if self.sock:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    # --- control socket
+    def control(self, req):
+        with self._lock:
+            self.sock.sendall((json.dumps(req) + "\n").encode())
+            line = self.reader.readline()
+        if not line:
+            raise ConnectionError("sim meter closed its control socket")
+        return json.loads(line)
+
+    def state(self):
+        return self.control({"cmd": "state"})
+
+    def wait_for(self, predicate, timeout=10, interval=0.05):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            last = self.state()
+            if predicate(last):
+                return last
+            time.sleep(interval)
+        raise TimeoutError("condition not met; last state: %r" % (last,))
+
+    def wait_exit(self, timeout=20):
+        self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+
+if __name__ == "__main__":
+    # Headless: python tools/simmeter.py METER_ID WORKDIR BROKER_PORT
+    m = SimMeter(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    m.start()
+    print("control port", m.port)
+    try:
+        m.proc.wait()
+    except KeyboardInterrupt:
+        m.stop()
