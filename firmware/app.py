@@ -140,6 +140,9 @@ class App:
             return {"ok": True}
         if cmd == "command":  # same path as a server command, without the link
             return {"ok": True, "reply": self.core.command(req["body"])}
+        if cmd == "mem":
+            gc.collect()
+            return {"ok": True, "free_after_gc": gc.mem_free(), "total": gc.mem_free() + gc.mem_alloc()}
         if cmd == "lcd_frame":
             return {"ok": True, "hex": self.board.lcd_frame_hex(), "lines": self.board._lcd_lines}
         return {"ok": False, "error": "unknown command"}

