@@ -1,0 +1,283 @@
+# Validate and dispatch head-end commands to the meter facade; build the ack.
+# Every payload gets exactly one ack. A rejected command changes nothing: not
+# the counter, not the order record, and the facade is not called.
+#
+# The facade is implemented by firmware/app.py on top of the credit engine.
+# Methods and return values (reason = None on success, else a short string):
+#   topup(order_id, amount_minor) -> (result, balance_after_minor, seq)
+#       result "credited" or a reason; seq = the "topup" event's seq.
+#       Applies in RAM only; commit() makes it durable (see below).
+#   tariff(version, activate_utc_s, tariff_dict) -> reason   (0 = activate now)
+#   relay(action) -> reason                 action "connect" | "disconnect"
+#   set_mode(mode) -> reason                mode "prepaid" | "postpaid"
+#   configure(settings_dict) -> reason      keys/ranges checked here (CONFIG)
+#   set_time(utc_s) -> reason
+#   utc_now() -> utc seconds, or None while the clock is unsynced
+#   state() -> dict                         the state snapshot (docs/protocol.md)
+#   billing(since) -> list of dicts         frozen records with seq > since
+#   commit()                                persist ledger + dump() of this
+#                                           dispatcher in ONE atomic record;
+#                                           raise if that fails
+# Facade reasons in use: "bad_tariff", "not_permitted", "store_failed", "limit".
+#
+# Order of checks (docs/protocol.md): size, JSON, version, meter id, MAC, fields;
+# then a top-up already in the order record is answered "duplicate" with its
+# original balance and seq even when its counter is stale (QoS 1 redelivery);
+# then counter, expiry, order window; then the facade.
+from micropython import const
+
+from firmware.link import protocol as P
+from firmware.link.orders import OrderBook, MAX_ORDER
+
+MAX_TOPUP_MINOR = const(100000000)   # 1,000,000.00 in a 2-decimal currency
+# Larger than a 31-bit small int, so plain ints rather than const().
+MAX_CTR = 0xFFFFFFFFFFFF             # 2**48 - 1: room for millisecond counters
+MAX_UTC = 0xFFFFFFFF
+MIN_TIME_UTC = const(1577836800)     # 2020-01-01: a time sync earlier than this is wrong
+MAX_INT31 = 0x7FFFFFFF
+INTERNAL = "internal"                # the facade raised: a bug, logged by the app
+
+_COMMON = ("v", "meter", "ctr", "exp", "kind", "mac")
+
+# kind -> ((field, lo, hi) for ints | (field, choices tuple) | (field, dict)), optional fields
+_OBJ = dict
+KINDS = {
+    "topup": ((("order", 1, MAX_ORDER), ("amount_minor", 1, MAX_TOPUP_MINOR)), ()),
+    "tariff": ((("version", 1, MAX_INT31), ("activate_utc_s", 0, MAX_UTC), ("tariff", _OBJ)), ()),
+    "relay": ((("action", ("connect", "disconnect")),), ()),
+    "mode": ((("mode", ("prepaid", "postpaid")),), ()),
+    "config": ((("settings", _OBJ),), ()),
+    "time": ((("utc_s", MIN_TIME_UTC, MAX_UTC),), ()),
+    "query": ((("what", ("state", "commlog", "billing", "events")),), (("since", 0, MAX_CTR),)),
+}
+# Reserved for later issues, refused as unknown_kind today: "token", "update".
+
+# config settings: name -> (lo, hi); "holidays" is a list of YYYYMMDD ints.
+CONFIG = {
+    "warn1_minor": (0, MAX_TOPUP_MINOR),
+    "warn2_minor": (0, MAX_TOPUP_MINOR),
+    "emergency_credit_minor": (0, MAX_TOPUP_MINOR),
+    "report_interval_s": (60, 86400),
+    "state_interval_s": (10, 86400),
+    "friendly_start_min": (0, 1439),
+    "friendly_end_min": (0, 1439),
+    "friendly_weekends": (0, 1),
+    "reconnect_needs_press": (0, 1),
+    "utc_offset_min": (-720, 840),
+    "holidays": (19700101, 99991231),
+}
+MAX_HOLIDAYS = const(32)
+
+
+def _int_in(v, lo, hi):
+    return type(v) is int and lo <= v <= hi
+
+
+def _check_field(spec, v):
+    if len(spec) == 3:
+        return _int_in(v, spec[1], spec[2])
+    want = spec[1]
+    if want is _OBJ:
+        return type(v) is dict
+    return type(v) is str and v in want
+
+
+def _check_settings(s):
+    if not s:
+        return P.MISSING_FIELD
+    for k in s:
+        lim = CONFIG.get(k)
+        if lim is None:
+            return P.UNKNOWN_FIELD
+        v = s[k]
+        if k == "holidays":
+            if type(v) is not list or len(v) > MAX_HOLIDAYS:
+                return P.BAD_FIELD
+            for d in v:
+                if not _int_in(d, lim[0], lim[1]):
+                    return P.BAD_FIELD
+        elif not _int_in(v, lim[0], lim[1]):
+            return P.BAD_FIELD
+    return None
+
+
+def validate(obj):
+    """Field check of an authentic command. Returns (kind, reason)."""
+    kind = obj.get("kind")
+    if type(kind) is not str:
+        return None, P.MISSING_FIELD if kind is None else P.BAD_FIELD
+    spec = KINDS.get(kind)
+    if spec is None:
+        return kind, P.UNKNOWN_KIND
+    if "ctr" not in obj or "exp" not in obj:
+        return kind, P.MISSING_FIELD
+    if not _int_in(obj["ctr"], 1, MAX_CTR) or not _int_in(obj["exp"], 0, MAX_UTC):
+        return kind, P.BAD_FIELD
+    required, optional = spec
+    for f in required:
+        if f[0] not in obj:
+            return kind, P.MISSING_FIELD
+        if not _check_field(f, obj[f[0]]):
+            return kind, P.BAD_FIELD
+    for f in optional:
+        if f[0] in obj and not _check_field(f, obj[f[0]]):
+            return kind, P.BAD_FIELD
+    n_known = len(_COMMON) + len(required)
+    for f in optional:
+        if f[0] in obj:
+            n_known += 1
+    if len(obj) != n_known:
+        return kind, P.UNKNOWN_FIELD
+    if kind == "config":
+        return kind, _check_settings(obj["settings"])
+    return kind, None
+
+
+class Dispatcher:
+    """One per meter. handle(payload) -> ack wire bytes (publish on .../ack).
+
+    last_ctr and the order record are the state that must survive power cuts:
+    facade.commit() persists dump() together with the ledger."""
+
+    def __init__(self, meter_id, key, facade, orders=None, commlog=None, outbox=None):
+        self.meter_id = meter_id
+        self.signer = P.Signer(key)
+        self.facade = facade
+        self.orders = orders or OrderBook()
+        self.commlog = commlog
+        self.outbox = outbox
+        self.last_ctr = 0
+        self.last_error = None   # repr of the last facade exception, for the app's log
+
+    # -- persistence of the replay counter and the order record
+    def dump(self):
+        return self.last_ctr.to_bytes(8, "little") + self.orders.dump()
+
+    def load(self, data):
+        self.orders.load(data[8:])
+        self.last_ctr = int.from_bytes(data[:8], "little")
+
+    # -- the one entry point
+    def handle(self, raw):
+        ack = {"v": P.VERSION, "meter": self.meter_id, "ctr": 0}
+        self._run(raw, ack)
+        now = self.facade.utc_now()
+        if now is not None:
+            ack["t"] = now
+        log = self.commlog
+        if log:
+            log.add("ack", ack.get("reason") or ack["result"])
+        try:
+            return P.sign(self.signer, ack)
+        except P.CanonError:
+            # the facade returned a value with no canonical form: a bug
+            self.last_error = "uncanonical reply"
+            for k in ("data", "balance_minor", "seq"):
+                ack.pop(k, None)
+            ack["result"] = "rejected"
+            ack["reason"] = INTERNAL
+            return P.sign(self.signer, ack)
+
+    def _reject(self, ack, reason):
+        ack["result"] = "rejected"
+        ack["reason"] = reason
+
+    def _run(self, raw, ack):
+        obj, reason = P.parse(raw)
+        if reason:
+            return self._reject(ack, reason)
+        # echo what we can, so the head-end can match even a rejection
+        ctr = obj.get("ctr")
+        if _int_in(ctr, 0, MAX_CTR):
+            ack["ctr"] = ctr
+        kind = obj.get("kind")
+        if type(kind) is str and kind in KINDS:
+            ack["kind"] = kind
+        if self.commlog:
+            self.commlog.add("cmd", "%s:%d" % (ack.get("kind", "?"), ack["ctr"]))
+        if obj.get("v") != P.VERSION or type(obj.get("v")) is not int:
+            return self._reject(ack, P.BAD_VERSION)
+        if obj.get("meter") != self.meter_id:
+            return self._reject(ack, P.WRONG_METER)
+        reason = P.check_mac(self.signer, obj)
+        if reason:
+            return self._reject(ack, reason)
+        kind, reason = validate(obj)
+        if reason:
+            return self._reject(ack, reason)
+        if kind == "topup":
+            order = obj["order"]
+            ack["order"] = order
+            hit = self.orders.find(order)
+            if hit is not None:
+                # authentic repeat: harmless, answered with the original result
+                ack["result"] = "duplicate"
+                ack["balance_minor"] = hit[0]
+                ack["seq"] = hit[1]
+                if ctr > self.last_ctr:
+                    self.last_ctr = ctr
+                return
+        if ctr <= self.last_ctr:
+            return self._reject(ack, P.REPLAYED)
+        # a clock far ahead must not lock out the time sync that would fix it
+        now = self.facade.utc_now()
+        if kind != "time" and now is not None and now > obj["exp"]:
+            return self._reject(ack, P.EXPIRED)
+        if kind == "topup" and self.orders.too_old(obj["order"]):
+            return self._reject(ack, P.ORDER_TOO_OLD)
+        try:
+            self._apply(kind, obj, ack)
+        except Exception as e:
+            self.last_error = repr(e)
+            for k in ("data", "balance_minor", "seq"):
+                ack.pop(k, None)
+            return self._reject(ack, INTERNAL)
+
+    def _apply(self, kind, obj, ack):
+        f = self.facade
+        ctr = obj["ctr"]
+        if kind == "query":
+            data = self._query(obj["what"], obj.get("since", 0))
+            if type(data) is str:
+                return self._reject(ack, data)
+            self.last_ctr = ctr   # persisted with the next commit; a replayed query is harmless
+            ack["result"] = "ok"
+            ack["data"] = data
+            return
+        if kind == "topup":
+            result, balance, seq = f.topup(obj["order"], obj["amount_minor"])
+            if result != "credited":
+                return self._reject(ack, result)
+            self.orders.add(obj["order"], balance, seq)
+            ack["balance_minor"] = balance
+            ack["seq"] = seq
+        else:
+            if kind == "tariff":
+                reason = f.tariff(obj["version"], obj["activate_utc_s"], obj["tariff"])
+            elif kind == "relay":
+                reason = f.relay(obj["action"])
+            elif kind == "mode":
+                reason = f.set_mode(obj["mode"])
+            elif kind == "config":
+                reason = f.configure(obj["settings"])
+            else:
+                reason = f.set_time(obj["utc_s"])
+            if reason:
+                return self._reject(ack, reason)
+            result = "ok"
+        self.last_ctr = ctr
+        f.commit()
+        ack["result"] = result
+
+    def _query(self, what, since):
+        if what == "state":
+            return self.facade.state()
+        if what == "billing":
+            return self.facade.billing(since)
+        if what == "commlog":
+            return self.commlog.entries() if self.commlog else []
+        # events: republish what the outbox still holds after `since`
+        if self.outbox is None:
+            return "not_permitted"
+        first, last = self.outbox.rewind(since)
+        return {"first": first, "last": last}

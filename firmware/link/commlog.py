@@ -1,0 +1,54 @@
+# Bounded communication log: the last N link happenings, so a technician or the
+# head-end ("query" what=commlog) can see why a meter was unreachable.
+# Entries: [utc_s, code, detail]. Codes in use (docs/protocol.md):
+#   conn  session up (detail: connect count)
+#   disc  session down (detail: cause)
+#   sig   signal strength (detail: dBm)
+#   cmd   command received (detail: "<kind>:<ctr>")
+#   ack   ack sent (detail: result or reason)
+# RAM only, fixed size: a ring of preallocated slots, oldest overwritten.
+from micropython import const
+
+SIZE = const(32)
+DETAIL_MAX = const(24)
+
+
+def _clean(s):
+    # Details go into signed canonical JSON: keep printable ASCII without double quote or backslash.
+    for ch in s:
+        o = ord(ch)
+        if o < 0x20 or o > 0x7E or o == 0x22 or o == 0x5C:
+            return "".join(c if 0x20 <= ord(c) <= 0x7E and c not in "\"\\" else "?" for c in s)
+    return s
+
+
+class CommLog:
+    def __init__(self, now_s=None, size=SIZE):
+        # now_s() -> utc seconds, or 0/None before the clock is set
+        self._now = now_s or (lambda: 0)
+        self._t = [0] * size
+        self._code = [""] * size
+        self._detail = [""] * size
+        self._next = 0
+        self.count = 0   # entries ever written, so readers can tell what scrolled off
+
+    def add(self, code, detail=""):
+        i = self._next
+        self._t[i] = self._now() or 0
+        self._code[i] = code
+        if type(detail) is str:
+            detail = _clean(detail[:DETAIL_MAX])
+        self._detail[i] = detail
+        self._next = (i + 1) % len(self._t)
+        self.count += 1
+
+    def entries(self):
+        """Oldest first, as lists ready for a canonical ack."""
+        size = len(self._t)
+        n = min(self.count, size)
+        start = (self._next - n) % size
+        out = []
+        for k in range(n):
+            i = (start + k) % size
+            out.append([self._t[i], self._code[i], self._detail[i]])
+        return out

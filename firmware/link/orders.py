@@ -1,0 +1,88 @@
+# Record of applied top-up orders: a floor plus a window, as STS meters keep
+# token identifiers. The meter remembers the last WINDOW credited order numbers
+# with their original result. An order in the window is a duplicate and gets the
+# original result; an order at or below the floor (the highest order number ever
+# forgotten) is refused, never forgotten and credited again.
+#
+# Order numbers are integers the head-end assigns per meter, increasing in the
+# order it creates them (docs/protocol.md). They may arrive out of order.
+# Pure: the owner persists dump() in the same atomic record as the ledger.
+import struct
+from array import array
+
+from micropython import const
+
+WINDOW = const(64)
+_HEAD = "<BQH"     # format version, floor, count
+_ROW = "<QqQ"      # order, balance_after_minor, seq
+_HEAD_LEN = const(11)
+_ROW_LEN = const(24)
+MAX_ORDER = 0x7FFFFFFF   # beyond a 31-bit small int: not const()
+
+
+class OrderBook:
+    def __init__(self, window=WINDOW):
+        self.window = window
+        self.floor = 0
+        self.n = 0
+        self._order = array("q", bytes(8 * window))
+        self._balance = array("q", bytes(8 * window))
+        self._seq = array("q", bytes(8 * window))
+
+    def find(self, order):
+        """(balance_after_minor, seq) of a credited order, or None."""
+        o = self._order
+        for i in range(self.n):
+            if o[i] == order:
+                return self._balance[i], self._seq[i]
+        return None
+
+    def _min_index(self):
+        o = self._order
+        m = 0
+        for i in range(1, self.n):
+            if o[i] < o[m]:
+                m = i
+        return m
+
+    def too_old(self, order):
+        """True when the order is below the window and not remembered: it may
+        have been credited and forgotten, so it must be refused."""
+        if order <= self.floor:
+            return True
+        return self.n == self.window and order < self._order[self._min_index()]
+
+    def add(self, order, balance_after_minor, seq):
+        """Remember a credited order; the oldest (smallest) leaves the window
+        and raises the floor when the window is full."""
+        if self.n < self.window:
+            i = self.n
+            self.n += 1
+        else:
+            i = self._min_index()
+            if self._order[i] > self.floor:
+                self.floor = self._order[i]
+        self._order[i] = order
+        self._balance[i] = balance_after_minor
+        self._seq[i] = seq
+
+    def dump(self):
+        out = bytearray(struct.pack(_HEAD, 1, self.floor, self.n))
+        for i in range(self.n):
+            out.extend(struct.pack(_ROW, self._order[i], self._balance[i], self._seq[i]))
+        return bytes(out)
+
+    def load(self, data):
+        """Restore from dump(); raises ValueError on a damaged record."""
+        if len(data) < _HEAD_LEN:
+            raise ValueError("orders: short")
+        ver, floor, n = struct.unpack(_HEAD, data[:_HEAD_LEN])
+        if ver != 1 or n > self.window or len(data) != _HEAD_LEN + n * _ROW_LEN:
+            raise ValueError("orders: bad record")
+        self.floor = floor
+        self.n = n
+        for i in range(n):
+            o, b, s = struct.unpack(_ROW, data[_HEAD_LEN + i * _ROW_LEN:_HEAD_LEN + (i + 1) * _ROW_LEN])
+            self._order[i] = o
+            self._balance[i] = b
+            self._seq[i] = s

@@ -1,0 +1,215 @@
+# Persistent, bounded event outbox with the per-meter event seq.
+# Events wait here until the broker has taken them (QoS 1 PUBACK); delivery is
+# at least once and the head-end de-duplicates by seq. Sent events stay as
+# history until space is needed, so a "query events since" can replay them.
+#
+# When the outbox is full it makes room in this order:
+#   1. the oldest already-sent event;
+#   2. the oldest unsent TELEMETRY event;
+#   3. the oldest unsent EVENT-class event (warnings, faults, tariff, frozen);
+#   CRITICAL events (credit, relay) are never dropped: they may fill up to
+#   hard_cap, beyond which add() refuses and the app must raise a fault.
+# Dropped seqs are remembered (recent ones listed, all counted) for the state
+# snapshot, so the head-end can tell a dropped event from a lost one.
+#
+# Persistence: the whole outbox is one small text file on LittleFS, written to
+# "<path>.new" and renamed over "<path>" (rename is atomic on LittleFS). The
+# file ends with a CRC32 line. "sent" marks are saved lazily (with the next add
+# or flush()): after a cut an event may be sent twice, never lost.
+import os
+from binascii import crc32
+
+from micropython import const
+
+from firmware.link import protocol as P
+
+TELEMETRY = const(0)
+EVENT = const(1)
+CRITICAL = const(2)
+
+# Priority class of each event kind (docs/protocol.md, "Events").
+PRIORITY = {
+    "telemetry": TELEMETRY,
+    "topup": CRITICAL,
+    "relay": CRITICAL,
+    "warning": EVENT,
+    "fault": EVENT,
+    "tamper": EVENT,
+    "tariff": EVENT,
+    "mode": EVENT,
+    "frozen_daily": EVENT,
+    "frozen_monthly": EVENT,
+}
+CAP = const(40)
+HARD_CAP = const(64)
+DROPPED_KEPT = const(16)
+
+_PRIO = const(0)
+_SENT = const(1)
+_SEQ = const(2)
+_BODY = const(3)
+
+
+class Outbox:
+    def __init__(self, path, meter_id, cap=CAP, hard_cap=HARD_CAP, seq_floor=0):
+        """seq_floor: the highest seq known from another record (e.g. the
+        ledger), so seqs keep rising even if this file is lost."""
+        self.path = path
+        self.meter_id = meter_id
+        self.cap = cap
+        self.hard_cap = max(cap, hard_cap)
+        self.entries = []         # [prio, sent, seq, canonical body bytes], oldest first
+        self.next_seq = seq_floor + 1
+        self.dropped = []         # most recent dropped seqs
+        self.dropped_total = 0
+        self.corrupt = False      # the file failed its CRC; it was kept as <path>.bad
+        self._dirty = False
+        self._load()
+        if self.next_seq <= seq_floor:
+            self.next_seq = seq_floor + 1
+
+    # -- producing
+    def add(self, kind, fields, t):
+        """Append an event; returns its seq, or None when it was not kept
+        (telemetry with no room, or hard_cap full of critical events)."""
+        prio = PRIORITY.get(kind, EVENT)
+        if not self._make_room(prio):
+            return None
+        seq = self.next_seq
+        body = {"v": P.VERSION, "meter": self.meter_id, "seq": seq, "kind": kind, "t": t}
+        for k in fields:
+            body[k] = fields[k]
+        data = P.canonical(body)
+        self.next_seq = seq + 1
+        self.entries.append([prio, 0, seq, data])
+        self.save()
+        return seq
+
+    def _make_room(self, prio):
+        limit = self.hard_cap if prio == CRITICAL else self.cap
+        while len(self.entries) >= self.cap:
+            if self._evict_sent() or self._evict_unsent(TELEMETRY):
+                continue
+            if prio == TELEMETRY:
+                return False
+            if self._evict_unsent(EVENT):
+                continue
+            break
+        return len(self.entries) < limit
+
+    def _evict_sent(self):
+        for i in range(len(self.entries)):
+            if self.entries[i][_SENT]:
+                self.entries.pop(i)
+                return True
+        return False
+
+    def _evict_unsent(self, prio):
+        for i in range(len(self.entries)):
+            e = self.entries[i]
+            if e[_PRIO] == prio and not e[_SENT]:
+                self.entries.pop(i)
+                self.dropped.append(e[_SEQ])
+                if len(self.dropped) > DROPPED_KEPT:
+                    self.dropped.pop(0)
+                self.dropped_total += 1
+                return True
+        return False
+
+    # -- consuming
+    def peek(self):
+        """(seq, canonical body) of the oldest unsent event, or None.
+        Seal it with protocol.seal(signer, body) to publish."""
+        for e in self.entries:
+            if not e[_SENT]:
+                return e[_SEQ], e[_BODY]
+        return None
+
+    def mark_sent(self, seq):
+        for e in self.entries:
+            if e[_SEQ] == seq:
+                if not e[_SENT]:
+                    e[_SENT] = 1
+                    self._dirty = True
+                return
+
+    def rewind(self, since):
+        """Mark every held event with seq > since unsent again. Returns
+        (first, last) seq that will be re-sent, (0, 0) when none."""
+        first = last = 0
+        for e in self.entries:
+            if e[_SEQ] > since:
+                if e[_SENT]:
+                    e[_SENT] = 0
+                    self._dirty = True
+                if not first:
+                    first = e[_SEQ]
+                last = e[_SEQ]
+        return first, last
+
+    def pending(self):
+        n = 0
+        for e in self.entries:
+            if not e[_SENT]:
+                n += 1
+        return n
+
+    def __len__(self):
+        return len(self.entries)
+
+    def flush(self):
+        """Save lazy "sent" marks (call at a quiet moment, e.g. every minute)."""
+        if self._dirty:
+            self.save()
+
+    # -- persistence
+    def save(self):
+        dropped = ",".join([str(s) for s in self.dropped]) or "-"
+        lines = [b"OB1 %d %d " % (self.next_seq, self.dropped_total), dropped.encode(), b"\n"]
+        for e in self.entries:
+            lines.append(b"%d%d %d " % (e[_PRIO], e[_SENT], e[_SEQ]))
+            lines.append(e[_BODY])
+            lines.append(b"\n")
+        data = b"".join(lines)
+        tmp = self.path + ".new"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.write(b"END %08x\n" % (crc32(data) & 0xFFFFFFFF))
+        os.rename(tmp, self.path)
+        self._dirty = False
+
+    def _load(self):
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return   # factory state: no outbox yet
+        try:
+            self._parse(data)
+        except Exception:
+            self.corrupt = True
+            self.entries = []
+            try:
+                os.rename(self.path, self.path + ".bad")
+            except OSError:
+                pass
+
+    def _parse(self, data):
+        end = data.rfind(b"END ")
+        if end < 0 or int(data[end + 4:end + 12], 16) != crc32(data[:end]) & 0xFFFFFFFF:
+            raise ValueError("outbox crc")
+        lines = data[:end].split(b"\n")
+        head = lines[0].split(b" ")
+        if head[0] != b"OB1":
+            raise ValueError("outbox header")
+        self.next_seq = int(head[1])
+        self.dropped_total = int(head[2])
+        self.dropped = [] if head[3] == b"-" else [int(s) for s in head[3].split(b",")]
+        entries = []
+        for line in lines[1:]:
+            if not line:
+                continue
+            sp1 = line.find(b" ")
+            sp2 = line.find(b" ", sp1 + 1)
+            entries.append([line[0] - 48, line[1] - 48, int(line[sp1 + 1:sp2]), line[sp2 + 1:]])
+        self.entries = entries

@@ -1,0 +1,221 @@
+# Head-end protocol codec: canonical encoding, HMAC-SHA256, limits, reason codes.
+# Pure: no sockets, no asyncio, no clock. docs/protocol.md is the specification;
+# tools/headend/codec.py is an independent CPython implementation of the same
+# bytes, and the tests check that both agree.
+#
+# A message is a JSON object. Its canonical encoding is compact JSON with keys
+# sorted by byte value, decimal integers, and strings restricted to printable
+# ASCII without '"' or '\' (so no escapes ever appear). The MAC is
+# HMAC-SHA256(key, canonical(body without "mac")), sent as 64 lowercase hex
+# digits in the "mac" field. Floats, booleans and null are not allowed: they
+# have no single canonical spelling across implementations.
+import hashlib
+import json
+
+from micropython import const
+
+VERSION = const(1)
+MAX_CMD_BYTES = const(2048)   # whole MQTT payload of a command, checked before parsing
+MAX_STR = const(64)           # characters in any string value
+MAX_KEY = const(32)           # characters in an object key
+MAX_LIST = const(64)          # items in a list, keys in an object
+MAX_DEPTH = const(4)          # nesting of objects/lists below the top level
+MAC_HEX_LEN = const(64)
+
+# Reason codes sent back in rejection acks (docs/protocol.md, "Reason codes").
+OVERSIZED = "oversized"          # payload longer than MAX_CMD_BYTES
+MALFORMED = "malformed"          # not JSON, not an object, or a value with no canonical form
+BAD_VERSION = "bad_version"      # "v" missing or not 1
+WRONG_METER = "wrong_meter"      # "meter" is not this meter's id
+BAD_MAC = "bad_mac"              # "mac" missing or wrong
+UNKNOWN_KIND = "unknown_kind"    # authentic, but a kind this firmware does not know
+MISSING_FIELD = "missing_field"  # a required field is absent
+UNKNOWN_FIELD = "unknown_field"  # a field that this kind does not take
+BAD_FIELD = "bad_field"          # wrong type or out of range
+REPLAYED = "replayed"            # counter not above the last accepted counter
+EXPIRED = "expired"              # meter clock (synced) is past "exp"
+ORDER_TOO_OLD = "order_too_old"  # top-up order below the applied-order window
+# Reasons the meter facade may return are listed in commands.py.
+
+_HEX = "0123456789abcdef"
+
+
+class CanonError(ValueError):
+    pass
+
+
+def _str_ok(s, limit):
+    if len(s) > limit:
+        return False
+    for ch in s:
+        o = ord(ch)
+        if o < 0x20 or o > 0x7E or o == 0x22 or o == 0x5C:
+            return False
+    return True
+
+
+def _key_ok(k):
+    if not k or len(k) > MAX_KEY:
+        return False
+    for ch in k:
+        if not ("a" <= ch <= "z" or "0" <= ch <= "9" or ch == "_"):
+            return False
+    return True
+
+
+def _enc(v, out, depth):
+    # bool is tested first: CPython treats True as an int, MicroPython does not.
+    if v is True or v is False or v is None:
+        raise CanonError("bool/null")
+    t = type(v)
+    if t is int:
+        out.append(str(v))
+    elif t is str:
+        if not _str_ok(v, MAX_STR):
+            raise CanonError("string")
+        out.append('"')
+        out.append(v)
+        out.append('"')
+    elif depth > MAX_DEPTH:
+        raise CanonError("depth")
+    elif t is list:
+        if len(v) > MAX_LIST:
+            raise CanonError("list")
+        out.append("[")
+        first = True
+        for item in v:
+            if not first:
+                out.append(",")
+            first = False
+            _enc(item, out, depth + 1)
+        out.append("]")
+    elif t is dict:
+        _enc_obj(v, out, depth, None)
+    else:
+        raise CanonError("type")
+
+
+def _enc_obj(d, out, depth, skip):
+    if len(d) > MAX_LIST:
+        raise CanonError("object")
+    keys = sorted(d)
+    out.append("{")
+    first = True
+    for k in keys:
+        if type(k) is not str or not _key_ok(k):
+            raise CanonError("key")
+        if k == skip:
+            continue
+        if not first:
+            out.append(",")
+        first = False
+        out.append('"')
+        out.append(k)
+        out.append('":')
+        _enc(d[k], out, depth + 1)
+    out.append("}")
+
+
+def canonical(obj, skip="mac"):
+    """Canonical bytes of a dict, leaving out the key `skip` (the MAC field).
+    Raises CanonError for values with no canonical form."""
+    if type(obj) is not dict:
+        raise CanonError("top level")
+    out = []
+    _enc_obj(obj, out, 0, skip)
+    return "".join(out).encode()
+
+
+def hexlify(b):
+    out = []
+    for x in b:
+        out.append(_HEX[x >> 4])
+        out.append(_HEX[x & 15])
+    return "".join(out)
+
+
+class Signer:
+    """HMAC-SHA256 (RFC 2104) on hashlib.sha256, for one per-meter key.
+    MicroPython has no hmac module; the padded keys are computed once."""
+
+    def __init__(self, key):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = bytes(key) + bytes(64 - len(key))
+        self._ipad = bytes(b ^ 0x36 for b in key)
+        self._opad = bytes(b ^ 0x5C for b in key)
+
+    def digest(self, msg):
+        inner = hashlib.sha256(self._ipad)
+        inner.update(msg)
+        outer = hashlib.sha256(self._opad)
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def mac_hex(self, msg):
+        return hexlify(self.digest(msg))
+
+    def verify(self, msg, mac_hex):
+        """True when mac_hex is the MAC of msg. Time does not depend on where
+        the first differing digit is (only on the fixed MAC length)."""
+        if type(mac_hex) is not str or len(mac_hex) != MAC_HEX_LEN:
+            return False
+        return equal_ct(self.mac_hex(msg), mac_hex)
+
+
+def equal_ct(a, b):
+    """Constant-time equality of two equal-length strings or byte strings."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    if type(a) is str:
+        for i in range(len(a)):
+            diff |= ord(a[i]) ^ ord(b[i])
+    else:
+        for i in range(len(a)):
+            diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+def seal(signer, body_canonical):
+    """Wire bytes for a canonical body: the body with ',"mac":"<hex>"' put
+    before its closing brace. Receivers recompute the canonical form, so the
+    field order on the wire does not matter to them."""
+    mac = signer.mac_hex(body_canonical)
+    if body_canonical == b"{}":
+        return b'{"mac":"' + mac.encode() + b'"}'
+    return body_canonical[:-1] + b',"mac":"' + mac.encode() + b'"}'
+
+
+def sign(signer, body):
+    """Wire bytes for a dict body (meter -> server acks, events, state)."""
+    return seal(signer, canonical(body))
+
+
+def parse(raw):
+    """Decode a received payload. Returns (obj, None) or (None, reason).
+    Only limits and JSON shape are checked here; authenticity is checked by
+    the caller with check_mac()."""
+    if len(raw) > MAX_CMD_BYTES:
+        return None, OVERSIZED
+    try:
+        obj = json.loads(raw)
+    except Exception:
+        return None, MALFORMED
+    if type(obj) is not dict:
+        return None, MALFORMED
+    return obj, None
+
+
+def check_mac(signer, obj):
+    """Returns None when obj carries a valid MAC, else a reason code."""
+    mac = obj.get("mac")
+    if type(mac) is not str:
+        return BAD_MAC
+    try:
+        body = canonical(obj)
+    except CanonError:
+        return MALFORMED
+    if not signer.verify(body, mac):
+        return BAD_MAC
+    return None
