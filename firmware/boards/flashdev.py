@@ -2,6 +2,18 @@
 # It speaks the extended block protocol that vfs.VfsLfs2 uses on the ESP32
 # (readblocks/writeblocks with an offset, erase via ioctl 6), with the ESP32's
 # 4096-byte erase blocks, so the filesystem behaves as it would on the board.
+#
+# It behaves like NOR flash, because power-cut tests are only honest if the
+# sim fails the way the chip does:
+# - a program can only clear bits (new = old AND data); erase sets all to 0xFF;
+# - every program and erase is counted per block, for the flash-wear budget;
+# - a power cut can be armed at the Nth write operation (program or erase).
+#   That operation is torn: only its first `torn_bytes` bytes land (0 = none),
+#   then PowerCut is raised and the device is dead until it is re-created,
+#   exactly as if the supply had failed in the middle of the SPI transfer.
+# Each completed operation is flushed to the host file, so a SIGKILL of the
+# process also leaves the image as the chip would be after a cut.
+from array import array
 from micropython import const
 
 BLOCK_SIZE = const(4096)
@@ -10,9 +22,19 @@ _IOCTL_BLOCK_SIZE = const(5)
 _IOCTL_ERASE = const(6)
 
 
+class PowerCut(Exception):
+    """The simulated supply failed during (or before) a flash operation."""
+
+
 class FileBlockDev:
-    def __init__(self, path, block_count=256):
+    def __init__(self, path, block_count=256, cut_at=0, torn_bytes=0):
         self.block_count = block_count
+        # wear and activity counters, per block, since this object was made
+        self.erases = array("I", bytes(4 * block_count))
+        self.progs = array("I", bytes(4 * block_count))
+        self.writes = 0  # program + erase operations
+        self.dead = False
+        self.arm_cut(cut_at, torn_bytes)
         try:
             self.f = open(path, "r+b")
         except OSError:
@@ -22,14 +44,54 @@ class FileBlockDev:
                 self.f.write(blank)
             self.f.flush()
 
+    # -- fault injection -------------------------------------------------
+
+    def arm_cut(self, nth, torn_bytes=0):
+        """Cut power at the `nth` write operation from now (1 = the next one);
+        0 disarms. Only `torn_bytes` bytes of that operation reach the flash;
+        for an erase they are the first bytes of the block set to 0xFF."""
+        self._cut_left = nth
+        self._torn = torn_bytes
+
+    def _op(self):
+        # Called before each write operation; returns how many bytes of it may
+        # land, or -1 for all of them.
+        if self.dead:
+            raise PowerCut("device is off")
+        self.writes += 1
+        if self._cut_left:
+            self._cut_left -= 1
+            if not self._cut_left:
+                self.dead = True
+                return self._torn
+        return -1
+
+    # -- block protocol ----------------------------------------------------
+
     def readblocks(self, block, buf, offset=0):
+        if self.dead:
+            raise PowerCut("device is off")
         self.f.seek(block * BLOCK_SIZE + offset)
         self.f.readinto(buf)
 
     def writeblocks(self, block, buf, offset=0):
-        self.f.seek(block * BLOCK_SIZE + offset)
-        self.f.write(buf)
-        self.f.flush()
+        land = self._op()
+        self.progs[block] += 1
+        n = len(buf)
+        if 0 <= land < n:
+            n = land
+        if n:
+            pos = block * BLOCK_SIZE + offset
+            old = bytearray(n)
+            self.f.seek(pos)
+            self.f.readinto(old)
+            for i in range(n):
+                old[i] &= buf[i]
+            self.f.seek(pos)
+            self.f.write(old)
+            self.f.flush()
+        if self.dead:
+            raise PowerCut("cut during program of block %d" % block)
 
     def ioctl(self, op, arg):
         if op == _IOCTL_BLOCK_COUNT:
@@ -37,20 +99,59 @@ class FileBlockDev:
         if op == _IOCTL_BLOCK_SIZE:
             return BLOCK_SIZE
         if op == _IOCTL_ERASE:
-            self.f.seek(arg * BLOCK_SIZE)
-            self.f.write(b"\xff" * BLOCK_SIZE)
-            self.f.flush()
+            land = self._op()
+            self.erases[arg] += 1
+            n = BLOCK_SIZE if land < 0 else min(land, BLOCK_SIZE)
+            if n:
+                self.f.seek(arg * BLOCK_SIZE)
+                self.f.write(b"\xff" * n)
+                self.f.flush()
+            if self.dead:
+                raise PowerCut("cut during erase of block %d" % arg)
             return 0
         return 0 if op in (1, 2, 3) else None
 
+    # -- wear figures ------------------------------------------------------
 
-def mount(path, mountpoint="/flash", block_count=256):
-    """Mount (formatting on first use) a LittleFS v2 image kept in a host file."""
+    def max_erases(self):
+        return max(self.erases)
+
+    def total_erases(self):
+        return sum(self.erases)
+
+    def close(self):
+        self.f.close()
+
+
+def blank_beyond_superblock(dev):
+    """True when no block past the superblock pair (0 and 1) was ever
+    programmed: the flash holds no data, so formatting it loses nothing."""
+    buf = bytearray(BLOCK_SIZE)
+    for b in range(2, dev.block_count):
+        dev.readblocks(b, buf)
+        if buf.count(b"\xff") != BLOCK_SIZE:
+            return False
+    return True
+
+
+def mount(path, mountpoint="/flash", block_count=256, cut_at=0, torn_bytes=0):
+    """Mount a LittleFS v2 image kept in a host file, formatting it only when it
+    holds no data (first boot, or a cut during the first format).
+    An image that holds data but does not mount is never formatted: the device
+    is returned with `mount_error` set and nothing at `mountpoint`, so the
+    store reports a fault instead of a silent factory reset.
+    Returns the device, whose counters and arm_cut() the sim and tests use."""
     import vfs
     dev = FileBlockDev(path, block_count)
+    dev.mount_error = None
     try:
         vfs.mount(vfs.VfsLfs2(dev), mountpoint)
-    except OSError:
+    except OSError as e:
+        if not blank_beyond_superblock(dev):
+            dev.mount_error = e
+            return dev
         vfs.VfsLfs2.mkfs(dev)
         vfs.mount(vfs.VfsLfs2(dev), mountpoint)
+    # armed only after mounting, so a cut falls among the meter's own writes
+    dev.arm_cut(cut_at, torn_bytes)
     return dev

@@ -1,0 +1,227 @@
+# Power-safe state on LittleFS. The scheme (docs/storage.md has the why):
+#
+#   <root>/store/snap.a, snap.b   the full state, one framed record each, both
+#                                 written on every commit (a mirror)
+#   <root>/store/hot/h.a, h.b     small "hot" checkpoints (energy, balance)
+#                                 written alternately; each names the snapshot
+#                                 seq it builds on and overrides its keys
+#
+# What LittleFS guarantees and we rely on: a file's new contents become
+# visible only when it is closed, all at once; a directory rename is atomic.
+# What we add: a CRC and a sequence number per record, so damage at rest is
+# detected and the other copy used; a separate directory (own metadata pair)
+# for the hot records, small enough to stay inline in LittleFS metadata, so a
+# checkpoint costs a metadata append, not a 4 KB block erase.
+import json
+import os
+from micropython import const
+
+from firmware.store import record
+
+HOT_MAX = const(128)  # LittleFS inline limit with MicroPython's 128-byte cache
+_SNAP = ("snap.a", "snap.b")
+_HOT = ("hot/h.a", "hot/h.b")
+_SEP = (",", ":")
+
+# fault code -> number shown on the LCD as "E<n>"
+FAULT_LCD = {
+    "fs": 51,            # the data filesystem did not mount
+    "snap_missing": 52,  # store directory present, both snapshot files gone
+    "snap_crc": 53,      # no snapshot copy passes its CRC
+    "snap_lost": 54,     # a hot record builds on a snapshot no copy holds
+    "hot_lost": 55,      # neither hot record is readable: energy since the
+                         # last snapshot is unknown
+}
+
+
+class StoreFault(Exception):
+    """Raised by writes while the store is in fault (or not yet loaded)."""
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _write(path, buf):
+    # LittleFS commits the new contents at close(), atomically.
+    with open(path, "wb") as f:
+        f.write(buf)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _remove_tree(path):
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for n in names:
+        p = path + "/" + n
+        if os.stat(p)[0] & 0x4000:
+            _remove_tree(p)
+        else:
+            os.remove(p)
+    os.rmdir(path)
+
+
+class Store:
+    def __init__(self, root="/flash"):
+        self.root = root
+        self.dir = root + "/store"
+        self.snap_seq = 0
+        self.hot_seq = 0
+        self._hot_next = 0
+        self._factory = False
+        self.ready = False
+        self.fault = None  # fault code while in fault, else None
+
+    def _faulted(self, code, evidence):
+        self.fault = code
+        self.ready = False
+        return evidence, "fault:" + code
+
+    def lcd_code(self):
+        """The error number the LCD shows while in fault, else 0."""
+        return FAULT_LCD.get(self.fault, 0) if self.fault else 0
+
+    def load(self):
+        """Read the newest intact state. Returns (state, status):
+        - (None, "factory"): no store on this flash yet; build the state from
+          provisioning and commit() it;
+        - (state, "ok"): as last committed/checkpointed;
+        - (state, "recovered"): a damaged or missing copy was detected and
+          the state came from the redundant one (emit an event);
+        - (evidence, "fault:<code>"): no trustworthy state. `evidence` is the
+          best partial state or None, for a technician, never for billing.
+          Writes raise StoreFault until restore()."""
+        self.ready = False
+        self.fault = None
+        self._factory = False
+        if not _exists(self.root):
+            return self._faulted("fs", None)
+        if not _exists(self.dir):
+            # A first commit cut short leaves store.new behind: still factory.
+            _remove_tree(self.root + "/store.new")
+            self.snap_seq = self.hot_seq = self._hot_next = 0
+            self._factory = self.ready = True
+            return None, "factory"
+        raw = [_read(self.dir + "/" + n) for n in _SNAP]
+        recs = [record.decode(b, record.KIND_SNAP) for b in raw]
+        if not recs[0] and not recs[1]:
+            missing = raw[0] is None and raw[1] is None
+            return self._faulted("snap_missing" if missing else "snap_crc", None)
+        best = 0 if recs[0] and (not recs[1] or recs[0][0] >= recs[1][0]) else 1
+        seq = recs[best][0]
+        state = json.loads(recs[best][2])
+        other = recs[1 - best]
+        self.snap_seq = seq
+        # A cut between the two mirror writes leaves the second one exactly
+        # one commit behind: expected, repaired, not news. Anything else is.
+        status = "ok" if other and other[0] >= seq - 1 else "recovered"
+        if not other or other[0] != seq:
+            _write(self.dir + "/" + _SNAP[1 - best], raw[best])
+
+        hot = [record.decode(_read(self.dir + "/" + n), record.KIND_HOT) for n in _HOT]
+        if not hot[0] and not hot[1]:
+            return self._faulted("hot_lost", state)
+        if not hot[0] or not hot[1]:
+            status = "recovered"
+        newest = None
+        use = None
+        for i in (0, 1):
+            h = hot[i]
+            if not h:
+                continue
+            if h[1] > seq:
+                return self._faulted("snap_lost", state)
+            if newest is None or h[0] > hot[newest][0]:
+                newest = i
+            if h[1] == seq and (use is None or h[0] > use[0]):
+                use = h
+        self.hot_seq = hot[newest][0]
+        self._hot_next = 1 - newest
+        if use:
+            state.update(json.loads(use[2]))
+        self.ready = True
+        return state, status
+
+    def commit(self, state):
+        """Write the whole state (a JSON-able dict) to both snapshot copies.
+        Durable when it returns. Later hot checkpoints build on it."""
+        if not self.ready:
+            raise StoreFault(self.fault or "not loaded")
+        self.snap_seq += 1
+        buf = record.encode(record.KIND_SNAP, self.snap_seq, 0,
+                            json.dumps(state, separators=_SEP).encode())
+        if self._factory:
+            self._create(buf)
+            self._factory = False
+            return
+        _write(self.dir + "/" + _SNAP[0], buf)
+        _write(self.dir + "/" + _SNAP[1], buf)
+
+    def checkpoint(self, patch):
+        """Durably record a small dict whose keys override the last committed
+        state on load (energy registers, remainder, balance). The encoded
+        patch must stay within HOT_MAX - 18 bytes: that keeps it inside
+        LittleFS metadata, where a write does not erase a block."""
+        if not self.ready or self._factory:
+            raise StoreFault(self.fault or "commit the factory state first")
+        payload = json.dumps(patch, separators=_SEP).encode()
+        if len(payload) + record.OVERHEAD > HOT_MAX:
+            raise ValueError("hot patch too big: %d bytes" % len(payload))
+        self.hot_seq += 1
+        buf = record.encode(record.KIND_HOT, self.hot_seq, self.snap_seq, payload)
+        _write(self.dir + "/" + _HOT[self._hot_next], buf)
+        self._hot_next ^= 1
+
+    def restore(self, state):
+        """Leave a fault with a state the server or a technician vouches for.
+        Damaged files are kept beside as *.bad for a post-mortem."""
+        if self.fault == "fs":
+            raise StoreFault("fs")
+        for d in (self.dir, self.dir + "/hot"):
+            if not _exists(d):
+                os.mkdir(d)
+        for n in _SNAP + _HOT:
+            p = self.dir + "/" + n
+            if _exists(p):
+                os.rename(p, p + ".bad")
+        self.snap_seq += 1
+        buf = record.encode(record.KIND_SNAP, self.snap_seq, 0,
+                            json.dumps(state, separators=_SEP).encode())
+        self._write_all(self.dir, buf)
+        self.fault = None
+        self._factory = False
+        self.ready = True
+
+    def _create(self, buf):
+        # The first commit builds the whole store in store.new and renames
+        # it into place: a cut before the rename is still a factory flash, a
+        # cut after it is a complete store. Never a half-made one.
+        tmp = self.root + "/store.new"
+        _remove_tree(tmp)
+        os.mkdir(tmp)
+        os.mkdir(tmp + "/hot")
+        self._write_all(tmp, buf)
+        os.rename(tmp, self.dir)
+
+    def _write_all(self, d, buf):
+        _write(d + "/" + _SNAP[0], buf)
+        _write(d + "/" + _SNAP[1], buf)
+        # placeholders, so a missing hot file later means damage
+        self.hot_seq += 1
+        empty = record.encode(record.KIND_HOT, self.hot_seq, 0, b"{}")
+        _write(d + "/" + _HOT[0], empty)
+        _write(d + "/" + _HOT[1], empty)
+        self._hot_next = 0
