@@ -1,0 +1,127 @@
+# The customer's money. Every change to the balance is an entry with a kind,
+# an id and a reason, emitted as an event for the outbox:
+#   ("entry", seq, kind, ref, amount_minor, balance_minor, reason, wh)
+# amount_minor is a magnitude; the kind gives the direction (charge and repay
+# take money, topup and loan give it, adjust is signed).
+#
+# Conservation, true after every call:
+#   initial + topups + loans + adjustments - charges - repayments == balance
+#
+# Energy is charged at price_milli_per_kwh * Wh, which is in millionths of a
+# minor unit; the part below one minor unit is carried in rem_micro, so the
+# total charged is always floor(sum(price * Wh) / 1e6): no drift, ever.
+from micropython import const
+
+_MICRO = const(1000000)
+_IDS_KEPT = const(16)  # recent top-up / adjustment ids remembered against re-sends
+
+CHARGE = "charge"
+TOPUP = "topup"
+ADJUST = "adjust"
+LOAN = "loan"
+REPAY = "repay"
+
+_STATE = ("initial_minor", "balance_minor", "rem_micro", "topups_minor", "loans_minor",
+          "adjust_minor", "charges_minor", "repay_minor", "charged_wh", "seq",
+          "open_ver", "open_tier", "open_period", "open_day", "open_wh", "open_minor", "ids")
+
+
+class Ledger:
+    def __init__(self, initial_minor=0):
+        self.initial_minor = initial_minor
+        self.balance_minor = initial_minor
+        self.rem_micro = 0
+        self.topups_minor = 0
+        self.loans_minor = 0
+        self.adjust_minor = 0
+        self.charges_minor = 0
+        self.repay_minor = 0
+        self.charged_wh = 0
+        self.seq = 0
+        # The open charge entry gathers consecutive charges with the same
+        # (tariff version, tier, period, day) so the outbox gets a few entries
+        # a day rather than one per second.
+        self.open_ver = 0
+        self.open_tier = 0
+        self.open_period = 0
+        self.open_day = 0
+        self.open_wh = 0
+        self.open_minor = 0
+        self.ids = []
+
+    def owed_minor(self):
+        """Emergency credit taken and not yet repaid."""
+        return self.loans_minor - self.repay_minor
+
+    def conserved(self):
+        return (self.initial_minor + self.topups_minor + self.loans_minor + self.adjust_minor
+                - self.charges_minor - self.repay_minor) == self.balance_minor
+
+    def charge(self, wh, price_milli_per_kwh, ver, tier, period, day, events):
+        if self.open_wh and (ver != self.open_ver or tier != self.open_tier
+                             or period != self.open_period or day != self.open_day):
+            self.close_charge(events)
+        if not self.open_wh:
+            self.open_ver = ver
+            self.open_tier = tier
+            self.open_period = period
+            self.open_day = day
+        acc = self.rem_micro + price_milli_per_kwh * wh
+        whole = acc // _MICRO
+        self.rem_micro = acc - whole * _MICRO
+        self.balance_minor -= whole
+        self.charges_minor += whole
+        self.charged_wh += wh
+        self.open_wh += wh
+        self.open_minor += whole
+
+    def close_charge(self, events):
+        if not self.open_wh:
+            return
+        self.seq += 1
+        events.append(("entry", self.seq, CHARGE, self.open_ver, self.open_minor, self.balance_minor,
+                       "t%d/p%d" % (self.open_tier, self.open_period), self.open_wh))
+        self.open_wh = 0
+        self.open_minor = 0
+
+    def post(self, kind, ref, amount_minor, reason, events):
+        """Record a non-charge entry; closes the open charge entry first so the
+        entries' running balances read in order."""
+        self.close_charge(events)
+        if kind == TOPUP:
+            self.topups_minor += amount_minor
+            self.balance_minor += amount_minor
+        elif kind == LOAN:
+            self.loans_minor += amount_minor
+            self.balance_minor += amount_minor
+        elif kind == REPAY:
+            self.repay_minor += amount_minor
+            self.balance_minor -= amount_minor
+        elif kind == ADJUST:
+            self.adjust_minor += amount_minor
+            self.balance_minor += amount_minor
+        else:
+            raise ValueError(kind)
+        self.seq += 1
+        events.append(("entry", self.seq, kind, ref, amount_minor, self.balance_minor, reason, 0))
+
+    def seen(self, ref):
+        return ref in self.ids
+
+    def remember(self, ref):
+        self.ids.append(ref)
+        if len(self.ids) > _IDS_KEPT:
+            self.ids.pop(0)
+
+    def to_dict(self):
+        d = {}
+        for k in _STATE:
+            d[k] = getattr(self, k)
+        d["ids"] = list(self.ids)
+        return d
+
+    def load(self, d):
+        for k in _STATE:
+            if k in d:
+                setattr(self, k, d[k])
+        self.ids = list(d.get("ids", ()))
