@@ -1,0 +1,309 @@
+"""Head-end worker: signs and publishes commands, consumes acks, events and
+state, drives the order lifecycle, reissues, reconciles, raises notices.
+
+Several workers may run against one broker and one SQLite file: they
+subscribe with MQTT shared subscriptions ($share/<group>/...), so the broker
+hands each meter message to exactly one of them.
+"""
+import json
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from headend import codec, db
+
+# Rejections after which the same order is simply reissued with a new counter.
+RETRYABLE = {"replayed", "expired", "internal", "store_failed"}
+TOPICS = ("ack", "evt", "state", "status")
+
+
+def topic(meter_id, leaf):
+    return "meters/%s/%s" % (meter_id, leaf)
+
+
+def money(minor, digits=2):
+    sign = "-" if minor < 0 else ""
+    minor = abs(minor)
+    return "%s%d.%0*d" % (sign, minor // 10 ** digits, digits, minor % 10 ** digits)
+
+
+class HeadEnd:
+    REISSUE_AFTER_S = 900     # the issue's 15 minutes; tests shorten it
+    TTL_S = 3600              # "exp" of a command = issue time + TTL_S
+    MINOR_DIGITS = 2
+
+    def __init__(self, db_path, host="127.0.0.1", port=1883, user=None, password=None,
+                 group="headend", client_id=None, reissue_after_s=None, ttl_s=None, log=None):
+        self.con = db.connect(db_path)
+        self.lock = threading.RLock()
+        self.host, self.port = host, port
+        self.group = group
+        if reissue_after_s is not None:
+            self.REISSUE_AFTER_S = reissue_after_s
+        if ttl_s is not None:
+            self.TTL_S = ttl_s
+        self.log = log or (lambda *a: None)
+        self.bad_messages = 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "",
+                                  protocol=mqtt.MQTTv311, clean_session=True)
+        if user:
+            self.client.username_pw_set(user, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._ticker = None
+        self.listeners = []     # callables(meter_id, leaf, obj) for `watch` and tests
+
+    # -- life cycle
+    def start(self, tick_s=1.0):
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise RuntimeError("head-end could not connect to %s:%d" % (self.host, self.port))
+        if tick_s:
+            self._ticker = threading.Thread(target=self._tick_loop, args=(tick_s,), daemon=True)
+            self._ticker.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self._ticker:
+            self._ticker.join(5)
+
+    def _tick_loop(self, tick_s):
+        while not self._stop.wait(tick_s):
+            try:
+                self.tick()
+            except Exception as e:   # a worker outlives a bad row; the next tick retries
+                self.log("tick error", repr(e))
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        subs = [("$share/%s/meters/+/%s" % (self.group, leaf), 1) for leaf in TOPICS]
+        client.subscribe(subs)
+        self.connected.set()
+
+    # -- commands
+    def provision(self, meter_id, key_hex=None, password=None):
+        with self.lock:
+            return db.provision(self.con, meter_id, key_hex, password)
+
+    def send(self, meter_id, kind, **fields):
+        """Sign and publish one command; returns its counter."""
+        with self.lock:
+            m = db.meter(self.con, meter_id)
+            ctr = db.next_ctr(self.con, meter_id)
+            exp = int(time.time()) + self.TTL_S
+            payload = codec.command(meter_id, bytes.fromhex(m["key_hex"]), ctr, exp, kind, **fields)
+            with db.Tx(self.con):
+                self.con.execute("INSERT INTO commands (meter_id, ctr, kind, payload, sent_at) VALUES (?,?,?,?,?)",
+                                 (meter_id, ctr, kind, payload.decode(), time.time()))
+        self.client.publish(topic(meter_id, "cmd"), payload, qos=1)
+        return ctr
+
+    def topup(self, meter_id, amount_minor):
+        """A paid order: Processing now, Issued once published. Returns order_id."""
+        with self.lock:
+            order_id = db.new_order(self.con, meter_id, amount_minor)
+        self.issue(order_id)
+        return order_id
+
+    def issue(self, order_id):
+        with self.lock:
+            o = db.order(self.con, order_id)
+            if o["state"] in ("credited", "rejected"):
+                return None
+            m = db.meter(self.con, o["meter_id"])
+            ctr = db.next_ctr(self.con, o["meter_id"])
+            exp = int(time.time()) + self.TTL_S
+            payload = codec.command(o["meter_id"], bytes.fromhex(m["key_hex"]), ctr, exp, "topup",
+                                    order=o["order_no"], amount_minor=o["amount_minor"])
+            now = time.time()
+            with db.Tx(self.con):
+                self.con.execute("INSERT INTO commands (meter_id, ctr, kind, payload, sent_at) VALUES (?,?,?,?,?)",
+                                 (o["meter_id"], ctr, "topup", payload.decode(), now))
+                self.con.execute("UPDATE orders SET state='issued', ctr=?, issued_at=?, attempts=attempts+1, "
+                                 "first_issued_at=COALESCE(first_issued_at, ?) WHERE order_id=? AND state IN "
+                                 "('processing','issued')", (ctr, now, now, order_id))
+        self.client.publish(topic(o["meter_id"], "cmd"), payload, qos=1)
+        return ctr
+
+    def tick(self, now=None):
+        """Issue Processing orders; reissue Issued ones unacknowledged for
+        REISSUE_AFTER_S (same order number, new counter and expiry)."""
+        now = now or time.time()
+        with self.lock:
+            rows = self.con.execute(
+                "SELECT order_id FROM orders WHERE state='processing' OR "
+                "(state='issued' AND (issued_at IS NULL OR issued_at < ?))",
+                (now - self.REISSUE_AFTER_S,)).fetchall()
+        for r in rows:
+            self.issue(r[0])
+        return len(rows)
+
+    # -- meter messages
+    def _on_message(self, client, userdata, msg):
+        try:
+            parts = msg.topic.split("/")
+            if len(parts) != 3 or parts[0] != "meters":
+                return
+            self.handle(parts[1], parts[2], msg.payload)
+        except Exception as e:
+            self.bad_messages += 1
+            self.log("bad message", msg.topic, repr(e))
+
+    def handle(self, meter_id, leaf, payload):
+        """Process one message from meters/<meter_id>/<leaf>."""
+        now = time.time()
+        with self.lock:
+            m = db.meter(self.con, meter_id)
+            if leaf == "status":
+                with db.Tx(self.con):
+                    self.con.execute("UPDATE meters SET status=?, status_at=? WHERE meter_id=?",
+                                     (payload.decode(errors="replace")[:16], now, meter_id))
+                obj = {"status": payload.decode(errors="replace")}
+            else:
+                obj = codec.verify(bytes.fromhex(m["key_hex"]), payload)
+                if obj.get("meter") != meter_id:
+                    raise ValueError("message for %r on %s's topic" % (obj.get("meter"), meter_id))
+                getattr(self, "_on_" + leaf)(meter_id, obj, now)
+        for fn in self.listeners:
+            fn(meter_id, leaf, obj)
+
+    def _seen_balance(self, meter_id, balance, seq, t):
+        # The server's balance is the meter's figure at the highest seq seen.
+        self.con.execute("UPDATE meters SET balance_minor=?, balance_seq=?, balance_t=? WHERE meter_id=? "
+                         "AND (balance_seq IS NULL OR balance_seq<=?)", (balance, seq, t, meter_id, seq))
+
+    def _on_ack(self, meter_id, ack, now):
+        ctr = ack.get("ctr", 0)
+        with db.Tx(self.con):
+            self.con.execute("UPDATE commands SET result=?, reason=?, ack_json=?, ack_at=? WHERE meter_id=? AND ctr=?",
+                             (ack.get("result"), ack.get("reason"), db.dumps(ack), now, meter_id, ctr))
+            row = None
+            if "order" in ack:
+                row = self.con.execute("SELECT * FROM orders WHERE meter_id=? AND order_no=?",
+                                       (meter_id, ack["order"])).fetchone()
+            elif ctr:
+                row = self.con.execute("SELECT * FROM orders WHERE meter_id=? AND ctr=?", (meter_id, ctr)).fetchone()
+            if row is None or row["state"] in ("credited", "rejected"):
+                return
+            if ack["result"] in ("credited", "duplicate"):
+                self._credited(row, ack["result"], ack["balance_minor"], ack["seq"], now)
+                self._seen_balance(meter_id, ack["balance_minor"], ack["seq"], ack.get("t"))
+            elif ack.get("reason") in RETRYABLE:
+                if row["ctr"] == ctr:   # the current attempt failed: reissue at the next tick
+                    self.con.execute("UPDATE orders SET issued_at=NULL, reason=? WHERE order_id=?",
+                                     (ack.get("reason"), row["order_id"]))
+            elif row["ctr"] == ctr:
+                self.con.execute("UPDATE orders SET state='rejected', result='rejected', reason=?, done_at=? "
+                                 "WHERE order_id=?", (ack.get("reason"), now, row["order_id"]))
+
+    def _credited(self, row, result, balance, seq, now):
+        latency = (now - row["issued_at"]) * 1000.0 if row["issued_at"] else None
+        self.con.execute("UPDATE orders SET state='credited', result=?, balance_after_minor=?, seq=?, done_at=?, "
+                         "latency_ms=? WHERE order_id=?", (result, balance, seq, now, latency, row["order_id"]))
+
+    def _on_evt(self, meter_id, ev, now):
+        seq = ev["seq"]
+        with db.Tx(self.con):
+            cur = self.con.execute("INSERT OR IGNORE INTO events (meter_id, seq, kind, t, body, received_at) "
+                                   "VALUES (?,?,?,?,?,?)", (meter_id, seq, ev["kind"], ev.get("t"), db.dumps(ev), now))
+            if cur.rowcount == 0:   # at-least-once delivery: a copy we already have
+                self.con.execute("UPDATE events SET copies=copies+1 WHERE meter_id=? AND seq=?", (meter_id, seq))
+                return
+            if "balance_minor" in ev:
+                self._seen_balance(meter_id, ev["balance_minor"], seq, ev.get("t"))
+            if ev["kind"] == "topup":
+                row = self.con.execute("SELECT * FROM orders WHERE meter_id=? AND order_no=?",
+                                       (meter_id, ev.get("order"))).fetchone()
+                if row is not None and row["state"] != "credited":
+                    self._credited(row, "credited", ev["balance_minor"], seq, now)
+            if ev["kind"] == "warning" and ev.get("level", 0) > 0:
+                self._notice(meter_id, ev, now)
+
+    def _notice(self, meter_id, ev, now):
+        # The notice quotes the meter's own figure and the meter's time of it,
+        # so it can never contradict what the display showed at that moment.
+        t = ev.get("t") or 0
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "unknown time (meter clock unsynced)"
+        text = "Meter %s: balance %s at %s (meter clock). Low-credit warning level %d. Please top up." % (
+            meter_id, money(ev["balance_minor"], self.MINOR_DIGITS), when, ev["level"])
+        self.con.execute("INSERT OR IGNORE INTO notices (meter_id, seq, level, balance_minor, meter_t, text, created_at) "
+                         "VALUES (?,?,?,?,?,?,?)", (meter_id, ev["seq"], ev["level"], ev["balance_minor"], t, text, now))
+
+    def _on_state(self, meter_id, st, now):
+        seq = st.get("seq", 0)
+        with db.Tx(self.con):
+            self.con.execute("UPDATE meters SET state_json=?, state_seq=?, state_at=? WHERE meter_id=? "
+                             "AND (state_seq IS NULL OR state_seq<=?)", (db.dumps(st), seq, now, meter_id, seq))
+            if "balance_minor" in st:
+                self._seen_balance(meter_id, st["balance_minor"], seq, st.get("t"))
+
+    # -- views
+    def order(self, order_id):
+        with self.lock:
+            return db.order(self.con, order_id)
+
+    def wait_order(self, order_id, timeout_s=10.0, states=("credited", "rejected")):
+        end = time.time() + timeout_s
+        while time.time() < end:
+            o = self.order(order_id)
+            if o["state"] in states:
+                return o
+            time.sleep(0.005)
+        return self.order(order_id)
+
+    def command(self, meter_id, ctr):
+        with self.lock:
+            row = self.con.execute("SELECT * FROM commands WHERE meter_id=? AND ctr=?", (meter_id, ctr)).fetchone()
+        return dict(row) if row else None
+
+    def wait_ack(self, meter_id, ctr, timeout_s=10.0):
+        end = time.time() + timeout_s
+        while time.time() < end:
+            c = self.command(meter_id, ctr)
+            if c and c["ack_json"]:
+                return json.loads(c["ack_json"])
+            time.sleep(0.005)
+        return None
+
+    def notices(self, meter_id):
+        with self.lock:
+            return [dict(r) for r in self.con.execute(
+                "SELECT * FROM notices WHERE meter_id=? ORDER BY seq", (meter_id,))]
+
+    def reconcile(self, meter_id):
+        """Check the server's view against the meter's at the meter's seq:
+        balance, event seqs, and every credited order seen exactly once."""
+        with self.lock:
+            m = db.meter(self.con, meter_id)
+            seqs = [r[0] for r in self.con.execute("SELECT seq FROM events WHERE meter_id=? ORDER BY seq", (meter_id,))]
+            topups = [json.loads(r[0]) for r in self.con.execute(
+                "SELECT body FROM events WHERE meter_id=? AND kind='topup'", (meter_id,))]
+            orders = [dict(r) for r in self.con.execute("SELECT * FROM orders WHERE meter_id=?", (meter_id,))]
+        state = json.loads(m["state_json"]) if m["state_json"] else {}
+        meter_seq = state.get("seq", seqs[-1] if seqs else 0)
+        dropped = set(state.get("evt_dropped", []))
+        have = set(seqs)
+        missing = [s for s in range(1, meter_seq + 1) if s not in have and s not in dropped]
+        per_order = {}
+        for ev in topups:
+            per_order[ev["order"]] = per_order.get(ev["order"], 0) + 1
+        doubled = sorted(o for o, n in per_order.items() if n > 1)
+        by_no = {o["order_no"]: o for o in orders}
+        unknown = sorted(o for o in per_order if o not in by_no)
+        credited = [o for o in orders if o["state"] == "credited"]
+        lost = sorted(o["order_no"] for o in credited if o["seq"] is not None and o["seq"] <= meter_seq
+                      and o["order_no"] not in per_order)
+        ok = (not missing and not doubled and not unknown and not lost
+              and (not state or state.get("balance_minor") == m["balance_minor"] or m["balance_seq"] > meter_seq))
+        return {"meter_id": meter_id, "ok": ok, "meter_seq": meter_seq,
+                "meter_balance_minor": state.get("balance_minor"), "server_balance_minor": m["balance_minor"],
+                "server_balance_seq": m["balance_seq"], "missing_seqs": missing, "doubled_orders": doubled,
+                "unknown_orders": unknown, "acked_orders_without_event": lost,
+                "orders": {s: sum(1 for o in orders if o["state"] == s)
+                           for s in ("processing", "issued", "credited", "rejected")}}
