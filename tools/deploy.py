@@ -19,7 +19,7 @@ MPREMOTE = os.path.join(os.path.dirname(sys.executable), "mpremote")
 
 def plan(port, config=None):
     """The mpremote command lines, in order (also used by tests, without a device)."""
-    cmds = [[MPREMOTE, "connect", port, "fs", "mkdir", ":firmware"]]
+    cmds = []
     for dirpath, dirnames, files in sorted(os.walk(TREE)):
         rel = os.path.relpath(dirpath, TREE)
         for d in sorted(dirnames):

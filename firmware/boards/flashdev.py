@@ -17,6 +17,7 @@ from array import array
 from micropython import const
 
 BLOCK_SIZE = const(4096)
+_CHUNK = const(256)  # scratch size: LittleFS programs at most its 128-byte cache
 _IOCTL_BLOCK_COUNT = const(4)
 _IOCTL_BLOCK_SIZE = const(5)
 _IOCTL_ERASE = const(6)
@@ -34,6 +35,11 @@ class FileBlockDev:
         self.progs = array("I", bytes(4 * block_count))
         self.writes = 0  # program + erase operations
         self.dead = False
+        # Preallocated, so that neither a cut nor the garbage collector's
+        # finalizers (closing files on a dead device) need to allocate.
+        self._scratch = bytearray(_CHUNK)
+        self._blank = b"\xff" * _CHUNK
+        self._cut = PowerCut("power cut")
         self.arm_cut(cut_at, torn_bytes)
         try:
             self.f = open(path, "r+b")
@@ -57,7 +63,7 @@ class FileBlockDev:
         # Called before each write operation; returns how many bytes of it may
         # land, or -1 for all of them.
         if self.dead:
-            raise PowerCut("device is off")
+            raise self._cut
         self.writes += 1
         if self._cut_left:
             self._cut_left -= 1
@@ -70,7 +76,7 @@ class FileBlockDev:
 
     def readblocks(self, block, buf, offset=0):
         if self.dead:
-            raise PowerCut("device is off")
+            raise self._cut
         self.f.seek(block * BLOCK_SIZE + offset)
         self.f.readinto(buf)
 
@@ -80,18 +86,23 @@ class FileBlockDev:
         n = len(buf)
         if 0 <= land < n:
             n = land
-        if n:
-            pos = block * BLOCK_SIZE + offset
-            old = bytearray(n)
-            self.f.seek(pos)
+        pos = block * BLOCK_SIZE + offset
+        done = 0
+        # NOR program: bits only go from 1 to 0
+        while done < n:
+            k = min(_CHUNK, n - done)
+            old = memoryview(self._scratch)[:k]
+            self.f.seek(pos + done)
             self.f.readinto(old)
-            for i in range(n):
-                old[i] &= buf[i]
-            self.f.seek(pos)
+            for i in range(k):
+                old[i] &= buf[done + i]
+            self.f.seek(pos + done)
             self.f.write(old)
+            done += k
+        if n:
             self.f.flush()
         if self.dead:
-            raise PowerCut("cut during program of block %d" % block)
+            raise self._cut
 
     def ioctl(self, op, arg):
         if op == _IOCTL_BLOCK_COUNT:
@@ -102,12 +113,14 @@ class FileBlockDev:
             land = self._op()
             self.erases[arg] += 1
             n = BLOCK_SIZE if land < 0 else min(land, BLOCK_SIZE)
-            if n:
-                self.f.seek(arg * BLOCK_SIZE)
-                self.f.write(b"\xff" * n)
-                self.f.flush()
+            self.f.seek(arg * BLOCK_SIZE)
+            while n > 0:
+                k = min(_CHUNK, n)
+                self.f.write(memoryview(self._blank)[:k])
+                n -= k
+            self.f.flush()
             if self.dead:
-                raise PowerCut("cut during erase of block %d" % arg)
+                raise self._cut
             return 0
         return 0 if op in (1, 2, 3) else None
 
@@ -126,11 +139,12 @@ class FileBlockDev:
 def blank_beyond_superblock(dev):
     """True when no block past the superblock pair (0 and 1) was ever
     programmed: the flash holds no data, so formatting it loses nothing."""
-    buf = bytearray(BLOCK_SIZE)
+    buf = dev._scratch
     for b in range(2, dev.block_count):
-        dev.readblocks(b, buf)
-        if buf.count(b"\xff") != BLOCK_SIZE:
-            return False
+        for off in range(0, BLOCK_SIZE, _CHUNK):
+            dev.readblocks(b, buf, off)
+            if buf != dev._blank:
+                return False
     return True
 
 
