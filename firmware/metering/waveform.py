@@ -335,7 +335,9 @@ class Analyzer:
         self.p_mw = pw
         self.s_mva = muldiv(self.vrms_mv, self.irms_ma, 1000)
         if self.s_mva > 0:
-            self.pf_milli = muldiv(pw, 1000, self.s_mva)
+            pf = muldiv(pw, 1000, self.s_mva)
+            # P and S carry separate rounding: keep |PF| <= 1
+            self.pf_milli = 1000 if pf > 1000 else -1000 if pf < -1000 else pf
         if pw >= self.creep_mw:
             self.p_reg_mw = pw
         elif pw <= -self.creep_mw:
