@@ -68,8 +68,7 @@ from firmware.metering.pulse import PulseEnergy, Wrap16
 p = PulseEnergy(3200)
 w = Wrap16(65000)
 raw = 65000
-wh = 0
-k = 0
+wh = k = c = 0   # globals exist before the lock: a new global would allocate
 micropython.heap_lock()
 while k < 5000:
     k += 1
