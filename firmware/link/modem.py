@@ -109,10 +109,9 @@ class ModemLink:
             except Exception:
                 pass
             self.ppp = None
-        if not await self.at.ok(b"AT", 500):
+        if not self._carrier_lost:
+            # still in data mode as far as we know: escape, then hang up
             await self.at.hangup()
-        else:
-            await self.at.ok(b"ATH", 5000)
 
     async def _fail(self, reason):
         self.fail_reason = reason
