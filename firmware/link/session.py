@@ -1,107 +1,424 @@
-# MQTT session for the meter over micropython-lib's umqtt.simple.
-# Foundation version: connect, subscribe, publish, poll, reconnect with backoff.
-# Every socket operation is bounded by a socket timeout so a dead broker
-# delays the loop by at most SOCK_TIMEOUT_S, never forever.
+# The meter's MQTT session: one asyncio task that connects, keeps the session
+# alive through a cellular link, and reconnects by itself.
+#
+# umqtt.simple encodes and decodes the MQTT packets; this module owns the
+# socket. umqtt's client is handed a _Pipe instead of a socket: its writes
+# queue bytes that we send with non-blocking writes, and its reads are served
+# from one complete packet we already received. So umqtt never blocks: the
+# loop is held up only by the few microseconds of encoding and decoding
+# (and, once per connect, by the TLS handshake's public-key maths).
+#
+# Guarantees:
+# - every network wait has a deadline (connect, CONNACK, PINGRESP, PUBACK,
+#   a stalled send); on expiry the connection is dropped and redialled;
+# - persistent session (clean_session=False) and client id = meter id, so
+#   the broker keeps our subscriptions and queued commands while we are away;
+# - retained "offline" last will, matched by a retained "online" on connect;
+# - keepalive <= 240 s (cellular NATs forget idle flows after a few minutes);
+# - reconnect with jittered exponential backoff.
+# States, timeouts and backoff are described in docs/link.md.
 import asyncio
+import random
+import select
+import socket
 import time
+from micropython import const
 
-from umqtt.simple import MQTTClient
+from umqtt import simple
+from umqtt.simple import MQTTClient, MQTTException
 
-SOCK_TIMEOUT_S = 1
+POLL_MS = const(50)          # socket poll period while up
+KEEPALIVE_MAX_S = const(240)
+TX_MAX = const(4096)         # queued bytes beyond which publish() says no
 
 
-class _Client(MQTTClient):
-    def _bound(self):
-        self.sock.settimeout(SOCK_TIMEOUT_S)
+class _NeedMore(Exception):
+    # umqtt asked for bytes that have not arrived: it has finished writing its
+    # request, and the reply will be handled by the session's receive loop
+    pass
 
-    def connect(self, clean_session=True):
-        # Foundation: loopback connects are quick; the bound applies from the
-        # CONNACK on. The link issue replaces this with non-blocking connects.
-        r = super().connect(clean_session)
-        self._bound()
-        return r
 
-    def check_msg(self):
-        # umqtt leaves the socket blocking after a message; restore the bound
-        try:
-            return super().check_msg()
-        finally:
-            self._bound()
+class _Pipe:
+    """What umqtt's client sees as its socket."""
+
+    def __init__(self):
+        self.tx = bytearray()
+        self.rx = b""
+        self.pos = 0
+
+    def write(self, buf, n=None):
+        if isinstance(buf, str):
+            buf = buf.encode()
+        if n is None:
+            self.tx.extend(buf)
+        else:
+            self.tx.extend(memoryview(buf)[:n])
+        return n if n is not None else len(buf)
+
+    def read(self, n):
+        if self.pos + n > len(self.rx):
+            raise _NeedMore()
+        b = self.rx[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def load(self, packet):
+        self.rx = packet
+        self.pos = 0
+
+    def setblocking(self, flag):
+        pass
+
+    def close(self):
+        pass
+
+    # umqtt.connect() calls socket.socket() and socket.getaddrinfo()
+    def socket(self):
+        return self
+
+    def getaddrinfo(self, host, port):
+        return [(0, 0, 0, "", None)]
+
+    def connect(self, addr):
+        pass
+
+
+class _Drop(Exception):
+    pass
+
+
+def _packet_len(buf):
+    """Length of the first complete MQTT packet in buf, or 0 if incomplete."""
+    n = 0
+    shift = 0
+    i = 1
+    while True:
+        if i >= len(buf):
+            return 0
+        b = buf[i]
+        n |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            break
+        shift += 7
+        if shift > 21:
+            raise _Drop("bad length")
+    total = i + n
+    return total if len(buf) >= total else 0
 
 
 class Session:
-    BACKOFF_MIN_MS = 500
-    BACKOFF_MAX_MS = 60000
+    CONNECT_TIMEOUT_MS = 15000   # TCP + TLS + CONNACK over a slow cell
+    PINGRESP_TIMEOUT_MS = 15000
+    PUBACK_TIMEOUT_MS = 20000
+    SEND_STALL_MS = 15000        # bytes queued and none accepted for this long
+    BACKOFF_MIN_MS = 1000
+    BACKOFF_MAX_MS = 120000
+    STABLE_MS = 30000            # a session this old resets the backoff
+    NET_POLL_MS = 250            # how often to look at a down modem link
 
     def __init__(self, client_id, host, port, user=None, password=None, keepalive_s=120,
-                 ssl_ctx=None, status_topic=None, clock=None, log=None):
-        self.client = _Client(client_id, host, port, user, password, keepalive_s)
+                 ssl_ctx=None, status_topic=None, clock=None, log=None, net=None):
+        if isinstance(client_id, str):
+            client_id = client_id.encode()
+        if keepalive_s <= 0 or keepalive_s > KEEPALIVE_MAX_S:
+            keepalive_s = KEEPALIVE_MAX_S
+        self.host = host
+        self.port = port
+        self.ssl_ctx = ssl_ctx
         self.keepalive_s = keepalive_s
         self.status_topic = status_topic
+        self.clock = clock
+        self.log = log or (lambda *a: None)
+        self.net = net           # anything with .up (the modem link); None = always up
+        self.client = MQTTClient(client_id, host, port, user, password, keepalive_s)
         if status_topic:
             self.client.set_last_will(status_topic, b"offline", retain=True, qos=1)
+        self.client.set_callback(self._deliver)
+        self.pipe = _Pipe()
+        self.client.sock = self.pipe
         self.subs = []
         self.up = False
-        self.log = log or (lambda *a: None)
-        self._stats = {"connects": 0, "drops": 0, "last_error": None}
-        self._last_tx_ms = 0
+        self.state = "idle"
+        self._on_message = None
+        self._sock = None
+        self._addr = None
+        self._chunk = bytearray(256)
+        self._rxbuf = bytearray()
+        self._sent = 0           # bytes of pipe.tx already on the wire
+        self._stall_since = 0
+        self._last_tx = 0
+        self._ping_at = None     # ticks when the outstanding PINGREQ went out
+        self._inflight = {}      # QoS 1 pid -> ticks sent
+        self._attempts = 0
+        self._broken = None
+        self._stats = {"connects": 0, "drops": 0, "last_error": None, "rtt_ms": None,
+                       "bytes_in": 0, "bytes_out": 0, "pings": 0, "backoff_ms": 0,
+                       "connect_ms": None, "session_present": None}
 
+    # --- the application's side
     def subscribe(self, topic, qos=1):
-        self.subs.append((topic, qos))
+        """Remember a subscription; it is (re)made on every connect."""
+        self.subs.append((topic, min(qos, 1)))
+        if self.up:
+            self._subscribe(topic, qos)
 
     def publish(self, topic, payload, retain=False, qos=0):
-        if not self.up:
+        """Queue one PUBLISH. True when it was handed to the socket (QoS 1:
+        its PUBACK is awaited by the receive loop; a missing PUBACK drops
+        the connection). False when the link is down or backed up: the
+        caller keeps the message (the outbox retries)."""
+        if not self.up or len(self.pipe.tx) > TX_MAX:
             return False
         try:
-            self.client.publish(topic, payload, retain, qos)
-            self._last_tx_ms = time.ticks_ms()
+            self._publish(topic, payload, retain, qos)
+            self._flush()
             return True
         except Exception as e:
-            self._drop(e)
+            self._fail(e)
+            self._broken = e   # the run task drops the connection
             return False
 
     def stats(self):
-        return dict(self._stats)
-
-    def _drop(self, err):
-        if self.up:
-            self._stats["drops"] += 1
-        self.up = False
-        self._stats["last_error"] = repr(err)
-        try:
-            self.client.sock.close()
-        except Exception:
-            pass
-
-    def _connect(self):
-        self.client.connect(clean_session=False)
-        for topic, qos in self.subs:
-            self.client.subscribe(topic, qos)
-        if self.status_topic:
-            self.client.publish(self.status_topic, b"online", True, 1)
-        self.up = True
-        self._stats["connects"] += 1
-        self._last_tx_ms = time.ticks_ms()
+        s = dict(self._stats)
+        s["state"] = self.state
+        s["inflight"] = len(self._inflight)
+        return s
 
     async def run(self, on_message):
-        self.client.set_callback(on_message)
-        backoff = self.BACKOFF_MIN_MS
+        """Forever: connect, serve, and after any failure back off and retry."""
+        self._on_message = on_message
         while True:
+            if self.net is not None and not self.net.up:
+                self.state = "waiting for network"
+                await asyncio.sleep_ms(self.NET_POLL_MS)
+                continue
+            since = None
             try:
-                self._connect()
+                await self._open()
+                since = time.ticks_ms()
+                self.up = True
+                self.state = "up"
+                self._stats["connects"] += 1
                 self.log("link", "up")
-                backoff = self.BACKOFF_MIN_MS
-                while True:
-                    while self.client.check_msg() is not None:
-                        pass
-                    if time.ticks_diff(time.ticks_ms(), self._last_tx_ms) > self.keepalive_s * 500:
-                        self.client.ping()
-                        self._last_tx_ms = time.ticks_ms()
-                    if not self.up:
-                        break
-                    await asyncio.sleep_ms(50)
+                await self._serve()
             except Exception as e:
-                self._drop(e)
-                self.log("link", "down", repr(e))
-            await asyncio.sleep_ms(backoff)
-            backoff = min(backoff * 2, self.BACKOFF_MAX_MS)
+                self._fail(e)
+            if since is not None:
+                self._stats["drops"] += 1
+                self.log("link", "down", self._stats["last_error"])
+            self.up = False
+            self._close()
+            if since is not None and time.ticks_diff(time.ticks_ms(), since) >= self.STABLE_MS:
+                self._attempts = 0
+            self._attempts += 1
+            delay = self.backoff_ms(self._attempts)
+            self._stats["backoff_ms"] = delay
+            self.state = "backoff"
+            await asyncio.sleep_ms(delay)
+
+    def backoff_ms(self, attempt):
+        """Delay before retry `attempt` (1, 2, ...): doubling from the minimum
+        up to the maximum, the upper half drawn at random so a fleet that lost
+        the broker together does not come back together."""
+        base = min(self.BACKOFF_MAX_MS, self.BACKOFF_MIN_MS << min(attempt - 1, 16))
+        return base // 2 + (random.getrandbits(16) * (base - base // 2)) // 65536
+
+    # --- connection life cycle
+    async def _open(self):
+        self.state = "connecting"
+        t0 = time.ticks_ms()
+        deadline = time.ticks_add(t0, self.CONNECT_TIMEOUT_MS)
+        self._reset_io()
+        if self._addr is None:
+            # blocking DNS: an IP literal costs nothing; a name is resolved
+            # once and kept (a failed connect forgets it)
+            self._addr = socket.getaddrinfo(self.host, self.port)[0][-1]
+        s = socket.socket()
+        self._sock = s
+        s.setblocking(False)
+        try:
+            s.connect(self._addr)
+        except OSError as e:
+            if e.args[0] not in (115, 119):  # EINPROGRESS (unix, lwIP)
+                raise
+        poller = select.poll()
+        poller.register(s, select.POLLOUT)
+        while True:
+            ev = poller.poll(0)
+            if ev:
+                if ev[0][1] & (select.POLLERR | select.POLLHUP):
+                    raise _Drop("connect refused")
+                break
+            self._check_deadline(deadline, "connect timeout")
+            await asyncio.sleep_ms(20)
+        if self.ssl_ctx is not None:
+            self._sock = self.ssl_ctx.wrap_socket(s, server_hostname=self.host,
+                                                  do_handshake_on_connect=False)
+        # let umqtt encode CONNECT into the pipe (its own socket calls are
+        # pointed at the pipe for the length of this synchronous call)
+        saved = simple.socket
+        simple.socket = self.pipe
+        try:
+            self.client.connect(clean_session=False)
+        except _NeedMore:
+            pass
+        finally:
+            simple.socket = saved
+        self.client.sock = self.pipe
+        while True:
+            self._flush()
+            pkt = self._read_packet()
+            if pkt is not None:
+                break
+            self._check_deadline(deadline, "no connack")
+            await asyncio.sleep_ms(20)
+        if pkt[0] != 0x20 or len(pkt) < 4:
+            raise _Drop("not a connack")
+        if pkt[3] != 0:
+            raise MQTTException(pkt[3])  # 4 bad credentials, 5 not authorised
+        self._stats["session_present"] = pkt[2] & 1
+        self._stats["connect_ms"] = time.ticks_diff(time.ticks_ms(), t0)
+        for topic, qos in self.subs:
+            self._subscribe(topic, qos)
+        if self.status_topic:
+            self._publish(self.status_topic, b"online", True, 1)
+        self._flush()
+
+    async def _serve(self):
+        while True:
+            if self.net is not None and not self.net.up:
+                raise _Drop("network down")
+            if self._broken is not None:
+                raise self._broken
+            while True:
+                pkt = self._read_packet()
+                if pkt is None:
+                    break
+                self._dispatch(pkt)
+            self._flush()
+            self._keepalive()
+            await asyncio.sleep_ms(POLL_MS)
+
+    def _reset_io(self):
+        self._broken = None
+        self.pipe.tx = bytearray()
+        self.pipe.load(b"")
+        self._rxbuf = bytearray()
+        self._sent = 0
+        self._ping_at = None
+        self._inflight = {}
+        self._last_tx = time.ticks_ms()
+        self._stall_since = self._last_tx
+
+    def _close(self):
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except Exception:
+                pass
+        self._sock = None
+
+    def _fail(self, err):
+        self._stats["last_error"] = repr(err)
+        if not isinstance(err, (_Drop, MQTTException)):
+            self._addr = None  # resolve again next time: the address may have moved
+        self.up = False
+
+    @staticmethod
+    def _check_deadline(deadline, what):
+        if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+            raise _Drop(what)
+
+    # --- bytes in and out, never waiting
+    def _flush(self):
+        tx = self.pipe.tx
+        if self._sent >= len(tx):
+            return
+        n = self._sock.write(memoryview(tx)[self._sent:])
+        now = time.ticks_ms()
+        if n:
+            self._sent += n
+            self._stats["bytes_out"] += n
+            self._stall_since = now
+            self._last_tx = now
+            if self._sent >= len(tx):
+                self.pipe.tx = bytearray()
+                self._sent = 0
+        elif time.ticks_diff(now, self._stall_since) > self.SEND_STALL_MS:
+            raise _Drop("send stalled")
+
+    def _read_packet(self):
+        """One complete packet from the socket, or None if not all here yet."""
+        if not _packet_len(self._rxbuf):
+            n = self._sock.readinto(self._chunk)
+            if n == 0:
+                raise _Drop("closed by peer")
+            if n:
+                self._stats["bytes_in"] += n
+                self._rxbuf.extend(memoryview(self._chunk)[:n])
+        total = _packet_len(self._rxbuf)
+        if not total:
+            return None
+        pkt = bytes(self._rxbuf[:total])
+        self._rxbuf = self._rxbuf[total:]
+        return pkt
+
+    def _dispatch(self, pkt):
+        kind = pkt[0] & 0xF0
+        if kind == 0x30:                       # PUBLISH: umqtt decodes and acks
+            self.pipe.load(pkt)
+            self.client.wait_msg()
+        elif kind == 0xD0:                     # PINGRESP
+            if self._ping_at is not None:
+                self._stats["rtt_ms"] = time.ticks_diff(time.ticks_ms(), self._ping_at)
+            self._ping_at = None
+        elif kind == 0x40 and len(pkt) >= 4:   # PUBACK
+            self._inflight.pop(pkt[2] << 8 | pkt[3], None)
+        elif kind == 0x90 and len(pkt) >= 5:   # SUBACK
+            if pkt[4] == 0x80:
+                self._stats["last_error"] = "subscribe refused"
+                self.log("link", "subscribe refused")
+
+    def _keepalive(self):
+        now = time.ticks_ms()
+        if self._ping_at is not None:
+            if time.ticks_diff(now, self._ping_at) > self.PINGRESP_TIMEOUT_MS:
+                raise _Drop("no pingresp")
+        elif time.ticks_diff(now, self._last_tx) >= self.keepalive_s * 750:
+            # three quarters of the keepalive: a lost ping is still noticed
+            # before the broker gives up on us at one and a half
+            self.client.ping()
+            self._ping_at = now
+            self._stats["pings"] += 1
+            self._flush()
+        for pid in self._inflight:
+            if time.ticks_diff(now, self._inflight[pid]) > self.PUBACK_TIMEOUT_MS:
+                raise _Drop("no puback")
+
+    # --- packets out, through umqtt's encoders
+    def _next_pid(self):
+        if self.client.pid >= 65535:
+            self.client.pid = 0   # umqtt counts up forever; MQTT ids are 16-bit
+        return self.client.pid + 1
+
+    def _publish(self, topic, payload, retain, qos):
+        pid = self._next_pid()
+        try:
+            self.client.publish(topic, payload, retain, qos)
+        except _NeedMore:
+            self._inflight[pid] = time.ticks_ms()  # QoS 1: PUBACK comes later
+
+    def _subscribe(self, topic, qos):
+        self._next_pid()
+        try:
+            self.client.subscribe(topic, qos)
+        except _NeedMore:
+            pass   # SUBACK is checked by _dispatch
+
+    def _deliver(self, topic, payload):
+        # an application bug must not take the link down with it
+        try:
+            self._on_message(topic, payload)
+        except Exception as e:
+            self.log("link", "on_message failed", repr(e))
