@@ -275,9 +275,11 @@ class CreditEngine:
         return self.policy.alarm
 
     def pop_events(self):
+        """Events since the last call, oldest first (an empty tuple if none)."""
         ev = self.events
-        if ev:
-            self.events = []
+        if not ev:
+            return ()
+        self.events = []
         return ev
 
     def report(self):
