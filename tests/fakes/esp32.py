@@ -166,8 +166,9 @@ class PCNT:
 _table = []     # [type, subtype, addr, size, label, path]
 
 
-def add_partition(label, size, path, type=1, subtype=0x82, addr=0x300000):
-    """Add a partition backed by host file `path` (created erased if missing)."""
+def add_partition(label, size, path, type=1, subtype=0x83, addr=0x300000):
+    """Add a partition backed by host file `path` (created erased if missing).
+    Subtype 0x83 is ESP-IDF's "littlefs" data subtype."""
     try:
         open(path, "rb").close()
     except OSError:
