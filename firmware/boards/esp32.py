@@ -22,8 +22,11 @@ from micropython import const
 
 from firmware.boards import pins
 
-# Label of the 1 MB data partition (type data) in the board's partitions.csv;
-# MicroPython's own "vfs" partition stays at "/" for the code.
+# Label of the 1 MB data partition in the board's partitions.csv, e.g.
+#   meterdata, data, 0x83, , 1M
+# (0x83: ESP-IDF's littlefs subtype; only the label is looked up). MicroPython's
+# own "vfs" partition stays at "/" for the code. Factory flashing leaves it
+# erased, so the first boot formats it.
 DATA_PARTITION = "meterdata"
 FLASH_ROOT = "/flash"
 _BLOCK_SIZE = const(4096)          # ESP32 flash erase block
