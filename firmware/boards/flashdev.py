@@ -8,11 +8,18 @@
 # - a program can only clear bits (new = old AND data); erase sets all to 0xFF;
 # - every program and erase is counted per block, for the flash-wear budget;
 # - a power cut can be armed at the Nth write operation (program or erase).
-#   That operation is torn: only its first `torn_bytes` bytes land (0 = none),
-#   then PowerCut is raised and the device is dead until it is re-created,
-#   exactly as if the supply had failed in the middle of the SPI transfer.
-# Each completed operation is flushed to the host file, so a SIGKILL of the
-# process also leaves the image as the chip would be after a cut.
+#   That operation is torn: only its first `torn_bytes` bytes land (0 = none).
+#   From then on the device is dead (`dead` is True): every read, program
+#   and erase fails with -EIO and changes nothing, until the image is mounted
+#   again on a new device. Failing with an error code, not an exception,
+#   is what a real block device does (vfs turns exceptions into errors
+#   anyway); the filesystem call in progress raises OSError(EIO), and the
+#   caller that simulates the meter checks `dead` to tell a cut from a bug.
+#   `on_cut` (optional) runs at the cut: the sim can end its process there
+#   (e.g. os.system("kill -9 $PPID")), as the CPU would stop.
+# The unix port's files are unbuffered (each write is a write(2) into the
+# host's page cache), so a SIGKILL of the process also leaves the image as
+# the chip would be after a cut; no fsync is needed, the host stays up.
 from array import array
 from micropython import const
 
@@ -23,32 +30,27 @@ _IOCTL_BLOCK_SIZE = const(5)
 _IOCTL_ERASE = const(6)
 
 
-class PowerCut(Exception):
-    """The simulated supply failed during (or before) a flash operation."""
+_EIO = const(-5)
 
 
 class FileBlockDev:
-    def __init__(self, path, block_count=256, cut_at=0, torn_bytes=0):
+    def __init__(self, path, block_count=256, cut_at=0, torn_bytes=0, on_cut=None):
         self.block_count = block_count
         # wear and activity counters, per block, since this object was made
         self.erases = array("I", bytes(4 * block_count))
         self.progs = array("I", bytes(4 * block_count))
         self.writes = 0  # program + erase operations
         self.dead = False
-        # Preallocated, so that neither a cut nor the garbage collector's
-        # finalizers (closing files on a dead device) need to allocate.
+        self.on_cut = on_cut
         self._scratch = bytearray(_CHUNK)
         self._blank = b"\xff" * _CHUNK
-        self._cut = PowerCut("power cut")
         self.arm_cut(cut_at, torn_bytes)
         try:
             self.f = open(path, "r+b")
         except OSError:
             self.f = open(path, "w+b")
-            blank = b"\xff" * BLOCK_SIZE
-            for _ in range(block_count):
-                self.f.write(blank)
-            self.f.flush()
+            for _ in range(block_count * BLOCK_SIZE // _CHUNK):
+                self.f.write(self._blank)
 
     # -- fault injection -------------------------------------------------
 
@@ -60,10 +62,8 @@ class FileBlockDev:
         self._torn = torn_bytes
 
     def _op(self):
-        # Called before each write operation; returns how many bytes of it may
-        # land, or -1 for all of them.
-        if self.dead:
-            raise self._cut
+        # Called before each write operation on a live device; returns how
+        # many bytes of it may land, or -1 for all of them.
         self.writes += 1
         if self._cut_left:
             self._cut_left -= 1
@@ -76,11 +76,14 @@ class FileBlockDev:
 
     def readblocks(self, block, buf, offset=0):
         if self.dead:
-            raise self._cut
+            return _EIO
         self.f.seek(block * BLOCK_SIZE + offset)
         self.f.readinto(buf)
+        return 0
 
     def writeblocks(self, block, buf, offset=0):
+        if self.dead:
+            return _EIO
         land = self._op()
         self.progs[block] += 1
         n = len(buf)
@@ -99,10 +102,14 @@ class FileBlockDev:
             self.f.seek(pos + done)
             self.f.write(old)
             done += k
-        if n:
-            self.f.flush()
-        if self.dead:
-            raise self._cut
+        return self._after()
+
+    def _after(self):
+        if not self.dead:
+            return 0
+        if self.on_cut:
+            self.on_cut()
+        return _EIO
 
     def ioctl(self, op, arg):
         if op == _IOCTL_BLOCK_COUNT:
@@ -110,6 +117,8 @@ class FileBlockDev:
         if op == _IOCTL_BLOCK_SIZE:
             return BLOCK_SIZE
         if op == _IOCTL_ERASE:
+            if self.dead:
+                return _EIO
             land = self._op()
             self.erases[arg] += 1
             n = BLOCK_SIZE if land < 0 else min(land, BLOCK_SIZE)
@@ -118,10 +127,7 @@ class FileBlockDev:
                 k = min(_CHUNK, n)
                 self.f.write(memoryview(self._blank)[:k])
                 n -= k
-            self.f.flush()
-            if self.dead:
-                raise self._cut
-            return 0
+            return self._after()
         return 0 if op in (1, 2, 3) else None
 
     # -- wear figures ------------------------------------------------------
@@ -133,6 +139,7 @@ class FileBlockDev:
         return sum(self.erases)
 
     def close(self):
+        self.dead = True
         self.f.close()
 
 
@@ -148,7 +155,7 @@ def blank_beyond_superblock(dev):
     return True
 
 
-def mount(path, mountpoint="/flash", block_count=256, cut_at=0, torn_bytes=0):
+def mount(path, mountpoint="/flash", block_count=256, cut_at=0, torn_bytes=0, on_cut=None):
     """Mount a LittleFS v2 image kept in a host file, formatting it only when it
     holds no data (first boot, or a cut during the first format).
     An image that holds data but does not mount is never formatted: the device
@@ -168,4 +175,5 @@ def mount(path, mountpoint="/flash", block_count=256, cut_at=0, torn_bytes=0):
         vfs.mount(vfs.VfsLfs2(dev), mountpoint)
     # armed only after mounting, so a cut falls among the meter's own writes
     dev.arm_cut(cut_at, torn_bytes)
+    dev.on_cut = on_cut
     return dev

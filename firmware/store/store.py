@@ -1,17 +1,19 @@
 # Power-safe state on LittleFS. The scheme (docs/storage.md has the why):
 #
-#   <root>/store/snap.a, snap.b   the full state, one framed record each, both
+#   <root>/store/a/snap, b/snap   the full state, one framed record each, both
 #                                 written on every commit (a mirror)
-#   <root>/store/hot/h.a, h.b     small "hot" checkpoints (energy, balance)
+#   <root>/store/ha/hot, hb/hot   small "hot" checkpoints (energy, balance)
 #                                 written alternately; each names the snapshot
 #                                 seq it builds on and overrides its keys
 #
 # What LittleFS guarantees and we rely on: a file's new contents become
 # visible only when it is closed, all at once; a directory rename is atomic.
 # What we add: a CRC and a sequence number per record, so damage at rest is
-# detected and the other copy used; a separate directory (own metadata pair)
-# for the hot records, small enough to stay inline in LittleFS metadata, so a
-# checkpoint costs a metadata append, not a 4 KB block erase.
+# detected and the other copy used. Every copy has its own directory, hence
+# its own LittleFS metadata pair: small files live inline in that metadata,
+# and damage to one metadata block must not take both copies with it. Hot
+# records stay inline, so a checkpoint costs a metadata append, not a 4 KB
+# block erase.
 import json
 import os
 from micropython import const
@@ -19,8 +21,9 @@ from micropython import const
 from firmware.store import record
 
 HOT_MAX = const(128)  # LittleFS inline limit with MicroPython's 128-byte cache
-_SNAP = ("snap.a", "snap.b")
-_HOT = ("hot/h.a", "hot/h.b")
+_SNAP = ("a/snap", "b/snap")
+_HOT = ("ha/hot", "hb/hot")
+_DIRS = ("a", "b", "ha", "hb")
 _SEP = (",", ":")
 
 # fault code -> number shown on the LCD as "E<n>"
@@ -58,6 +61,21 @@ def _exists(path):
         return True
     except OSError:
         return False
+
+
+def _seal(d):
+    # A LittleFS directory is a pair of blocks: commits append to one until it
+    # fills, then the live entries are compacted into the other. Right after
+    # the store is created, the older block of the pair still describes the
+    # directory without it, so a zeroed newest block would quietly bring back
+    # a flash that looks factory-new. Enough tiny commits (prog size 32, so
+    # at most 128 fit in 4 KB) force a compaction: then both blocks know the
+    # store. Done once per life, at creation and at restore.
+    p = d + "/.seal"
+    for _ in range(70):
+        with open(p, "wb"):
+            pass
+        os.remove(p)
 
 
 def _remove_tree(path):
@@ -190,9 +208,9 @@ class Store:
         Damaged files are kept beside as *.bad for a post-mortem."""
         if self.fault == "fs":
             raise StoreFault("fs")
-        for d in (self.dir, self.dir + "/hot"):
-            if not _exists(d):
-                os.mkdir(d)
+        for d in ("",) + _DIRS:
+            if not _exists(self.dir + "/" + d):
+                os.mkdir(self.dir + "/" + d)
         for n in _SNAP + _HOT:
             p = self.dir + "/" + n
             if _exists(p):
@@ -201,6 +219,8 @@ class Store:
         buf = record.encode(record.KIND_SNAP, self.snap_seq, 0,
                             json.dumps(state, separators=_SEP).encode())
         self._write_all(self.dir, buf)
+        _seal(self.root)
+        _seal(self.dir)
         self.fault = None
         self._factory = False
         self.ready = True
@@ -212,9 +232,12 @@ class Store:
         tmp = self.root + "/store.new"
         _remove_tree(tmp)
         os.mkdir(tmp)
-        os.mkdir(tmp + "/hot")
+        for d in _DIRS:
+            os.mkdir(tmp + "/" + d)
         self._write_all(tmp, buf)
         os.rename(tmp, self.dir)
+        _seal(self.root)
+        _seal(self.dir)
 
     def _write_all(self, d, buf):
         _write(d + "/" + _SNAP[0], buf)
