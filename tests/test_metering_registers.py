@@ -147,3 +147,47 @@ def test_cross_check_flags_divergence_above_the_limit_only():
     out = run_mpy_json(_CROSS, [[3, agree], [3, bypass]])
     assert not any(out[0])
     assert out[1].count(True) == 1 and out[1][-1] is True
+
+
+_REVENUE = """
+import sys, json, array
+from firmware.boards import sim_adc
+from firmware.metering.revenue import Revenue
+req = json.loads(sys.stdin.readline())
+events = []
+r = Revenue(req["source"], imp_per_kwh=1000, limit_pct=3, window_wh=50,
+            on_event=lambda k, t, v: events.append([k, t]))
+vb = array.array('h', bytes(1280)); ib = array.array('h', bytes(1280))
+imp = exp = pulses = 0
+for k, (watts, pulse_per_s, cover) in enumerate(req["ticks"]):
+    sim_adc.fill(vb, ib, 3200, 230, watts, 1000, 50, k * 1000)
+    pulses += pulse_per_s
+    imp += r.tick(pulses, vb, ib, 640, 1000, 1000 + k, cover)
+    exp += r.export_wh
+print(json.dumps({"imp": imp, "exp": exp, "events": events}))
+"""
+
+
+def test_reverse_power_is_export_and_raises_one_event_per_episode():
+    # 9 kW for a second = 2.5 Wh: 60 ticks of export, then import, then export again
+    ticks = [[-9000, 0, False]] * 60 + [[3600, 0, False]] * 10 + [[-9000, 0, False]] * 5
+    out = run_mpy_json(_REVENUE, {"source": "adc", "ticks": ticks}, heap=HARNESS_HEAP)
+    assert [e for e in out["events"]] == [["reverse_energy", 1000], ["reverse_energy", 1070]]
+    assert 160 <= out["exp"] <= 166 and 9 <= out["imp"] <= 11   # 65 x 2.5 Wh, 10 Wh
+
+
+def test_pulses_bill_and_a_bypassed_adc_raises_a_metering_fault():
+    # pulses say 3600 W (1 pulse/s at 1000 imp/kWh = 3.6 kW), the ADC sees a third of it
+    ticks = [[1200, 1, False]] * 80
+    out = run_mpy_json(_REVENUE, {"source": "both", "ticks": ticks}, heap=HARNESS_HEAP)
+    assert out["imp"] == 80
+    assert out["events"] and out["events"][0][0] == "metering_fault"
+    agree = run_mpy_json(_REVENUE, {"source": "both", "ticks": [[3600 * 0.995, 1, False]] * 80},
+                         heap=HARNESS_HEAP)
+    assert agree["events"] == []
+
+
+def test_opening_the_terminal_cover_is_a_time_stamped_event():
+    ticks = [[0, 0, False]] * 3 + [[0, 0, True]] * 2 + [[0, 0, False]]
+    out = run_mpy_json(_REVENUE, {"source": "pulse", "ticks": ticks}, heap=HARNESS_HEAP)
+    assert out["events"] == [["cover_open", 1003], ["cover_closed", 1005]]

@@ -1,0 +1,78 @@
+# The revenue source the customer pays by, chosen by board config:
+#   "pulse": CF pulses from the metering IC (exact counting);
+#   "adc":   the ESP32's own ADC measurement (waveform.Analyzer);
+#   "both":  pulses bill, the ADC cross-checks them.
+# It also turns what it sees into events for the app's log: reverse energy
+# (possible tamper; it is registered as export and never adds credit), a
+# pulse/ADC divergence beyond the configured limit (metering fault), and the
+# terminal cover opening or closing.
+#
+# Events go to on_event(kind, utc_s, value) with kind one of EV_*; value is an
+# int (real power in mW, divergence in 0.1 %, or 0).
+from firmware.metering.crosscheck import CrossCheck
+from firmware.metering.pulse import PulseEnergy
+from firmware.metering.waveform import Analyzer, FLAG_REVERSE
+
+EV_REVERSE = "reverse_energy"
+EV_FAULT = "metering_fault"
+EV_COVER_OPEN = "cover_open"
+EV_COVER_CLOSED = "cover_closed"
+
+
+class Revenue:
+    def __init__(self, source, imp_per_kwh=1000, rate_hz=3200, cal=None, limit_pct=3,
+                 window_wh=200, creep_mw=4000, on_event=None, pulse_base=0):
+        if source not in ("pulse", "adc", "both"):
+            raise ValueError("source")
+        self.source = source
+        self.pulse = PulseEnergy(imp_per_kwh) if source != "adc" else None
+        self.adc = Analyzer(rate_hz, cal, creep_mw) if source != "pulse" else None
+        self.cross = CrossCheck(limit_pct, window_wh) if source == "both" else None
+        self.on_event = on_event
+        self.last_count = pulse_base     # board.pulse_count() when metering started
+        self.reverse = False
+        self.cover_open = False
+        self.export_wh = 0               # export Wh added by the last tick()
+
+    def _event(self, kind, utc_s, value):
+        if self.on_event:
+            self.on_event(kind, utc_s, value)
+
+    def tick(self, pulse_count, vbuf, ibuf, n, dt_ms, utc_s, cover_open=False):
+        """Meter one tick; returns the import Wh to bill. Export Wh of the same
+        tick is left in self.export_wh for the registers."""
+        pulse_wh = adc_wh = 0
+        self.export_wh = 0
+        if self.pulse:
+            pulse_wh = self.pulse.feed(pulse_count - self.last_count)
+            self.last_count = pulse_count
+        an = self.adc
+        if an and n:
+            flags = an.analyze(vbuf, ibuf, n)
+            before = an.export_wh
+            adc_wh = an.accumulate(dt_ms)
+            self.export_wh = an.export_wh - before
+            reverse = bool(flags & FLAG_REVERSE)
+            if reverse and not self.reverse:   # once per episode, not every second
+                self._event(EV_REVERSE, utc_s, an.p_mw)
+            self.reverse = reverse
+        if self.cross and self.cross.feed(pulse_wh, adc_wh):
+            self._event(EV_FAULT, utc_s, self.cross.last_pct_x10)
+        if cover_open != self.cover_open:
+            self.cover_open = cover_open
+            self._event(EV_COVER_OPEN if cover_open else EV_COVER_CLOSED, utc_s, 0)
+        return adc_wh if self.source == "adc" else pulse_wh
+
+    def state(self):
+        d = {"source": self.source}
+        if self.pulse:
+            d["pulse"] = self.pulse.state()
+        if self.adc:
+            d["adc"] = self.adc.state()
+        return d
+
+    def restore(self, d):
+        if self.pulse and "pulse" in d:
+            self.pulse.restore(d["pulse"])
+        if self.adc and "adc" in d:
+            self.adc.restore(d["adc"])
