@@ -199,7 +199,7 @@ class Dispatcher:
             return self._reject(ack, P.BAD_VERSION)
         if obj.get("meter") != self.meter_id:
             return self._reject(ack, P.WRONG_METER)
-        reason = P.check_mac(self.signer, obj)
+        reason = P.check_mac(self.signer, obj, raw)
         if reason:
             return self._reject(ack, reason)
         kind, reason = validate(obj)

@@ -207,12 +207,19 @@ def parse(raw):
     return obj, None
 
 
-def check_mac(signer, obj):
-    """Returns None when obj carries a valid MAC, else a reason code."""
+def check_mac(signer, obj, raw):
+    """Returns None when raw (the payload obj was parsed from) is canonical
+    and carries a valid MAC, else a reason code.
+
+    Commands must arrive in canonical form, "mac" included in its sorted
+    place: MicroPython's json accepts some broken documents (a "]" closing an
+    object), and one accepted spelling per command leaves nothing to argue."""
     mac = obj.get("mac")
     if type(mac) is not str:
         return BAD_MAC
     try:
+        if canonical(obj, None) != raw:
+            return MALFORMED
         body = canonical(obj)
     except CanonError:
         return MALFORMED
