@@ -35,9 +35,15 @@ class Friendly:
         self.weekend = bool(cfg.get("weekend", False))
         self.calendar = DayCalendar(cfg.get("weekend_days", (5, 6)), cfg.get("holidays", ()))
         self.configured = bool(self.windows or self.weekend or self.calendar.holidays)
+        self._day = None
+        self._day_type = 0
 
     def in_force(self, local_s):
-        day_type = self.calendar.day_type(day_number(local_s))
+        day = day_number(local_s)
+        if day != self._day:  # the calendar lookup allocates: once a day is enough
+            self._day = day
+            self._day_type = self.calendar.day_type(day)
+        day_type = self._day_type
         if day_type == 2 or (day_type == 1 and self.weekend):
             return True
         sod = seconds_of_day(local_s)
