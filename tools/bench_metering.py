@@ -18,7 +18,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import waveforms as wf  # noqa: E402
-from mpy import run_mpy_json  # noqa: E402
+from mpy import run_mpy, run_mpy_json  # noqa: E402
 
 CHUNK = 640          # samples per capture: 200 ms at 3200 S/s, about 10 cycles
 CHUNK_MS = 200
@@ -103,6 +103,12 @@ def reference_cal(tmp, fe=wf.TYPICAL, seed=99):
             "pf_milli": 500, "lagging": True}
 
 
+def run_jobs(jobs, tmp, fe=wf.TYPICAL):
+    """Calibrate in MicroPython as a factory would, then run the energy jobs."""
+    req = {"rate": wf.RATE_HZ, "calibrate": reference_cal(tmp, fe), "jobs": jobs}
+    return run_mpy_json(_ENERGY_SCRIPT, req, timeout=600)
+
+
 def measure_points(points, fe=wf.TYPICAL, seed=7, fast=True):
     """Run the accuracy points; returns (rows, cal). Each row:
     (name, i_frac, pf, ref_mj, got_mj, err_pct, limit_pct)."""
@@ -117,8 +123,7 @@ def measure_points(points, fe=wf.TYPICAL, seed=7, fast=True):
                          "fast": fast})
             # the analyzer integrates power over the capture's nominal duration
             refs.append(p_w * chunks * CHUNK_MS)  # W * ms = mJ
-        req = {"rate": wf.RATE_HZ, "calibrate": reference_cal(tmp, fe), "jobs": jobs}
-        out = run_mpy_json(_ENERGY_SCRIPT, req, timeout=600)
+        out = run_jobs(jobs, tmp, fe)
     rows = []
     for (name, frac, pf, lag, hz, secs), ref, job in zip(points, refs, out["jobs"]):
         got = energy_mj(job)
@@ -127,11 +132,94 @@ def measure_points(points, fe=wf.TYPICAL, seed=7, fast=True):
     return rows, out["cal"]
 
 
+def sparse_capture_job(tmp, name, v_rms, i_rms, seconds, fe=wf.TYPICAL, seed=3):
+    """One 200 ms capture per second of meter time, each integrated over 1 s:
+    how the meter task runs. Returns (job, reference mJ)."""
+    path = os.path.join(tmp, name + ".bin")
+    p_w = 0.0
+    with open(path, "wb") as f:
+        for s in range(seconds):
+            v, i, p_w = wf.synth(CHUNK, v_rms, i_rms, 1.0, True, 50.0, seed=seed + s, fe=fe,
+                                 t0=float(s))
+            f.write(v.astype("<i2").tobytes() + i.astype("<i2").tobytes())
+    return ({"path": path, "chunk": CHUNK, "chunks": seconds, "dt_ms": 1000},
+            p_w * seconds * 1000)
+
+
 def print_table(rows):
     print("%-24s %12s %12s %8s %6s %s" % ("point", "ref mJ", "meter mJ", "err %", "limit", "ok"))
     for name, frac, pf, ref, got, err, lim in rows:
         print("%-24s %12.1f %12.1f %+8.3f %6.1f %s" % (name, ref, got, err, lim,
                                                        "yes" if abs(err) <= lim else "NO"))
+
+
+# Throughput of analyze() on one 640-sample capture, plain against viper, in
+# one process; and a plain bytecode loop as the yardstick for the ESP32 estimate.
+_SPEED_SCRIPT = """
+import array, math, time
+from firmware.boards import sim_adc
+from firmware.metering.waveform import Analyzer
+n = 640
+vb = array.array('h', bytes(2 * n)); ib = array.array('h', bytes(2 * n))
+sim_adc.fill(vb, ib, 3200, 230, 2300, 800, 50, 0)
+res = {}
+for name, fast, reps in (("plain", False, 60), ("viper", True, 600)):
+    a = Analyzer(3200, fast=fast)
+    a.analyze(vb, ib, n)
+    t0 = time.ticks_us()
+    k = 0
+    while k < reps:
+        a.analyze(vb, ib, n)
+        a.accumulate(200)
+        k += 1
+    res[name] = n * reps * 1000000 // max(1, time.ticks_diff(time.ticks_us(), t0))
+print(res)
+"""
+
+# x86 unix port -> ESP32 (240 MHz Xtensa LX6, code from flash cache): see
+# docs/metering.md, "Speed". An assumption, not a measurement.
+ESP32_SLOWDOWN = 60
+ADC_PAIRS_PER_S = 3200
+
+
+def speed():
+    out = run_mpy(_SPEED_SCRIPT)
+    res = eval(out.strip().splitlines()[-1])
+    plain, viper = res["plain"], res["viper"]
+    esp32_viper = viper / ESP32_SLOWDOWN
+    return {
+        "adc_plain_samples_per_s": plain,
+        "adc_viper_samples_per_s": viper,
+        "adc_viper_speedup": round(viper / plain, 2),
+        "adc_esp32_core_pct_2ch_3k2": round(100.0 * ADC_PAIRS_PER_S / esp32_viper, 2),
+        "adc_esp32_core_pct_2ch_3k2_plain": round(100.0 * ADC_PAIRS_PER_S * ESP32_SLOWDOWN / plain, 1),
+    }
+
+
+def pulse_integrity():
+    out = run_mpy("""
+from firmware.metering.pulse import PulseEnergy, Wrap16
+x = 88172645
+hw = 0
+w = Wrap16(0)
+e = PulseEnergy(3200)
+true = last = wh = 0
+for k in range(200000):
+    x ^= (x << 13) & 0xFFFFFFFF
+    x ^= x >> 17
+    x ^= (x << 5) & 0xFFFFFFFF
+    # mostly small bursts, now and then a long busy spell up to the 16-bit limit
+    burst = x % 32768 if k % 97 == 0 else x % 50
+    true += burst
+    hw = (hw + burst) & 0xFFFF
+    c = w.update(hw)
+    wh += e.feed(c - last)
+    last = c
+print(true, c, wh)
+""")
+    true, counted, wh = map(int, out.split())
+    return {"pulse_lost": true - counted,
+            "pulse_wh_error": wh - true * 1000 // 3200}
 
 
 def run():
@@ -143,6 +231,17 @@ def run():
         "adc_points_outside_class05s": sum(1 for r in rows if abs(r[5]) > r[6]),
         "adc_max_abs_error_pct": round(max(abs(r[5]) for r in rows), 4),
     }
+    with tempfile.TemporaryDirectory() as tmp:
+        creep, _ = sparse_capture_job(tmp, "noload", wf.VN * 1.15, 0.0, 3600)
+        start, start_ref = sparse_capture_job(tmp, "start", wf.VN, wf.IN * 0.004, 600)
+        out = run_jobs([creep, start], tmp)
+    c, s = out["jobs"]
+    res["creep_wh"] = c["imp_wh"] + c["exp_wh"]
+    res["creep_mj"] = energy_mj(c) + energy_mj(c, "exp")
+    res["adc_start_registers"] = 1 if energy_mj(s) > 0 else 0
+    res["adc_start_error_pct"] = round((energy_mj(s) - start_ref) / start_ref * 100, 3)
+    res.update(pulse_integrity())
+    res.update(speed())
     return res
 
 
