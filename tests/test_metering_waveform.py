@@ -202,3 +202,16 @@ def test_wide_integer_helpers_match_exact_arithmetic(md, dw, sq):
     assert out[0] == [_trunc_div(a * b, c) for a, b, c in md]
     assert out[1] == [_trunc_div(h * 2**26 + l, d) for h, l, bits, d in dw]
     assert out[2] == [int(np.floor(np.sqrt(n))) if n < 2**52 else None for n in sq]
+
+
+def test_a_current_beyond_the_adc_range_is_flagged_as_clipped():
+    out = run_mpy("""
+import array
+from firmware.boards import sim_adc
+from firmware.metering.waveform import Analyzer, FLAG_CLIPPED
+vb = array.array('h', bytes(1280)); ib = array.array('h', bytes(1280))
+for watts in (13800, 30000):      # 60 A fits; 130 A peaks past 100 A full scale
+    sim_adc.fill(vb, ib, 3200, 230, watts, 1000, 50, 0)
+    print(Analyzer(3200).analyze(vb, ib, 640) & FLAG_CLIPPED)
+""")
+    assert out.split() == ["0", "4"]

@@ -83,7 +83,7 @@ def _cross_py(vb, p):
 
 
 def _sums_py(vb, ib, p):
-    # p in: [a, b, ov, oi, d, off]; out p[6..13]: vv hi/lo, ii hi/lo, vi hi/lo, sv, si
+    # p in: [a, b, ov, oi, d, off]; out p[6..14]: vv hi/lo, ii hi/lo, vi hi/lo, sv, si, clipped
     a = p[0]
     b = p[1]
     ov = p[2]
@@ -93,10 +93,14 @@ def _sums_py(vb, ib, p):
     off = p[5] - 1
     svv = sii = svi = sv = si = 0
     vvh = vvl = iih = iil = vih = vil = 0
-    m = 0
+    m = clip = 0
     for k in range(a, b):
-        v = ((vb[k] - ov) * e + (vb[k + off] - ov) * d + 128) >> 8
-        c = ib[k] - oi
+        x = vb[k]
+        y = ib[k]
+        if x <= 0 or x >= 4095 or y <= 0 or y >= 4095:
+            clip += 1
+        v = ((x - ov) * e + (vb[k + off] - ov) * d + 128) >> 8
+        c = y - oi
         svv += v * v
         sii += c * c
         svi += v * c
@@ -119,6 +123,7 @@ def _sums_py(vb, ib, p):
     p[11] = vil + (svi & _M14)
     p[12] = sv
     p[13] = si
+    p[14] = clip
 
 
 # --- kernels: viper (same arithmetic, machine words) ------------------------
@@ -180,10 +185,15 @@ def _sums_vp(vb: ptr16, ib: ptr16, p: ptr32):
     vih = 0
     vil = 0
     m = 0
+    clip = 0
     k = a
     while k < b:
-        v = ((int(vb[k]) - ov) * e + (int(vb[k + off]) - ov) * d + 128) >> 8
-        c = int(ib[k]) - oi
+        x = int(vb[k])
+        y = int(ib[k])
+        if x <= 0 or x >= 4095 or y <= 0 or y >= 4095:
+            clip += 1
+        v = ((x - ov) * e + (int(vb[k + off]) - ov) * d + 128) >> 8
+        c = y - oi
         svv += v * v
         sii += c * c
         svi += v * c
@@ -210,6 +220,7 @@ def _sums_vp(vb: ptr16, ib: ptr16, p: ptr32):
     p[11] = vil + (svi & _M14)
     p[12] = sv
     p[13] = si
+    p[14] = clip
 
 
 def _mean_q4(hi, lo, t_q8):
@@ -318,6 +329,8 @@ class Analyzer:
             _sums_py(vbuf, ibuf, p)
         rv = p[12]
         ri = p[13]
+        if p[14]:
+            self.flags |= FLAG_CLIPPED
         nn = nw * nw
         mvv = _mean_q4(p[6], p[7], t) - (rv * rv * 16) // nn
         mii = _mean_q4(p[8], p[9], t) - (ri * ri * 16) // nn - self.i_floor
