@@ -144,7 +144,7 @@ class App:
             gc.collect()
             return {"ok": True, "free_after_gc": gc.mem_free(), "total": gc.mem_free() + gc.mem_alloc()}
         if cmd == "lcd_frame":
-            return {"ok": True, "hex": self.board.lcd_frame_hex(), "lines": self.board._lcd_lines}
+            return {"ok": True, "hex": self.board.lcd_frame_hex(), "lines": self.board.lcd_lines}
         return {"ok": False, "error": "unknown command"}
 
     async def run(self):

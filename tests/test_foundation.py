@@ -113,9 +113,10 @@ def test_the_mpy_cross_compiled_firmware_boots_and_meters(sim_meters):
     import os
     from simmeter import ROOT
     code = os.path.join(ROOT, "build", "mpy-host")
-    assert os.path.exists(os.path.join(code, "firmware", "app.mpy")), "run `make compile` first"
+    m = sim_meters("mc", config={"initial_balance_minor": 15}).start()
+    assert m.code_root == code
+    assert os.path.exists(os.path.join(code, "firmware", "app.mpy"))
     assert not os.path.exists(os.path.join(code, "firmware", "app.py"))
-    m = sim_meters("mc", config={"initial_balance_minor": 15}, code_root=code).start()
     m.control({"cmd": "pulses", "n": 100})
     st = m.wait_for(lambda s: not s["relay_closed"])
     assert st["meter"]["import_wh"] == 100 and st["meter"]["balance_minor"] == 0

@@ -30,11 +30,13 @@ def compile_all(out_name, arch):
     for rel in sources():
         dest = os.path.join(out_root, rel[:-3] + ".mpy")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
+        count += 1
+        if os.path.exists(dest) and os.path.getmtime(dest) >= os.path.getmtime(os.path.join(ROOT, rel)):
+            continue  # up to date
         proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", dest, "-s", rel, rel],
                               cwd=ROOT, capture_output=True, text=True)
         if proc.returncode:
             failures.append("%s: %s" % (rel, proc.stderr.strip()))
-        count += 1
     for name in ("boot.py", "main.py"):
         shutil.copy(os.path.join(ROOT, name), os.path.join(out_root, name))
     return count, failures

@@ -23,6 +23,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython")
 HEAP = "108k"
+COMPILED = os.path.join(ROOT, "build", "mpy-host")
+_compiled = False
+
+
+def ensure_compiled():
+    """Bring build/mpy-host up to date (incremental): sim meters boot the
+    compiled firmware, as the ESP32 does, because compiling source at boot
+    would need more heap than the board has."""
+    global _compiled
+    if not _compiled:
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compile_mpy.py")], check=True,
+                       stdout=subprocess.DEVNULL)
+        _compiled = True
 
 
 def free_port():
@@ -33,7 +46,7 @@ def free_port():
 
 class SimMeter:
     def __init__(self, meter_id, workdir, broker_port=1883, config=None, scale=1, step=False,
-                 epoch=None, heap=HEAP, extra_args=(), auto_restart=False, code_root=ROOT):
+                 epoch=None, heap=HEAP, extra_args=(), auto_restart=False, code_root=COMPILED):
         self.meter_id = meter_id
         self.dir = os.path.join(workdir, meter_id)
         os.makedirs(self.dir, exist_ok=True)
@@ -45,7 +58,7 @@ class SimMeter:
         self.scale, self.step, self.epoch, self.heap = scale, step, epoch, heap
         self.extra_args = list(extra_args)
         self.auto_restart = auto_restart
-        self.code_root = code_root  # ROOT for source, or build/mpy-host for compiled firmware
+        self.code_root = code_root  # build/mpy-host (compiled, default) or ROOT (source)
         self.proc = None
         self.port = None
         self.sock = None
@@ -68,6 +81,8 @@ class SimMeter:
         return args + self.extra_args
 
     def start(self, timeout=10):
+        if self.code_root == COMPILED:
+            ensure_compiled()
         self.port = free_port()
         code = self.code_root
         env = dict(os.environ, MICROPYPATH=":".join([code, os.path.join(code, "lib"), ".frozen"]))

@@ -67,7 +67,7 @@ class SimBoard:
         self._buzzer = False
         self._backlight = True
         self._lcd = None
-        self._lcd_lines = []
+        self.lcd_lines = []
         self._buttons = {}
         self._tamper = False
         self._power_fail = False
@@ -171,7 +171,7 @@ class SimBoard:
 
     def lcd_show(self, fb_bytes, lines):
         self._lcd = fb_bytes
-        self._lcd_lines = lines
+        self.lcd_lines = lines
 
     def backlight(self, on):
         self._backlight = bool(on)
@@ -242,6 +242,16 @@ class SimBoard:
     def modem_reset(self, level):
         pass
 
+    # On the unix port the host's network stands in for the PPP data call.
+    def ppp_start(self, uart, user=None, key=None):
+        return True
+
+    def ppp_connected(self):
+        return True
+
+    def ppp_stop(self):
+        pass
+
     # --- control socket
     async def serve_control(self):
         import asyncio
@@ -300,7 +310,7 @@ class SimBoard:
 
     def snapshot(self):
         return {"ok": True, "relay_closed": self._relay, "buzzer": self._buzzer,
-                "backlight": self._backlight, "lcd": self._lcd_lines, "load_w": self.load_w,
+                "backlight": self._backlight, "lcd": self.lcd_lines, "load_w": self.load_w,
                 "volts": self.volts, "pulses": self._pulses, "mono_ms": self.mono_ms(),
                 "rtc_s": self.rtc_get(), "reset_cause": self._reset_cause}
 
