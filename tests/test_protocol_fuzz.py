@@ -46,7 +46,7 @@ class FakeMeter:
         return ("credited", self.balance, self.seq)
     def tariff(self, version, at, t):
         self.calls.append(["tariff", version, at])
-        return "bad_tariff" if "bad" in t else None
+        return "bad_tariff" if t.get("kind") == "bad" else None
     def relay(self, action):
         self.calls.append(["relay", action])
     def set_mode(self, mode):
@@ -157,11 +157,12 @@ INT_RANGES = {"order": (1, 2**31 - 1), "amount_minor": (1, 100_000_000), "versio
               "activate_utc_s": (0, 2**32 - 1), "utc_s": (1577836800, 2**32 - 1)}
 CHOICES = {"action": ("connect", "disconnect"), "mode": ("prepaid", "postpaid")}
 COMMON = {"v", "meter", "ctr", "exp", "kind", "mac"}
+LOWER = "abcdefghijklmnopqrstuvwxyz"
 
-json_scalar = st.one_of(st.integers(-2**70, 2**70), st.text(max_size=20), st.booleans(), st.none(),
+json_scalar = st.one_of(st.integers(-2**70, 2**70), st.text(max_size=8), st.booleans(), st.none(),
                         st.floats(allow_nan=False, allow_infinity=False))
-json_value = st.recursive(json_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
-                          max_leaves=6)
+json_value = st.recursive(json_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                          max_leaves=4)
 
 
 def out_of_range(lo, hi):
@@ -190,11 +191,11 @@ def invalid_but_signed(draw):
         del fields[draw(st.sampled_from(sorted(fields)))]
         reason = "missing_field"
     elif how == "extra":
-        name = draw(st.from_regex(r"[a-z_]{1,12}", fullmatch=True).filter(lambda n: n not in fields and n not in COMMON and n != "since"))
+        name = draw(st.text(alphabet=LOWER + "_", min_size=1, max_size=12).filter(lambda n: n not in fields and n not in COMMON and n != "since"))
         fields[name] = draw(st.integers(0, 9))
         reason = "unknown_field"
     elif how == "kind":
-        kind = draw(st.from_regex(r"[a-z_]{1,12}", fullmatch=True).filter(lambda k: k not in TEMPLATES))
+        kind = draw(st.text(alphabet=LOWER + "_", min_size=1, max_size=12).filter(lambda k: k not in TEMPLATES))
         reason = "unknown_kind"
     elif how == "choice" and kind in ("relay", "mode"):
         f = next(iter(fields))
@@ -203,7 +204,7 @@ def invalid_but_signed(draw):
         kind, fields = "config", {"settings": {}}
         sub = draw(st.sampled_from(["unknown", "range", "empty", "holidays"]))
         if sub == "unknown":
-            fields["settings"] = {draw(st.from_regex(r"[a-z]{1,10}", fullmatch=True)): 1}
+            fields["settings"] = {draw(st.text(alphabet=LOWER, min_size=1, max_size=10)): 1}
             reason = "unknown_field"
         elif sub == "range":
             fields["settings"] = {"report_interval_s": draw(out_of_range(60, 86400))}
@@ -252,8 +253,8 @@ def test_random_bytes_are_rejected_with_a_reason_and_change_nothing(meter, paylo
 
 
 @FUZZ
-@given(body=st.dictionaries(st.sampled_from(sorted(COMMON | {"order", "amount_minor", "x"})), json_value, max_size=8)
-       | st.dictionaries(st.text(max_size=6), json_value, max_size=6), forge=st.booleans())
+@given(body=st.dictionaries(st.sampled_from(sorted(COMMON | {"order", "amount_minor", "x"})), json_value, max_size=6)
+       | st.dictionaries(st.text(max_size=4), json_scalar, max_size=4), forge=st.booleans())
 def test_unsigned_or_forged_json_is_rejected_and_changes_nothing(meter, body, forge):
     fp0 = meter.fp0
     if forge:
