@@ -1,0 +1,156 @@
+"""The event outbox on a LittleFS image mounted in MicroPython (vfs.VfsLfs2
+on a file-backed block device): bounded, persistent across processes, never
+dropping credit or relay events, seqs only rising."""
+import json
+
+from headend import codec
+from mpy import run_mpy
+
+SETUP = r"""
+import sys, json, vfs
+
+class Dev:
+    # A plain file-backed block device: 512-byte blocks, as LittleFS allows.
+    def __init__(self, path, count):
+        self.count = count
+        try:
+            self.f = open(path, "r+b")
+        except OSError:
+            self.f = open(path, "w+b")
+            for _ in range(count):
+                self.f.write(b"\xff" * 512)
+            self.f.flush()
+    def readblocks(self, n, buf, off=0):
+        self.f.seek(n * 512 + off)
+        self.f.readinto(buf)
+    def writeblocks(self, n, buf, off=0):
+        self.f.seek(n * 512 + off)
+        self.f.write(buf)
+        self.f.flush()
+    def ioctl(self, op, arg):
+        if op == 4: return self.count
+        if op == 5: return 512
+        if op == 6:
+            self.f.seek(arg * 512)
+            self.f.write(b"\xff" * 512)
+            self.f.flush()
+        return 0
+
+dev = Dev(%(img)r, 256)
+try:
+    vfs.mount(vfs.VfsLfs2(dev), "/flash")
+except OSError:
+    vfs.VfsLfs2.mkfs(dev)
+    vfs.mount(vfs.VfsLfs2(dev), "/flash")
+from firmware.link.outbox import Outbox
+from firmware.link import protocol as P
+ob = Outbox("/flash/outbox", "MTR-0001", cap=%(cap)d, hard_cap=%(hard)d, seq_floor=%(floor)d)
+def dump():
+    return {"pending": ob.pending(), "len": len(ob), "next_seq": ob.next_seq, "dropped": ob.dropped,
+            "dropped_total": ob.dropped_total, "corrupt": ob.corrupt,
+            "entries": [[e[0], e[1], e[2], e[3].decode()] for e in ob.entries]}
+"""
+
+
+def run(img, body, cap=8, hard=12, floor=0):
+    out = run_mpy(SETUP % {"img": str(img), "cap": cap, "hard": hard, "floor": floor} + body)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_events_persist_across_processes_with_rising_seqs(tmp_path):
+    img = tmp_path / "lfs.img"
+    a = run(img, 'seqs = [ob.add("telemetry", {"energy_wh": i}, 100 + i) for i in range(3)]\n'
+                 'seqs.append(ob.add("topup", {"order": 4, "amount_minor": 500, "balance_minor": 900}, 200))\n'
+                 'print(json.dumps(seqs))')
+    assert a == [1, 2, 3, 4]
+    b = run(img, 'print(json.dumps(dump()))')
+    assert b["pending"] == 4 and b["next_seq"] == 5
+    assert json.loads(b["entries"][3][3]) == {"v": 1, "meter": "MTR-0001", "seq": 4, "kind": "topup", "t": 200,
+                                              "order": 4, "amount_minor": 500, "balance_minor": 900}
+    c = run(img, 'print(json.dumps(ob.add("warning", {"level": 1, "balance_minor": 90}, 300)))')
+    assert c == 5
+
+
+def test_a_full_outbox_drops_telemetry_first_and_never_credit_or_relay(tmp_path):
+    img = tmp_path / "lfs.img"
+    out = run(img, r"""
+kinds = ["telemetry", "topup", "telemetry", "warning", "relay", "telemetry", "telemetry", "fault"] * 3
+got = [ob.add(k, {"n": i}, i) for i, k in enumerate(kinds)]
+print(json.dumps({"got": got, "state": dump()}))
+""")
+    st = out["state"]
+    assert st["len"] <= 8
+    kept = {json.loads(e[3])["seq"]: json.loads(e[3])["kind"] for e in st["entries"]}
+    made = {s: k for s, k in zip(out["got"], ["telemetry", "topup", "telemetry", "warning", "relay",
+                                                   "telemetry", "telemetry", "fault"] * 3) if s}
+    for seq, kind in made.items():
+        if kind in ("topup", "relay"):
+            assert kept.get(seq) == kind, "a %s event was dropped" % kind
+    dropped_kinds = {made[s] for s in made if s not in kept}
+    assert "telemetry" in dropped_kinds and not dropped_kinds & {"topup", "relay"}
+    assert st["dropped_total"] == len([s for s in made if s not in kept])
+    assert set(st["dropped"]) == {s for s in made if s not in kept}
+
+
+def test_critical_events_fill_to_the_hard_cap_then_are_refused(tmp_path):
+    out = run(tmp_path / "lfs.img", r"""
+got = [ob.add("topup", {"order": i}, i) for i in range(15)]
+print(json.dumps({"got": got, "state": dump()}))
+""")
+    assert out["got"][:12] == list(range(1, 13)) and out["got"][12:] == [None, None, None]
+    assert out["state"]["dropped_total"] == 0 and out["state"]["next_seq"] == 13
+
+
+def test_sent_events_make_room_first_and_can_be_replayed(tmp_path):
+    img = tmp_path / "lfs.img"
+    out = run(img, r"""
+for i in range(6):
+    ob.add("topup", {"order": i}, i)
+while ob.peek():
+    ob.mark_sent(ob.peek()[0])
+ob.flush()
+r = ob.rewind(3)
+ob.flush()
+print(json.dumps({"rewind": r, "pending": ob.pending(), "peek": ob.peek()[0]}))
+""")
+    assert out == {"rewind": [4, 6], "pending": 3, "peek": 4}
+    out = run(img, r"""
+for i in range(8):
+    ob.add("warning", {"level": 1}, i)
+print(json.dumps(dump()))
+""")
+    kinds = [json.loads(e[3])["kind"] for e in out["entries"]]
+    assert out["len"] == 8 and kinds.count("topup") == 3   # the 3 still-unsent top-ups survive
+
+
+def test_a_cut_before_sent_marks_are_saved_resends_rather_than_loses(tmp_path):
+    img = tmp_path / "lfs.img"
+    run(img, 'ob.add("topup", {"order": 1}, 1)\nob.add("relay", {"action": "disconnect"}, 2)\n'
+             'ob.mark_sent(1)\nprint(1)')   # no flush(): the process ends like a power cut
+    out = run(img, 'print(json.dumps([ob.peek()[0], ob.pending()]))')
+    assert out == [1, 2]
+
+
+def test_published_events_are_signed_and_verify_on_the_head_end(tmp_path):
+    out = run(tmp_path / "lfs.img", r"""
+ob.add("topup", {"order": 9, "amount_minor": 5, "balance_minor": 77}, 1767225600)
+seq, body = ob.peek()
+print(json.dumps(P.seal(P.Signer(bytes(range(32))), body).decode()))
+""")
+    ev = codec.verify(bytes(range(32)), out.encode())
+    assert ev["seq"] == 1 and ev["balance_minor"] == 77 and ev["kind"] == "topup"
+
+
+def test_a_corrupted_outbox_is_detected_and_seqs_still_rise_from_the_floor(tmp_path):
+    img = tmp_path / "lfs.img"
+    run(img, 'ob.add("topup", {"order": 1}, 1)\nprint(1)')
+    run(img, r"""
+with open("/flash/outbox", "rb") as f:
+    data = bytearray(f.read())
+data[20] ^= 0x01
+with open("/flash/outbox", "wb") as f:
+    f.write(data)
+print(1)
+""")
+    out = run(img, 'print(json.dumps([ob.corrupt, ob.add("warning", {"level": 2}, 5)]))', floor=41)
+    assert out == [True, 42]
