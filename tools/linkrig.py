@@ -20,8 +20,12 @@ class MpyProc:
     """One unix-port MicroPython process running `script` with the firmware
     on its path and the ESP32-sized heap."""
 
-    def __init__(self, script, args=(), heap="108k"):
+    def __init__(self, script, args=(), heap="108k", opts=None):
         env = dict(os.environ)
+        if opts is not None:
+            # options go in the environment: the unix port dies ("FATAL:
+            # uncaught NLR") on a command-line argument longer than ~255 bytes
+            env["LINK_OPTS"] = json.dumps(opts)
         env["MICROPYPATH"] = ":".join([ROOT, os.path.join(ROOT, "lib"), ".frozen"])
         self.proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=" + heap, "-c", script] + list(args),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -29,6 +33,8 @@ class MpyProc:
         self.lines = []
         self.events = []
         self._q = queue.Queue()
+        self._claimed = set()
+        self._exited = False
         self._t = threading.Thread(target=self._reader, daemon=True)
         self._t.start()
 
@@ -47,21 +53,26 @@ class MpyProc:
         self._q.put(None)
 
     def wait(self, name, timeout=20, **match):
-        """Next event called `name` (with the given fields); raises on timeout."""
+        """The first not yet claimed event called `name` (with the given
+        fields), waiting for it if need be; raises on timeout or exit."""
         deadline = time.monotonic() + timeout
         while True:
+            for i, ev in enumerate(self.events):
+                if i not in self._claimed and ev.get("ev") == name and \
+                        all(ev.get(k) == v for k, v in match.items()):
+                    self._claimed.add(i)
+                    return ev
+            if self._exited:
+                raise RuntimeError("micropython exited; output tail:\n" + "\n".join(self.lines[-40:]))
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no %s %r within %ss; output tail:\n%s"
                                    % (name, match, timeout, "\n".join(self.lines[-30:])))
             try:
-                ev = self._q.get(timeout=left)
+                if self._q.get(timeout=min(left, 0.5)) is None:
+                    self._exited = True
             except queue.Empty:
-                continue
-            if ev is None:
-                raise RuntimeError("micropython exited; output tail:\n" + "\n".join(self.lines[-40:]))
-            if ev.get("ev") == name and all(ev.get(k) == v for k, v in match.items()):
-                return ev
+                pass
 
     def stop(self):
         if self.proc.poll() is None:
@@ -114,3 +125,85 @@ def secure_conf(d, tls_port, users, ca):
     return ("%sallow_anonymous false\npassword_file %s\nacl_file %s\n"
             "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
             % (user, pw, acl, tls_port, ca_crt, srv_crt, srv_key))
+
+
+# The meter side of the link tests and the bench: a "metering" task counts
+# every 100 ms (and reports its longest stall), the session runs beside it,
+# optionally over the modem link. Every received message is echoed to
+# meters/<id>/ack. $LINK_OPTS is a JSON dict of options (see meter()).
+METER_SCRIPT = r"""
+import os, json, time, asyncio
+from firmware.link.session import Session
+o = json.loads(os.getenv("LINK_OPTS"))
+for k, v in o.get("session_attrs", {}).items():
+    setattr(Session, k, v)
+def ev(name, **kw):
+    kw["ev"] = name
+    kw["at_ms"] = time.ticks_ms()
+    print("EV " + json.dumps(kw))
+ctx = None
+if o.get("ca"):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    with open(o["ca"], "rb") as f:
+        ctx.load_verify_locations(cadata=f.read())
+net = None
+if o.get("modem"):
+    from firmware.boards.sim_uart import PtyUart, ModemLines
+    from firmware.link.modem import ModemLink
+    class Board:
+        def __init__(self, path, port):
+            self.uart = PtyUart(path)
+            self.lines = ModemLines(port)
+        def modem_uart(self): return self.uart
+        def modem_pwrkey(self, level): self.lines.pwrkey(level)
+        def modem_reset(self, level): self.lines.reset(level)
+        def modem_power(self, on): self.lines.power(on)
+    for k, v in o.get("modem_attrs", {}).items():
+        setattr(ModemLink, k, v)
+    net = ModemLink(Board(o["modem"][0], o["modem"][1]), "internet.test")
+mid = o.get("id", "m1")
+s = Session(mid, o.get("host", "127.0.0.1"), o["port"], o.get("user"), o.get("password"),
+            o.get("keepalive", 2), ssl_ctx=ctx, status_topic=("meters/%s/status" % mid).encode(), net=net)
+s.subscribe(o.get("sub", "meters/%s/cmd" % mid).encode(), 1)
+ack = ("meters/%s/ack" % mid).encode()
+count = [0, 0]
+def on_message(topic, payload):
+    ev("msg", topic=topic.decode(), payload=payload.decode())
+    s.publish(ack, b"ack:" + payload, False, 1)
+async def meter():
+    last = time.ticks_ms()
+    while True:
+        await asyncio.sleep_ms(100)
+        now = time.ticks_ms()
+        count[0] += 1
+        count[1] = max(count[1], time.ticks_diff(now, last))
+        last = now
+async def watch():
+    was = False
+    t_end = time.ticks_add(time.ticks_ms(), o.get("run_ms", 60000))
+    n = 0
+    while time.ticks_diff(t_end, time.ticks_ms()) > 0:
+        if s.up != was:
+            was = s.up
+            ev("up" if was else "down", stats=s.stats(), ticks=count[0], max_gap_ms=count[1])
+        n += 1
+        if n % 50 == 0:
+            ev("tick", stats=s.stats(), ticks=count[0], max_gap_ms=count[1])
+        await asyncio.sleep_ms(20)
+    ev("done", stats=s.stats(), ticks=count[0], max_gap_ms=count[1])
+async def main():
+    asyncio.create_task(meter())
+    if net is not None:
+        asyncio.create_task(net.run())
+    asyncio.create_task(s.run(on_message))
+    await watch()
+asyncio.run(main())
+"""
+
+
+def meter(port, **opts):
+    """Start the meter-side script against `port`; see METER_SCRIPT."""
+    opts["port"] = port
+    return MpyProc(METER_SCRIPT, opts=opts)

@@ -30,6 +30,7 @@ from umqtt.simple import MQTTClient, MQTTException
 POLL_MS = const(50)          # socket poll period while up
 KEEPALIVE_MAX_S = const(240)
 TX_MAX = const(4096)         # queued bytes beyond which publish() says no
+RX_MAX = const(4096)         # a meter's commands are small: bigger is an attack or a bug
 
 
 class _NeedMore(Exception):
@@ -104,6 +105,8 @@ def _packet_len(buf):
         if shift > 21:
             raise _Drop("bad length")
     total = i + n
+    if total > RX_MAX:
+        raise _Drop("packet too big")
     return total if len(buf) >= total else 0
 
 

@@ -1,0 +1,276 @@
+"""The MQTT session (firmware/link/session.py) against a real mosquitto.
+
+The meter side runs in the unix-port MicroPython (tools/linkrig.METER_SCRIPT);
+the head-end side is paho-mqtt in this process.
+"""
+import json
+import os
+import signal
+import threading
+import time
+
+import paho.mqtt.client as paho
+import pytest
+
+from broker import Broker, _free_port
+from linkrig import make_test_ca, meter, secure_conf
+from mpy import run_mpy_json
+
+FAST = {"PINGRESP_TIMEOUT_MS": 1500, "CONNECT_TIMEOUT_MS": 2000, "BACKOFF_MIN_MS": 200,
+        "BACKOFF_MAX_MS": 1000}
+
+
+class HeadEnd:
+    """A paho client that records what it receives."""
+
+    def __init__(self, port, user=None, password=None, tls_ca=None, topics=("meters/#",)):
+        self.msgs = []
+        self.cond = threading.Condition()
+        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="headend-%d" % os.getpid())
+        if user:
+            self.c.username_pw_set(user, password)
+        if tls_ca:
+            self.c.tls_set(ca_certs=tls_ca)
+        self.c.on_message = self._on_message
+        self.topics = topics
+        self.c.on_connect = lambda c, u, f, rc, p: [c.subscribe(t, 1) for t in self.topics]
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def _on_message(self, c, u, m):
+        with self.cond:
+            self.msgs.append((m.topic, m.payload, m.retain))
+            self.cond.notify_all()
+
+    def wait(self, topic, payload, timeout=10):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for m in self.msgs:
+                    if m[0] == topic and m[1] == payload:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no %s %r; got %r" % (topic, payload, self.msgs[-10:]))
+                self.cond.wait(left)
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        self.c.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
+
+    def stop(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def retained(port, topic, **kw):
+    """The retained message on `topic`, read by a fresh client."""
+    h = HeadEnd(port, topics=(topic,), **kw)
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            with h.cond:
+                if h.msgs:
+                    return h.msgs[-1][1]
+            time.sleep(0.02)
+        return None
+    finally:
+        h.stop()
+
+
+def test_meter_receives_commands_and_its_answers_reach_the_head_end(broker):
+    head = HeadEnd(broker.port)
+    m = meter(broker.port, session_attrs=FAST)
+    try:
+        up = m.wait("up")
+        head.wait("meters/m1/status", b"online")
+        head.publish("meters/m1/cmd", b'{"topup": 500}')
+        msg = m.wait("msg")
+        head.wait("meters/m1/ack", b'ack:{"topup": 500}')
+    finally:
+        m.stop()
+        head.stop()
+    assert msg["topic"] == "meters/m1/cmd" and msg["payload"] == '{"topup": 500}'
+    assert up["stats"]["connects"] == 1 and up["stats"]["session_present"] == 0
+
+
+def test_the_session_is_persistent_commands_sent_while_away_arrive_after_reconnect(broker):
+    m = meter(broker.port, session_attrs=FAST)
+    try:
+        m.wait("up")
+        time.sleep(0.3)      # subscription made
+    finally:
+        m.stop()             # power cut: no DISCONNECT sent
+    head = HeadEnd(broker.port)
+    try:
+        head.publish("meters/m1/cmd", b"sent-while-away")
+        m = meter(broker.port, session_attrs=FAST)
+        up = m.wait("up")
+        msg = m.wait("msg")
+        head.wait("meters/m1/ack", b"ack:sent-while-away")
+    finally:
+        m.stop()
+        head.stop()
+    assert up["stats"]["session_present"] == 1   # same client id = meter id
+    assert msg["payload"] == "sent-while-away"
+
+
+def test_a_silent_meter_is_declared_offline_by_its_retained_last_will(broker):
+    m = meter(broker.port, keepalive=1, session_attrs=FAST)
+    try:
+        m.wait("up")
+        time.sleep(0.3)
+        assert retained(broker.port, "meters/m1/status") == b"online"
+        os.kill(m.proc.pid, signal.SIGSTOP)   # hung, socket still open: only keepalive can tell
+        deadline = time.monotonic() + 6        # broker waits 1.5 x keepalive
+        while retained(broker.port, "meters/m1/status") != b"offline":
+            assert time.monotonic() < deadline, "last will never published"
+            time.sleep(0.2)
+        os.kill(m.proc.pid, signal.SIGCONT)
+        m.wait("up", timeout=15)               # it notices and comes back
+        time.sleep(0.3)
+        assert retained(broker.port, "meters/m1/status") == b"online"
+    finally:
+        m.stop()
+
+
+def test_idle_session_keeps_alive_with_pings_and_measures_round_trip(broker):
+    m = meter(broker.port, keepalive=1, run_ms=3200, session_attrs=FAST)
+    try:
+        done = m.wait("done", timeout=15)
+    finally:
+        m.stop()
+    st = done["stats"]
+    assert st["connects"] == 1 and st["drops"] == 0
+    assert st["pings"] >= 3 and st["rtt_ms"] is not None and st["rtt_ms"] < 1000
+
+
+def test_the_broker_going_away_is_noticed_and_the_session_comes_back_by_itself(broker):
+    m = meter(broker.port, session_attrs=FAST)
+    try:
+        m.wait("up")
+        broker.restart()
+        down = m.wait("down", timeout=10)
+        up = m.wait("up", timeout=15)
+    finally:
+        m.stop()
+    assert down["stats"]["drops"] == 1
+    assert up["stats"]["connects"] == 2
+    assert up["max_gap_ms"] < 250
+
+
+@pytest.fixture
+def secure_broker(tmp_path):
+    ca = make_test_ca(str(tmp_path / "ca"))
+    tls_port = _free_port()
+    d = str(tmp_path / "broker")
+    os.makedirs(d, exist_ok=True)
+    conf = secure_conf(d, tls_port, {"m1": "pw-m1", "m2": "pw-m2"}, ca)
+    b = Broker(d, extra_conf=conf).start()
+    b.tls_port = tls_port
+    b.ca = ca
+    yield b
+    b.stop()
+
+
+def test_tls_with_the_right_ca_and_per_meter_credentials_connects(secure_broker):
+    b = secure_broker
+    m = meter(b.tls_port, ca=b.ca[1], user="m1", password="pw-m1", session_attrs=FAST)
+    head = HeadEnd(b.tls_port, user="m2", password="pw-m2", tls_ca=b.ca[0], topics=("meters/m2/#",))
+    try:
+        up = m.wait("up", timeout=15)
+        head.publish("meters/m1/cmd", b"not-yours")   # m2 may not write to m1's topics
+        time.sleep(0.5)
+    finally:
+        m.stop()
+        head.stop()
+    assert up["stats"]["connects"] == 1
+    assert not [e for e in m.events if e["ev"] == "msg"]
+
+
+def test_tls_refuses_a_broker_certificate_from_another_ca(secure_broker):
+    b = secure_broker
+    m = meter(b.tls_port, ca=b.ca[4], user="m1", password="pw-m1", run_ms=2500, session_attrs=FAST)
+    try:
+        done = m.wait("done", timeout=15)
+    finally:
+        m.stop()
+    assert not [e for e in m.events if e["ev"] == "up"]
+    assert done["stats"]["connects"] == 0
+    assert "VERIFY" in done["stats"]["last_error"].upper() or "CERT" in done["stats"]["last_error"].upper()
+
+
+def test_a_wrong_password_is_refused_by_the_broker_and_retried_with_backoff(secure_broker):
+    b = secure_broker
+    m = meter(b.tls_port, ca=b.ca[1], user="m1", password="wrong", run_ms=2500, session_attrs=FAST)
+    try:
+        done = m.wait("done", timeout=15)
+    finally:
+        m.stop()
+    st = done["stats"]
+    assert st["connects"] == 0 and st["last_error"] == "MQTTException(5,)"
+    assert st["backoff_ms"] >= FAST["BACKOFF_MIN_MS"] // 2
+
+
+def test_plain_tcp_is_not_accepted_where_only_tls_listens(secure_broker):
+    b = secure_broker
+    m = meter(b.tls_port, user="m1", password="pw-m1", run_ms=2500, session_attrs=FAST)
+    try:
+        done = m.wait("done", timeout=15)
+    finally:
+        m.stop()
+    assert done["stats"]["connects"] == 0 and done["stats"]["last_error"]
+
+
+# --- pure parts, batched into one MicroPython process
+UNIT_SCRIPT = r"""
+import sys, json
+from firmware.link.session import Session, _packet_len, KEEPALIVE_MAX_S
+d = json.loads(sys.stdin.readline())
+out = {"len": [], "backoff": []}
+import gc
+for header, size, cut in d["frames"]:
+    gc.collect()
+    b = bytes.fromhex(header) + bytes(min(size, 4200))
+    try:
+        out["len"].append([_packet_len(bytearray(b[:cut])), _packet_len(bytearray(b))])
+    except Exception as e:
+        out["len"].append(repr(e))
+s = Session("m1", "127.0.0.1", 1, keepalive_s=600)
+out["keepalive_clamped"] = s.keepalive_s
+Session.BACKOFF_MIN_MS = 1000
+Session.BACKOFF_MAX_MS = 60000
+for a in range(1, 12):
+    out["backoff"].append([s.backoff_ms(a) for _ in range(40)])
+print(json.dumps(out))
+"""
+
+
+def encode_len(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_packet_framing_size_limit_backoff_and_keepalive_limits():
+    import random
+    rng = random.Random(7)
+    frames = []
+    for _ in range(200):
+        size = rng.choice([0, 2, 50, 127, 128, 300, 4000, 5000, 16384])
+        header = bytes([0x30]) + encode_len(size)
+        frames.append([header.hex(), size, rng.randrange(len(header) + size)])
+    out = run_mpy_json(UNIT_SCRIPT, {"frames": frames})
+    for (header, size, cut), got in zip(frames, out["len"]):
+        if len(header) // 2 + size > 4096:       # refused, not buffered
+            assert got == "_Drop('packet too big',)"
+        else:
+            assert got == [0, len(header) // 2 + size]
+    assert out["keepalive_clamped"] == 240
+    for attempt, delays in enumerate(out["backoff"], 1):
+        base = min(60000, 1000 << (attempt - 1))
+        assert all(base // 2 <= d <= base for d in delays)
+        assert len(set(delays)) > 5        # jittered, not lock-step
