@@ -215,3 +215,26 @@ for watts in (13800, 30000):      # 60 A fits; 130 A peaks past 100 A full scale
     print(Analyzer(3200).analyze(vb, ib, 640) & FLAG_CLIPPED)
 """)
     assert out.split() == ["0", "4"]
+
+
+def test_sim_adc_is_deterministic_and_delivers_the_requested_load():
+    out = run_mpy_json("""
+import sys, json, array
+from firmware.boards import sim_adc
+from firmware.metering.waveform import Analyzer
+vb = array.array('h', bytes(1280)); ib = array.array('h', bytes(1280))
+out = []
+for watts, pf in ((2300, 1000), (1500, 500), (-2000, -800), (6000, 800)):
+    sim_adc.seed(42)
+    sim_adc.fill(vb, ib, 3200, 230, watts, pf, 50, 12345)
+    first = bytes(vb) + bytes(ib)
+    sim_adc.seed(42)
+    sim_adc.fill(vb, ib, 3200, 230, watts, pf, 50, 12345)
+    a = Analyzer(3200)
+    a.analyze(vb, ib, 640)
+    out.append([first == bytes(vb) + bytes(ib), a.p_mw])
+print(json.dumps(out))
+""", None)
+    for (same, p_mw), watts in zip(out, (2300, 1500, -2000, 6000)):
+        assert same
+        assert p_mw / 1000 == pytest.approx(watts, rel=0.005)

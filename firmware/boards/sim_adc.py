@@ -74,10 +74,15 @@ def fill(vbuf, ibuf, rate_hz, volts, watts, pf_milli=1000, freq_hz=50, now_ms=0)
     """
     n = len(vbuf)
     pf = abs(pf_milli) / 1000.0 or 1.0
-    amps = abs(watts) / (volts * pf) if volts else 0.0
     phi = math.acos(min(pf, 1.0)) * (1 if pf_milli >= 0 else -1)
     if watts < 0:
         phi += math.pi
+    # harmonic pairs carry real power too (angle 3*phi and 5*phi apart): size
+    # the current so the total is `watts`, as the pulse output reports it
+    h3 = cfg["h3_pct"] / 100.0
+    h5 = cfg["h5_pct"] / 100.0
+    per_amp = volts * (math.cos(phi) + h3 * h3 * math.cos(3 * phi) + h5 * h5 * math.cos(5 * phi))
+    amps = watts / per_amp if per_amp and watts else 0.0
     vpk = volts * 1.41421356 * 2048 / _V_FULL_PEAK
     ipk = amps * 1.41421356 * 2048 / _I_FULL_PEAK
     step = int(freq_hz * (1 << _PH_BITS) / rate_hz)
