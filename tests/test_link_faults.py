@@ -1,0 +1,130 @@
+"""Link faults: the meter keeps metering while the network misbehaves, and
+reconnects by itself when it recovers.
+
+Between the meter (unix-port MicroPython, tools/linkrig.METER_SCRIPT) and a
+real mosquitto sits tools/faultproxy.py. The meter's 100 ms "metering" task
+reports how many ticks it made and its longest stall: a link that blocks the
+loop shows up as a gap far above 100 ms.
+"""
+import time
+
+import pytest
+
+from broker import Broker
+from fake_modem import FakeModem
+from faultproxy import FaultProxy
+from linkrig import meter
+
+# short keepalive and deadlines so each fault is noticed in a couple of seconds
+FAST = {"PINGRESP_TIMEOUT_MS": 1000, "CONNECT_TIMEOUT_MS": 1500, "BACKOFF_MIN_MS": 200,
+        "BACKOFF_MAX_MS": 1500, "STABLE_MS": 1000}
+MAX_GAP_MS = 250     # 100 ms ticks; anything near this means the loop was held
+
+
+@pytest.fixture
+def proxy(broker):
+    p = FaultProxy(broker.port).start()
+    yield p
+    p.stop()
+
+
+def metering_kept_pace(ev, since):
+    """The tick counter advanced at its 100 ms pace since event `since`."""
+    elapsed = ev["at_ms"] - since["at_ms"]
+    return ev["ticks"] - since["ticks"] >= elapsed // 100 - 3 and ev["max_gap_ms"] < MAX_GAP_MS
+
+
+def test_a_blackholed_link_is_detected_by_keepalive_and_recovered(proxy):
+    m = meter(proxy.port, keepalive=1, session_attrs=FAST)
+    try:
+        first = m.wait("up")
+        proxy.set_mode("blackhole")
+        down = m.wait("down", timeout=10)
+        time.sleep(1.5)                    # still dark: reconnects time out
+        proxy.set_mode("pass")
+        up = m.wait("up", timeout=15)
+    finally:
+        m.stop()
+    assert down["stats"]["last_error"] in ("_Drop('no pingresp',)", "_Drop('send stalled',)")
+    assert up["stats"]["connects"] >= 2
+    assert metering_kept_pace(up, first)
+
+
+def test_a_reset_connection_is_redialled_at_once(proxy):
+    m = meter(proxy.port, session_attrs=FAST)
+    try:
+        first = m.wait("up")
+        for _ in range(3):
+            proxy.reset_all()
+            m.wait("down", timeout=10)
+            up = m.wait("up", timeout=10)
+    finally:
+        m.stop()
+    assert up["stats"]["connects"] == 4 and up["stats"]["drops"] == 3
+    assert metering_kept_pace(up, first)
+
+
+def test_a_slow_link_delays_but_does_not_break_the_session(proxy, broker):
+    m = meter(proxy.port, keepalive=1, session_attrs=dict(FAST, PINGRESP_TIMEOUT_MS=3000))
+    try:
+        first = m.wait("up")
+        proxy.set_mode("delay", 400)       # 800 ms round trips
+        time.sleep(3)
+        last = m.wait("tick", timeout=5)
+        while last["at_ms"] - first["at_ms"] < 3000:
+            last = m.wait("tick", timeout=5)
+    finally:
+        m.stop()
+    assert last["stats"]["drops"] == 0 and last["stats"]["pings"] >= 2
+    assert last["stats"]["rtt_ms"] >= 700
+    assert metering_kept_pace(last, first)
+
+
+def test_refused_connections_back_off_and_recover_when_the_broker_returns(proxy, broker):
+    m = meter(proxy.port, session_attrs=FAST)
+    try:
+        first = m.wait("up")
+        broker.stop()
+        m.wait("down", timeout=10)
+        time.sleep(2)                      # several refused attempts
+        broker.start()
+        up = m.wait("up", timeout=15)
+    finally:
+        m.stop()
+    assert up["stats"]["connects"] == 2 and up["stats"]["backoff_ms"] > 0
+    assert metering_kept_pace(up, first)
+
+
+def test_a_proxy_that_accepts_and_closes_is_survived(proxy):
+    m = meter(proxy.port, session_attrs=FAST)
+    try:
+        first = m.wait("up")
+        proxy.set_mode("drop")
+        proxy.reset_all()
+        m.wait("down", timeout=10)
+        time.sleep(1.5)
+        proxy.set_mode("pass")
+        up = m.wait("up", timeout=15)
+    finally:
+        m.stop()
+    assert proxy.accepted >= 3             # it kept trying, with backoff
+    assert metering_kept_pace(up, first)
+
+
+def test_a_modem_carrier_drop_takes_the_session_down_and_both_come_back(broker):
+    modem = FakeModem(boot_ms=100, reg_ms=100, powered=False).start()
+    attrs = {"BOOT_MS": 1500, "REGISTER_MS": 1500, "REG_POLL_MS": 200, "DIAL_MS": 2000,
+             "WATCH_MS": 100, "BACKOFF_MIN_MS": 100, "BACKOFF_MAX_MS": 800, "OFF_MS": 100}
+    m = meter(broker.port, session_attrs=FAST, modem=[modem.path, modem.pin_port], modem_attrs=attrs)
+    try:
+        first = m.wait("up", timeout=20)
+        modem.drop_carrier()
+        down = m.wait("down", timeout=10)
+        up = m.wait("up", timeout=20)
+    finally:
+        m.stop()
+        modem.stop()
+    assert down["stats"]["last_error"] == "_Drop('network down',)"
+    assert modem.counts["dials"] == 2
+    assert up["stats"]["connects"] == 2
+    assert metering_kept_pace(up, first)
