@@ -33,7 +33,7 @@ def password_hash(password, salt=None, iterations=101):
     return "$7$%d$%s$%s" % (iterations, base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
 
 
-def write_config(out_dir, meters, headend_password, port=1883, bind="127.0.0.1", extra=""):
+def write_config(out_dir, meters, headend_password, port=1883, bind="127.0.0.1", extra="", run_as=None):
     """meters: iterable of (meter_id, password). Writes passwd, acl and
     mosquitto.conf into out_dir; returns the path of mosquitto.conf."""
     os.makedirs(out_dir, exist_ok=True)
@@ -54,6 +54,7 @@ def write_config(out_dir, meters, headend_password, port=1883, bind="127.0.0.1",
                 "allow_anonymous false\n"
                 "password_file %s\n"
                 "acl_file %s\n"
-                "listener %d %s\n%s" % (passwd, acl, port, bind, extra))
+                "listener %d %s\n%s%s" % (passwd, acl, port, bind,
+                                            ("user %s\n" % run_as) if run_as else "", extra))
     os.chmod(passwd, 0o600)
     return conf
