@@ -59,6 +59,7 @@ def factory():
 
 ID_WINDOW = 64   # applied top-up ids the meter remembers
 RESEND_WINDOW = 30  # the server re-sends only recent orders
+TRACK_WINDOW = 300  # top-up ids the harness remembers
 
 
 class Meter:
@@ -302,9 +303,17 @@ def run_until_cut(T, m, mode):
                 tid = random.choice(T.order[-RESEND_WINDOW:])
                 stats["resends"] += 1
             else:
-                tid = "t%d" % (len(T.sent) + 1)
+                tid = "t%d" % (stats["topups"] + 1)
                 T.sent[tid] = random.randint(1, 50) * 1000000
                 T.order.append(tid)
+                if len(T.order) > TRACK_WINDOW:
+                    # ids this old are never re-sent: forget them, so the
+                    # harness stays small over 10,000 cuts
+                    old = T.order.pop(0)
+                    T.sent.pop(old, None)
+                    T.topups.pop(old, None)
+                    if old in T.acked:
+                        bad("acknowledged top-up never delivered: " + old)
                 stats["topups"] += 1
             if m.topup(tid, T.sent[tid]) in ("ok", "dup"):
                 if tid not in T.topups:
