@@ -2,7 +2,6 @@
 # the asyncio tasks (meter, ui, link, supervisor, and the sim's control socket).
 import asyncio
 import gc
-import json
 import time
 
 from firmware import config
@@ -23,19 +22,24 @@ class App:
         self.core = MeterCore(board, self.cfg)
         self.sup = Supervisor(board)
         self.renderer = render.Renderer()
-        self.key = keys.Key(lambda: board.button_down("query"))
+        self.button = keys.Key(lambda: board.button_down("query"))
         self.screen = screens.HOME
         self.screen_until_ms = 0
         self.session = None
         self.state_dirty = True
         self.last_state_ms = 0
         self.lcd_due = True
+        self.errors = 0
         self.hang = None  # test hook: name of a task told to hang
         t = "meters/" + self.meter_id + "/"
         self.topic_state = (t + "state").encode()
         self.topic_cmd = (t + "cmd").encode()
         self.topic_ack = (t + "ack").encode()
         self.topic_status = (t + "status").encode()
+        self.topic_evt = (t + "evt").encode()
+        self.dispatcher = None
+        import binascii
+        self.key = binascii.unhexlify(self.cfg.get("key_hex", "00" * 32))
 
     # --- tasks
     async def meter_task(self):
@@ -53,10 +57,11 @@ class App:
         next_lcd = 0
         while True:
             await self._maybe_hang("ui")
-            gesture = self.key.poll()
+            gesture = self.button.poll()
             now = time.ticks_ms()
             if gesture == keys.SHORT:
-                self.core.silence_buzzer(now)
+                if self.core.short_press():
+                    self.state_dirty = True
                 self.screen = (self.screen + 1) % len(screens.SCREENS)
                 self.screen_until_ms = time.ticks_add(now, 30000)
                 next_lcd = now
@@ -79,36 +84,77 @@ class App:
     async def link_task(self):
         from firmware.link.session import Session
         c = self.cfg
+        self._ensure_dispatcher()
         self.session = Session(self.meter_id, c["broker_host"], c["broker_port"],
                                c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
-                               status_topic=self.topic_status, log=self.log)
+                               status_topic=self.topic_status, clock=self.core.clock, log=self.log)
         self.session.subscribe(self.topic_cmd, 1)
         await self.session.run(self.on_message)
 
     async def publish_task(self):
+        """Outbox events (QoS 1, at least once) and the retained state snapshot."""
+        from firmware.link import protocol as P
         self.sup.register("publish", 4000)
+        signer = P.Signer(self.key)
+        unconfirmed = {}   # seq -> MQTT packet id of events handed to the socket
+        drops = 0
         while True:
             await self._maybe_hang("publish")
-            now = time.ticks_ms()
             s = self.session
-            due = time.ticks_diff(now, self.last_state_ms) > self.cfg["state_every_s"] * 1000
-            if s and s.up and (self.state_dirty or due):
-                if s.publish(self.topic_state, json.dumps(self.core.state_report()), True, 0):
-                    self.state_dirty = False
-                    self.last_state_ms = now
+            ob = self.core.outbox
+            if s:
+                st = s.stats()
+                if st["drops"] != drops:
+                    # the connection dropped: events without a PUBACK go again
+                    drops = st["drops"]
+                    if unconfirmed:
+                        ob.rewind(min(unconfirmed) - 1)
+                    unconfirmed.clear()
+                for seq in [q for q in unconfirmed if unconfirmed[q] not in s._inflight]:
+                    del unconfirmed[seq]
+                while s.up and len(unconfirmed) < 8:
+                    ev = ob.peek()
+                    if not ev:
+                        break
+                    seq, body = ev
+                    if not s.publish(self.topic_evt, P.seal(signer, body), False, 1):
+                        break
+                    unconfirmed[seq] = s.client.pid
+                    ob.mark_sent(seq)
+                now = time.ticks_ms()
+                due = time.ticks_diff(now, self.last_state_ms) > self.cfg["state_every_s"] * 1000
+                if s.up and (self.state_dirty or due):
+                    if s.publish(self.topic_state, P.sign(signer, self.state_report()), True, 0):
+                        self.state_dirty = False
+                        self.last_state_ms = now
             self.sup.checkin("publish")
-            await asyncio.sleep_ms(100)
+            await asyncio.sleep_ms(20 if self.state_dirty else 100)
+
+    def state_report(self):
+        s = {}
+        st = self.core.state()
+        for k in st:  # the signed wire form has integers for flags and no nulls
+            v = st[k]
+            if v is None:
+                continue
+            s[k] = int(v) if v is True or v is False else v
+        s["v"] = 1
+        s["meter"] = self.meter_id
+        s["kind"] = "state"
+        if self.session:
+            s["link"] = {"connects": self.session.stats()["connects"]}
+        return s
 
     # --- commands from the server
     def on_message(self, topic, payload):
-        try:
-            reply = self.core.command(json.loads(payload))
-        except Exception as e:
-            reply = {"result": "rejected", "reason": "malformed", "detail": repr(e)}
+        ack = self.dispatcher.handle(payload)
+        if self.dispatcher.last_error:
+            self.log("command", "facade error", self.dispatcher.last_error)
+            self.dispatcher.last_error = None
         self.state_dirty = True
         self.lcd_due = True
         if self.session:
-            self.session.publish(self.topic_ack, json.dumps(reply), False, 1)
+            self.session.publish(self.topic_ack, ack, False, 1)
 
     # --- views
     def snapshot(self):
@@ -139,7 +185,14 @@ class App:
             self.hang, self.hang_mode = req["task"], req.get("mode", "await")
             return {"ok": True}
         if cmd == "command":  # same path as a server command, without the link
-            return {"ok": True, "reply": self.core.command(req["body"])}
+            import json as _j
+            raw = req["raw"].encode() if "raw" in req else _j.dumps(req["body"]).encode()
+            self._ensure_dispatcher()
+            ack = self.dispatcher.handle(raw)
+            self.state_dirty = self.lcd_due = True
+            return {"ok": True, "reply": _j.loads(ack)}
+        if cmd == "meter_state":
+            return {"ok": True, "state": self.core.state()}
         if cmd == "mem":
             gc.collect()
             return {"ok": True, "free_after_gc": gc.mem_free(), "total": gc.mem_free() + gc.mem_alloc()}
@@ -147,16 +200,37 @@ class App:
             return {"ok": True, "hex": self.board.lcd_frame_hex(), "lines": self.board.lcd_lines}
         return {"ok": False, "error": "unknown command"}
 
+    def _ensure_dispatcher(self):
+        if self.dispatcher is None:
+            from firmware.link.commands import Dispatcher
+            self.dispatcher = Dispatcher(self.meter_id, self.key, self.core,
+                                         commlog=self.core.commlog, outbox=self.core.outbox)
+            self.core.attach_dispatcher(self.dispatcher)
+
     async def run(self):
         self.log("boot", "reset_cause=" + self.board.reset_cause())
         if hasattr(self.board, "serve_control"):
             self.board.app_hook = self.control
             await self.board.serve_control()
+        self._ensure_dispatcher()
         gc.collect()
-        tasks = [asyncio.create_task(self.meter_task()), asyncio.create_task(self.ui_task()),
-                 asyncio.create_task(self.publish_task()), asyncio.create_task(self.link_task()),
-                 asyncio.create_task(self.sup.run())]
+        tasks = [asyncio.create_task(self._guard(f)) for f in
+                 (self.meter_task, self.ui_task, self.publish_task, self.link_task, self.sup.run)]
         await asyncio.gather(*tasks)
+
+    async def _guard(self, task_fn):
+        # A bug in one task must not stop metering: log it and restart the
+        # task. A task that keeps failing stops checking in, and the watchdog
+        # then resets the board.
+        while True:
+            try:
+                await task_fn()
+            except Exception as e:
+                self.errors += 1
+                self.log("task", task_fn.__name__, "failed:", repr(e))
+                import sys
+                sys.print_exception(e)
+            await asyncio.sleep_ms(1000)
 
 
 def main(board=None):

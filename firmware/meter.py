@@ -1,141 +1,465 @@
-# The meter core: one object that turns pulses into Wh, Wh into charges, and
-# charges into relay decisions, and keeps all of it durable. It is the facade
-# the UI, the link and the technician console talk to. The maths lives in the
-# pure layers (metering/, credit/); this file only sequences them.
-import json
-import os
+# The meter core: sequences the pure layers once per tick and keeps them
+# durable. Pulses/ADC -> revenue Wh -> registers and the credit engine ->
+# relay, buzzer, events. It is also the facade the command dispatcher, the UI
+# and the technician talk to. The maths lives in metering/ and credit/; the
+# persistence scheme in store/ (docs/storage.md); this file only wires them.
+#
+# Durability rules (docs/storage.md, "The meter's records"):
+# - A full snapshot is committed after anything that is not plain charging:
+#   a command, a press, any engine or metering event, a closed charge entry,
+#   a day change. Top-ups are acknowledged only after that commit.
+# - Between snapshots, plain charging is saved in small hot checkpoints
+#   (CheckpointPolicy: at most 10 Wh or 60 s at risk). A hot checkpoint holds
+#   the exact money (balance, sub-unit remainder) and energy totals, so a cut
+#   never changes the balance the customer saw at the last checkpoint.
+# - Events get their seq from the outbox; the committed state records the
+#   highest seq, and after a cut the outbox forgets anything above it, so
+#   no event is published that the state does not also contain.
+import array
 import time
 
-from firmware.ui import buzzer
+from firmware.clock import Clock
+from firmware.credit.engine import CreditEngine
+from firmware.link.commlog import CommLog
+from firmware.link.outbox import Outbox
+from firmware.metering.registers import Registers
+from firmware.metering.revenue import Revenue
+from firmware.store.policy import CheckpointPolicy
+from firmware.store.store import Store, StoreFault
 
-CHECKPOINT_WH = 10       # energy at risk between checkpoints ...
-CHECKPOINT_MS = 60000    # ... or this much meter time, whichever comes first
+ADC_SAMPLES = 640
+
+# config keys the credit engine takes from the provisioning config
+_CREDIT_KEYS = ("initial_balance_minor", "mode", "tariff", "warn_minor", "repeat_level",
+                "silence_s", "reconnect", "emergency_minor", "emergency_below_minor",
+                "friendly", "unsynced_friendly_s", "protection")
+
+
+def _credit_cfg(cfg):
+    c = {}
+    for k in _CREDIT_KEYS:
+        if k in cfg:
+            c[k] = cfg[k]
+    if "tariff" not in c:
+        c["tariff"] = {"version": 1, "price_milli_per_kwh": cfg["price_milli_per_kwh"]}
+    return c
 
 
 class MeterCore:
     def __init__(self, board, cfg):
         self.board = board
         self.cfg = cfg
-        self.path = board.flash_root() + "/state.json"
-        self.imp_per_kwh = cfg["imp_per_kwh"]
-        self.price = cfg["price_milli_per_kwh"]
-        st = self._load()
-        self.import_wh = st.get("import_wh", 0)
-        self.rem_pulses = st.get("rem_pulses", 0)
-        self.balance_minor = st.get("balance_minor", cfg["initial_balance_minor"])
-        self.charge_rem = st.get("charge_rem", 0)   # thousandths of a minor unit per kWh * Wh, carried
-        self.orders = st.get("orders", {})
-        self.seq = st.get("seq", 0)
-        self.relay_reason = st.get("relay_reason", "")
-        self.last_pulses = board.pulse_count()
-        self.saved_wh = self.import_wh
-        self.saved_ms = board.mono_ms()
-        self.silenced_until = 0
+        self.meter_id = cfg["meter_id"]
+        self.clock = Clock(board, cfg.get("utc_offset_s", 0))
+        root = board.flash_root()
+        self.store = Store(root)
+        self.commlog = CommLog(self.clock.utc_s)
+        self.policy = CheckpointPolicy(cfg.get("risk_wh", 10), cfg.get("risk_s", 60),
+                                       cfg.get("tick_wh", 4))
+        self.fault = None
+        self.link_events = []      # events that could not be queued durably (fault state)
+        self.vbuf = self.ibuf = None
+        self.dispatcher = None
+        state, status = self.store.load()
+        self.boot_status = status
+        if status.startswith("fault:"):
+            self._enter_fault(status[6:], state)
+        else:
+            self._build(state)
+        self.outbox = Outbox(root + "/outbox", self.meter_id, seq_floor=self.seq)
+        self._forget_uncommitted_events()
+        self.last_ms = self.clock.mono_ms()
+        self.carry_ms = 0
+        self.unsaved_wh = 0
+        self.unsaved_since_ms = self.last_ms
+        self.dirty = False
         self.last_w = 0
-        self._decide_relay()
+        self.last_v = 0
+        self.beeps_seen = self.engine.policy.beeps
+        self.chirp_until = 0
+        self.snap_hot = None
+        self.last_days_n = self.regs.days_n
+        self.last_months_n = self.regs.months_n
+        if status == "factory":
+            self.commit()
+        elif status == "recovered":
+            self._event("fault", {"code": "store_recovered"})
+            self.commit()
+        self.engine.tick(0, self.clock.local_s(), 0, self.clock.synced)
+        self._after_change()
 
-    # --- persistence (foundation: one JSON record, written then renamed)
-    def _load(self):
+    # --- boot
+    def _build(self, state):
+        cfg = self.cfg
+        state = state or {}
+        clock_lost = self.clock.restore(state.get("clock"))
+        if "eng" in state:
+            self.engine = CreditEngine.from_dict(state["eng"])
+        else:
+            self.engine = CreditEngine(_credit_cfg(cfg))
+        self.regs = Registers.from_dict(state["regs"]) if "regs" in state else Registers()
+        self.revenue = Revenue(cfg.get("metering_source", "pulse"), cfg["imp_per_kwh"],
+                               getattr(self.board, "ADC_RATE_HZ", 3200), state.get("cal"),
+                               cfg.get("crosscheck_pct", 3), on_event=self._metering_event,
+                               pulse_base=self.board.pulse_count())
+        if "rev" in state:
+            self.revenue.restore(state["rev"])
+        if self.revenue.adc:
+            self.vbuf = array.array("h", bytes(2 * ADC_SAMPLES))
+            self.ibuf = array.array("h", bytes(2 * ADC_SAMPLES))
+        self.seq = state.get("seq", 0)
+        self.disp_state = state.get("disp")
+        self.cal = state.get("cal")
+        hot = state.get("h")
+        if hot and "snap_h" in state and hot != state["snap_h"]:
+            self._apply_hot(state["snap_h"], hot)
+        if clock_lost:
+            self.commlog.add("clk", "rtc lost")
+
+    def _enter_fault(self, code, evidence):
+        # Safe state (docs/storage.md): relay open, E5x on the LCD, a live
+        # fault event, energy counted in RAM only, nothing written.
+        self.fault = code
+        self.engine = CreditEngine(_credit_cfg(self.cfg))
+        self.regs = Registers()
+        self.revenue = Revenue("pulse", self.cfg["imp_per_kwh"], pulse_base=self.board.pulse_count())
+        self.seq = (evidence or {}).get("seq", 0)
+        self.disp_state = (evidence or {}).get("disp")
+        self.cal = None
+        self.board.relay_set(False)
+        self.link_events.append({"kind": "fault", "code": code, "lcd": self.store.lcd_code()})
+
+    def attach_dispatcher(self, dispatcher):
+        self.dispatcher = dispatcher
+        if self.disp_state:
+            import binascii
+            dispatcher.load(binascii.unhexlify(self.disp_state))
+
+    def _forget_uncommitted_events(self):
+        ob = self.outbox
+        if ob.next_seq - 1 > self.seq and not self.fault:
+            ob.entries = [e for e in ob.entries if e[2] <= self.seq]
+            ob.next_seq = self.seq + 1
+            ob.save()
+
+    # --- the hot checkpoint: exact money and energy since the last snapshot
+    def _hot(self):
+        led = self.engine.ledger
+        return [self.regs.import_wh, led.balance_minor, led.rem_micro,
+                self.revenue.pulse.rem if self.revenue.pulse else 0, self.seq,
+                self.clock.local_s()]
+
+    def _apply_hot(self, snap, hot):
+        wh = hot[0] - snap[0]
+        minor = snap[1] - hot[1]
+        led = self.engine.ledger
+        led.balance_minor = hot[1]
+        led.rem_micro = hot[2]
+        led.charges_minor += minor
+        led.open_minor += minor
+        led.charged_wh += wh
+        led.open_wh += wh
+        self.engine.month_wh += wh
+        self.engine.now_s = max(self.engine.now_s, hot[5])
+        if self.revenue.pulse:
+            self.revenue.pulse.rem = hot[3]
+        self.regs.add(wh, 0, led.open_period, hot[5])
+        self.seq = hot[4]
+
+    # --- persistence
+    def state_dict(self):
+        import binascii
+        h = self._hot()
+        d = {"eng": self.engine.to_dict(), "regs": self.regs.to_dict(),
+             "rev": self.revenue.state(), "seq": self.seq, "clock": self.clock.to_dict(),
+             "snap_h": h, "h": h, "cal": self.cal}
+        if self.dispatcher:
+            d["disp"] = binascii.hexlify(self.dispatcher.dump()).decode()
+        elif self.disp_state:
+            d["disp"] = self.disp_state
+        return d
+
+    def commit(self):
+        """Make everything durable now (full snapshot). Raises StoreFault."""
+        if self.fault:
+            raise StoreFault(self.fault)
+        self.outbox.flush()
+        self.store.commit(self.state_dict())
+        self.unsaved_wh = 0
+        self.unsaved_since_ms = self.clock.mono_ms()
+        self.dirty = False
+
+    def checkpoint(self):
         try:
-            with open(self.path) as f:
-                return json.load(f)
-        except OSError:
-            return {}
+            self.store.checkpoint({"h": self._hot()})
+        except ValueError:  # patch too large for a hot record: take a full snapshot
+            self.commit()
+            return
+        self.unsaved_wh = 0
+        self.unsaved_since_ms = self.clock.mono_ms()
 
-    def save(self):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"import_wh": self.import_wh, "rem_pulses": self.rem_pulses,
-                       "balance_minor": self.balance_minor, "charge_rem": self.charge_rem,
-                       "orders": self.orders, "seq": self.seq,
-                       "relay_reason": self.relay_reason}, f)
-        os.rename(tmp, self.path)
-        self.saved_wh = self.import_wh
-        self.saved_ms = self.board.mono_ms()
+    # --- events
+    def _event(self, kind, fields):
+        if self.fault:
+            fields["kind"] = kind
+            self.link_events.append(fields)
+            return None
+        seq = self.outbox.add(kind, fields, self.clock.utc_s())
+        if seq:
+            self.seq = seq
+        self.dirty = True
+        return seq
+
+    def _metering_event(self, kind, utc_s, value):
+        if kind == "metering_fault":
+            self._event("fault", {"code": kind, "value": value})
+        else:
+            self._event("tamper", {"code": kind, "value": value})
+
+    def _engine_events(self):
+        topup_seq = None
+        for e in self.engine.pop_events():
+            k = e[0]
+            if k == "entry":
+                kind = "topup" if e[2] == "topup" else "ledger"
+                seq = self._event(kind, {"entry": e[2], "ref": str(e[3]), "amount_minor": e[4],
+                                         "balance_minor": e[5], "reason": e[6], "wh": e[7]})
+                if kind == "topup":
+                    topup_seq = seq
+            elif k == "relay":
+                self._event("relay", {"closed": e[1], "reason": e[2], "balance_minor": e[3]})
+            elif k == "warn":
+                self._event("warning", {"from": e[1], "level": e[2], "balance_minor": e[3]})
+            elif k in ("tariff", "tariff_pending"):
+                self._event("tariff", {"event": k, "a": e[1], "b": e[2]})
+            elif k == "mode":
+                self._event("mode", {"mode": e[1]})
+            elif k in ("trip", "retry", "lockout", "prot_reset"):
+                self._event("protection", {"event": k, "what": str(e[1])})
+            elif k == "remote":
+                self._event("remote", {"action": e[1]})
+        return topup_seq
+
+    def _frozen_events(self):
+        r = self.regs
+        if r.days_n != self.last_days_n or r.days_head != getattr(self, "_dh", r.days_head):
+            recs = r.daily_records()
+            if recs:
+                rec = recs[-1]
+                self._event("frozen_daily", {"day": rec[0], "1.8.0": rec[1], "2.8.0": rec[2],
+                                             "wh": rec[3]})
+        if r.months_n != self.last_months_n or r.months_head != getattr(self, "_mh", r.months_head):
+            recs = r.monthly_records()
+            if recs:
+                rec = recs[-1]
+                self._event("frozen_monthly", {"month": rec[0], "1.8.0": rec[1], "wh": rec[7],
+                                               "md_w": rec[8]})
+        self.last_days_n, self.last_months_n = r.days_n, r.months_n
+        self._dh, self._mh = r.days_head, r.months_head
 
     # --- the metering tick
     def tick(self):
         """Meter what arrived since the last tick. Returns True if state changed."""
-        total = self.board.pulse_count()
-        delta = total - self.last_pulses
-        self.last_pulses = total
-        changed = False
-        if delta > 0:
-            pulses = self.rem_pulses + delta * 1000
-            wh = pulses // self.imp_per_kwh
-            self.rem_pulses = pulses - wh * self.imp_per_kwh
-            if wh:
-                self.import_wh += wh
-                self._charge(wh)
-                changed = True
-        v, w = self.board.measured() if hasattr(self.board, "measured") else (0, 0)
-        self.last_w = w
-        if self._decide_relay():
-            changed = True
-        if (self.import_wh - self.saved_wh >= CHECKPOINT_WH
-                or self.board.mono_ms() - self.saved_ms >= CHECKPOINT_MS and changed):
-            self.save()
+        b = self.board
+        now = self.clock.mono_ms()
+        dt = now - self.last_ms
+        self.last_ms = now
+        if dt < 0:
+            dt = 0
+        utc = self.clock.utc_s()
+        local = self.clock.local_s()
+        n = 0
+        if self.vbuf is not None:
+            n = b.adc_capture(self.vbuf, self.ibuf)
+        imp = self.revenue.tick(b.pulse_count(), self.vbuf, self.ibuf, n, dt, utc, b.tamper_open())
+        if hasattr(b, "measured"):
+            self.last_v, self.last_w = b.measured()
+        elif self.revenue.adc:
+            self.last_v = self.revenue.adc.vrms_mv // 1000
+            self.last_w = self.revenue.adc.p_mw // 1000
+        if self.fault:
+            self.regs.add(imp, self.revenue.export_wh, 0, local)
+            return imp > 0
+        ms = self.carry_ms + dt
+        span_s = ms // 1000
+        self.carry_ms = ms - span_s * 1000
+        entry_key = self._entry_key()
+        events = self.engine.tick(imp, local, span_s, self.clock.synced, self.last_v, self.last_w)
+        self.regs.add(imp, self.revenue.export_wh, self.engine.ledger.open_period, local)
+        if events:
+            self._engine_events()
+        self._frozen_events()
+        self.unsaved_wh += imp
+        changed = self._after_change() or imp > 0 or events
+        if self.dirty or entry_key != self._entry_key() or self.revenue.export_wh:
+            self.commit()
+        elif self.policy.due(self.unsaved_wh, now - self.unsaved_since_ms,
+                             self.unsaved_wh > 0 or self.revenue.pulse is None):
+            self.checkpoint()
         return changed
 
-    def _charge(self, wh):
-        # price is thousandths of a minor unit per kWh: cost = wh * price / 1e6 minor
-        owed = self.charge_rem + wh * self.price
-        minor = owed // 1000000
-        self.charge_rem = owed - minor * 1000000
-        self.balance_minor -= minor
+    def _entry_key(self):
+        led = self.engine.ledger
+        return (led.open_ver, led.open_tier, led.open_period, led.open_day, led.seq)
 
-    def _decide_relay(self):
-        want_closed = self.balance_minor > 0
-        if want_closed == self.board.relay_closed():
+    def _after_change(self):
+        """Drive the relay from the engine's decision. True if it moved."""
+        want = bool(self.engine.relay_closed) and not self.fault
+        if self.board.relay_closed() == want:
             return False
-        self.board.relay_set(want_closed)
-        self.relay_reason = "" if want_closed else "credit"
-        self.seq += 1
-        self.save()
+        self.board.relay_set(want)
         return True
 
-    # --- commands
-    def command(self, cmd):
-        kind = cmd.get("type")
-        if kind == "topup":
-            return self.topup(str(cmd["order"]), int(cmd["amount_minor"]))
-        return {"result": "rejected", "reason": "unknown_command"}
-
-    def topup(self, order, amount_minor):
-        if order in self.orders:
-            return {"order": order, "result": "duplicate", "balance_minor": self.balance_minor,
-                    "seq": self.orders[order]}
-        if amount_minor <= 0:
-            return {"order": order, "result": "rejected", "reason": "out_of_range"}
-        self.balance_minor += amount_minor
-        self.seq += 1
-        seq = self.orders[order] = self.seq
-        self._decide_relay()
-        self.save()  # durable before the ack leaves
-        return {"order": order, "result": "credited", "balance_minor": self.balance_minor,
-                "seq": seq}
+    # --- the customer at the meter
+    def short_press(self):
+        if self.fault:
+            return False
+        self.engine.press()
+        self._settle_local()
+        return True
 
     def long_press(self):
-        return False
+        if self.fault:
+            return False
+        r = self.engine.long_press()
+        self._settle_local()
+        return r == "ok"
 
-    def silence_buzzer(self, now_ms):
-        self.silenced_until = time.ticks_add(now_ms, 3600000)
+    def _settle_local(self):
+        self._engine_events()
+        self._after_change()
+        if self.dirty:
+            self.commit()
 
     def buzzer_on(self, now_ms):
-        if self.balance_minor > 0 or time.ticks_diff(self.silenced_until, now_ms) > 0:
-            return False
-        return buzzer.should_sound(buzzer.REPEAT, now_ms % 2000)
+        """Warning tones: the engine's alarm pattern, plus a chirp per one-off beep."""
+        from firmware.ui import buzzer
+        p = self.engine.policy
+        if p.beeps != self.beeps_seen:
+            self.beeps_seen = p.beeps
+            self.chirp_until = time.ticks_add(now_ms, 200)
+        if time.ticks_diff(self.chirp_until, now_ms) > 0:
+            return True
+        if self.fault:
+            return buzzer.should_sound(buzzer.REPEAT, now_ms % 2000)
+        return buzzer.should_sound(buzzer.REPEAT, now_ms % 2000) if p.alarm == buzzer.REPEAT else False
+
+    # --- facade for firmware/link/commands.py (see its header for the contract)
+    def topup(self, order_id, amount_minor):
+        if self.fault:
+            return "store_failed", None, None
+        r = self.engine.topup(order_id, amount_minor)
+        if r != "ok":
+            return r, self.engine.balance_minor(), None
+        seq = self._engine_events()
+        self._after_change()
+        return "credited", self.engine.balance_minor(), seq
+
+    def tariff(self, version, activate_utc_s, tariff_dict):
+        if self.fault:
+            return "store_failed"
+        d = dict(tariff_dict)
+        d["version"] = version
+        at = activate_utc_s + self.clock.utc_offset_s if activate_utc_s else None
+        r = self.engine.set_tariff(d, at)
+        return self._done(r)
+
+    def relay(self, action):
+        return self._done(self.engine.remote(action)) if not self.fault else "store_failed"
+
+    def set_mode(self, mode):
+        return self._done(self.engine.set_mode(mode)) if not self.fault else "store_failed"
+
+    def configure(self, s):
+        if self.fault:
+            return "store_failed"
+        c = {}
+        pol = self.engine.policy
+        w1 = s.get("warn1_minor", pol.warn_minor[0])
+        w2 = s.get("warn2_minor", pol.warn_minor[1] if len(pol.warn_minor) > 1 else 0)
+        if "warn1_minor" in s or "warn2_minor" in s:
+            c["warn_minor"] = (w1, w2)
+        if "emergency_credit_minor" in s:
+            c["emergency_minor"] = s["emergency_credit_minor"]
+        if "reconnect_needs_press" in s:
+            c["reconnect"] = "press" if s["reconnect_needs_press"] else "auto"
+        f = dict(self.engine.cfg.get("friendly") or {})
+        if "friendly_start_min" in s or "friendly_end_min" in s:
+            w0 = (f.get("windows") or [[0, 0]])[0]
+            start = s.get("friendly_start_min", w0[0] // 60) * 60
+            end = s.get("friendly_end_min", w0[1] // 60) * 60
+            f["windows"] = [[start, end]]
+        if "friendly_weekends" in s:
+            f["weekend"] = bool(s["friendly_weekends"])
+        if "holidays" in s:
+            f["holidays"] = ["%04d-%02d-%02d" % (h // 10000, h // 100 % 100, h % 100)
+                             for h in s["holidays"]]
+        if f:
+            c["friendly"] = f
+        if "utc_offset_min" in s:
+            self.clock.set_offset(s["utc_offset_min"] * 60)
+        for k in ("report_interval_s", "state_interval_s"):
+            if k in s:
+                self.cfg[k] = s[k]
+        return self._done(self.engine.configure(c))
+
+    def set_time(self, utc_s):
+        if self.fault:
+            return "store_failed"
+        step = self.clock.set_utc(utc_s, "server")
+        self.commlog.add("clk", "step %d" % step)
+        self.dirty = True
+        return None
+
+    def utc_now(self):
+        return self.clock.utc_s() if self.clock.synced else None
+
+    def _done(self, r):
+        if r != "ok":
+            return r
+        self._engine_events()
+        self._after_change()
+        self.dirty = True
+        return None
+
+    def billing(self, since):
+        out = []
+        for rec in self.regs.daily_records():
+            if rec[0] > since:
+                out.append({"day": rec[0], "1.8.0": rec[1], "2.8.0": rec[2], "wh": rec[3]})
+        for rec in self.regs.monthly_records():
+            if rec[0] > since:
+                out.append({"month": rec[0], "1.8.0": rec[1], "wh": rec[7], "md_w": rec[8]})
+        return out
 
     # --- views
-    def snapshot(self):
-        return {"balance_minor": self.balance_minor, "import_wh": self.import_wh,
-                "relay_closed": self.board.relay_closed(), "relay_reason": self.relay_reason,
-                "load_w": self.last_w, "seq": self.seq, "decimals": self.cfg["decimals"],
-                "currency": self.cfg["currency"],
-                "price_minor_per_kwh_x1000": self.price}
-
-    def state_report(self):
-        s = self.snapshot()
-        s["t"] = self.board.rtc_get()
-        s["1.8.0"] = self.import_wh
+    def state(self):
+        """The state snapshot the head-end keeps (retained on .../state)."""
+        e = self.engine
+        s = {}
+        t = self.regs.telemetry()
+        for k in t:
+            # OBIS codes in wire keys: "1.8.0" travels as "obis_1_8_0"
+            s["obis_" + k.replace(".", "_") if k[0] in "0123456789" else k] = t[k]
+        s.update({"balance_minor": e.balance_minor(), "relay_closed": bool(e.relay_closed) and not self.fault,
+                  "relay_reason": e.relay_reason, "mode": e.policy.mode,
+                  "tariff_version": e.tariff.version, "level": e.level,
+                  "seq": self.seq, "t": self.clock.utc_s(), "synced": self.clock.synced,
+                  "owed_minor": e.ledger.owed_minor()})
+        if self.fault:
+            s["fault"] = self.fault
+            s["lcd_error"] = self.store.lcd_code()
         return s
+
+    def snapshot(self):
+        """What the LCD screens show."""
+        e = self.engine
+        return {"balance_minor": e.balance_minor(), "import_wh": self.regs.import_wh,
+                "today_wh": self.regs.today_wh, "relay_closed": bool(self.board.relay_closed()),
+                "relay_reason": e.relay_reason, "warning": e.level, "load_w": self.last_w,
+                "seq": self.seq, "decimals": self.cfg["decimals"], "currency": self.cfg["currency"],
+                "tariff_version": e.tariff.version, "mode": e.policy.mode,
+                "price_minor_per_kwh_x1000": e.tariff.source.get("price_milli_per_kwh", 0),
+                "clock_synced": self.clock.synced, "fault": self.fault,
+                "error_code": self.store.lcd_code() if self.fault else 0,
+                "owed_minor": e.ledger.owed_minor()}

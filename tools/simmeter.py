@@ -22,7 +22,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython")
-HEAP = "108k"
+# The ESP32-WROOM heap (108 KB of 32-bit words). The "w" suffix makes MicroPython
+# scale it to this machine's word size, so 64-bit pointers do not halve the room.
+HEAP = os.environ.get("SIM_HEAP", "108wk")
 COMPILED = os.path.join(ROOT, "build", "mpy-host")
 _compiled = False
 
