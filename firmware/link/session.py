@@ -118,6 +118,7 @@ class Session:
     BACKOFF_MIN_MS = 1000
     BACKOFF_MAX_MS = 120000
     STABLE_MS = 30000            # a session this old resets the backoff
+    FLAP_ATTEMPTS = 2            # after a shorter one, retry as if at attempt 3 at most
     NET_POLL_MS = 250            # how often to look at a down modem link
 
     def __init__(self, client_id, host, port, user=None, password=None, keepalive_s=120,
@@ -212,8 +213,13 @@ class Session:
                 self.log("link", "down", self._stats["last_error"])
             self.up = False
             self._close()
-            if since is not None and time.ticks_diff(time.ticks_ms(), since) >= self.STABLE_MS:
-                self._attempts = 0
+            if since is not None:
+                # a session was established: the network works. Start the
+                # backoff again from the bottom after a long session, from a
+                # few seconds after a short one (a flapping link must not
+                # hammer the broker, nor wait minutes for its next chance)
+                lived = time.ticks_diff(time.ticks_ms(), since)
+                self._attempts = 0 if lived >= self.STABLE_MS else min(self._attempts, self.FLAP_ATTEMPTS)
             self._attempts += 1
             delay = self.backoff_ms(self._attempts)
             self._stats["backoff_ms"] = delay
