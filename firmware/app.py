@@ -37,7 +37,6 @@ class App:
         self.topic_ack = (t + "ack").encode()
         self.topic_status = (t + "status").encode()
         self.topic_evt = (t + "evt").encode()
-        self.dispatcher = None
         import binascii
         self.key = binascii.unhexlify(self.cfg.get("key_hex", "00" * 32))
 
@@ -84,7 +83,6 @@ class App:
     async def link_task(self):
         from firmware.link.session import Session
         c = self.cfg
-        self._ensure_dispatcher()
         self.session = Session(self.meter_id, c["broker_host"], c["broker_port"],
                                c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
                                status_topic=self.topic_status, clock=self.core.clock, log=self.log)
@@ -147,12 +145,7 @@ class App:
 
     # --- commands from the server
     def on_message(self, topic, payload):
-        ack = self.dispatcher.handle(payload)
-        if self.dispatcher.last_error:
-            self.log("command", "facade error", self.dispatcher.last_error)
-            self.dispatcher.last_error = None
-        self.state_dirty = True
-        self.lcd_due = True
+        ack = self.handle_command(payload)
         if self.session:
             self.session.publish(self.topic_ack, ack, False, 1)
 
@@ -187,10 +180,7 @@ class App:
         if cmd == "command":  # same path as a server command, without the link
             import json as _j
             raw = req["raw"].encode() if "raw" in req else _j.dumps(req["body"]).encode()
-            self._ensure_dispatcher()
-            ack = self.dispatcher.handle(raw)
-            self.state_dirty = self.lcd_due = True
-            return {"ok": True, "reply": _j.loads(ack)}
+            return {"ok": True, "reply": _j.loads(self.handle_command(raw))}
         if cmd == "meter_state":
             return {"ok": True, "state": self.core.state()}
         if cmd == "mem":
@@ -200,19 +190,30 @@ class App:
             return {"ok": True, "hex": self.board.lcd_frame_hex(), "lines": self.board.lcd_lines}
         return {"ok": False, "error": "unknown command"}
 
-    def _ensure_dispatcher(self):
-        if self.dispatcher is None:
-            from firmware.link.commands import Dispatcher
-            self.dispatcher = Dispatcher(self.meter_id, self.key, self.core,
-                                         commlog=self.core.commlog, outbox=self.core.outbox)
-            self.core.attach_dispatcher(self.dispatcher)
+    def handle_command(self, raw):
+        """One command in, one signed ack out. The dispatcher's code (11 KB of
+        heap) is loaded for the command and dropped after it: commands come a
+        few times a day, while the heap is needed all the time. Its state (the
+        replay counter and the order record) lives in the meter's snapshot."""
+        from firmware.link.commands import Dispatcher
+        d = Dispatcher(self.meter_id, self.key, self.core,
+                       commlog=self.core.commlog, outbox=self.core.outbox)
+        self.core.attach_dispatcher(d)
+        try:
+            ack = d.handle(raw)
+            if d.last_error:
+                self.log("command", "facade error", d.last_error)
+        finally:
+            self.core.detach_dispatcher()
+            _unload("firmware.link.commands", "firmware.link.orders")
+        self.state_dirty = self.lcd_due = True
+        return ack
 
     async def run(self):
         self.log("boot", "reset_cause=" + self.board.reset_cause())
         if hasattr(self.board, "serve_control"):
             self.board.app_hook = self.control
             await self.board.serve_control()
-        self._ensure_dispatcher()
         gc.collect()
         tasks = [asyncio.create_task(self._guard(f)) for f in
                  (self.meter_task, self.ui_task, self.publish_task, self.link_task, self.sup.run)]
@@ -231,6 +232,19 @@ class App:
                 import sys
                 sys.print_exception(e)
             await asyncio.sleep_ms(1000)
+
+
+def _unload(*names):
+    import sys
+    for name in names:
+        mod = sys.modules.pop(name, None)
+        if mod is not None:
+            pkg, _, leaf = name.rpartition(".")
+            try:
+                delattr(sys.modules[pkg], leaf)
+            except (KeyError, AttributeError):
+                pass
+    gc.collect()
 
 
 def main(board=None):

@@ -87,6 +87,15 @@ class MeterCore:
             self.commit()
         self.engine.tick(0, self.clock.local_s(), 0, self.clock.synced)
         self._after_change()
+        board.on_power_fail(self._power_failing)
+
+    def _power_failing(self, _):
+        # The supervisor saw the supply collapse: the hold-up capacitor gives
+        # a few milliseconds, enough for one small hot record. Nothing since
+        # the last checkpoint is lost. (Runs via micropython.schedule.)
+        if not self.fault:
+            self.tick()
+            self.checkpoint()
 
     # --- boot
     def _build(self, state):
@@ -134,6 +143,11 @@ class MeterCore:
         if self.disp_state:
             import binascii
             dispatcher.load(binascii.unhexlify(self.disp_state))
+
+    def detach_dispatcher(self):
+        import binascii
+        self.disp_state = binascii.hexlify(self.dispatcher.dump()).decode()
+        self.dispatcher = None
 
     def _forget_uncommitted_events(self):
         ob = self.outbox

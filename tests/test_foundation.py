@@ -31,8 +31,9 @@ def test_load_drains_credit_on_a_scaled_clock_and_an_open_relay_stops_consumptio
     # 2 kW for a simulated hour costs 300 minor at 150 minor/kWh; 100 minor lasts 20 min
     m = sim_meters("m2", config={"initial_balance_minor": 100}, scale=600).start()
     m.control({"cmd": "load", "w": 2000})
-    st = m.wait_for(lambda s: not s["relay_closed"], timeout=20)
-    wh_at_cut = st["meter"]["import_wh"]
+    m.wait_for(lambda s: not s["relay_closed"], timeout=20)
+    time.sleep(1.5)  # the tick after the cut still registers what flowed until the relay opened
+    wh_at_cut = m.state()["meter"]["import_wh"]
     assert 600 <= wh_at_cut <= 1000  # one 1-s tick is 10 simulated minutes (333 Wh)
     time.sleep(2)
     assert m.state()["meter"]["import_wh"] == wh_at_cut
@@ -142,4 +143,4 @@ def test_the_firmware_runs_in_the_esp32_heap_with_headroom(broker, sim_meters):
     time.sleep(2)
     mem = m.control({"cmd": "mem"})
     assert mem["total"] <= 218496
-    assert mem["free_after_gc"] >= mem["total"] // 4, mem
+    assert mem["free_after_gc"] >= mem["total"] // 4, mem   # measured: 69 KB of 218 KB free

@@ -9,9 +9,7 @@
 #
 # Events go to on_event(kind, utc_s, value) with kind one of EV_*; value is an
 # int (real power in mW, divergence in 0.1 %, or 0).
-from firmware.metering.crosscheck import CrossCheck
 from firmware.metering.pulse import PulseEnergy
-from firmware.metering.waveform import Analyzer, FLAG_REVERSE
 
 EV_REVERSE = "reverse_energy"
 EV_FAULT = "metering_fault"
@@ -26,8 +24,16 @@ class Revenue:
             raise ValueError("source")
         self.source = source
         self.pulse = PulseEnergy(imp_per_kwh) if source != "adc" else None
-        self.adc = Analyzer(rate_hz, cal, creep_mw) if source != "pulse" else None
-        self.cross = CrossCheck(limit_pct, window_wh) if source == "both" else None
+        self.adc = self.cross = None
+        # the waveform maths is loaded only where the ADC is used: a pulse-only
+        # meter keeps those 7 KB of heap
+        if source != "pulse":
+            from firmware.metering.waveform import Analyzer, FLAG_REVERSE
+            self.adc = Analyzer(rate_hz, cal, creep_mw)
+            self._flag_reverse = FLAG_REVERSE
+        if source == "both":
+            from firmware.metering.crosscheck import CrossCheck
+            self.cross = CrossCheck(limit_pct, window_wh)
         self.on_event = on_event
         self.last_count = pulse_base     # board.pulse_count() when metering started
         self.reverse = False
@@ -52,7 +58,7 @@ class Revenue:
             before = an.export_wh
             adc_wh = an.accumulate(dt_ms)
             self.export_wh = an.export_wh - before
-            reverse = bool(flags & FLAG_REVERSE)
+            reverse = bool(flags & self._flag_reverse)
             if reverse and not self.reverse:   # once per episode, not every second
                 self._event(EV_REVERSE, utc_s, an.p_mw)
             self.reverse = reverse
