@@ -84,6 +84,14 @@ def reg_stat(line):
         return None
 
 
+def sim_state(text):
+    """One word per SIM condition, whether it came from a query or a URC:
+    modules say NOT INSERTED or +CME ERROR: 10 for a missing SIM."""
+    if text in (b"NOT INSERTED", b"ABSENT"):
+        return b"ABSENT"
+    return text
+
+
 def _value(line):
     # text after "<prefix>: ", without quotes
     i = line.find(b":")
@@ -252,7 +260,7 @@ class ATModem:
         """SIM state: b"READY", b"SIM PIN", ..., b"ABSENT", or None if silent."""
         final, lines = await self.cmd(b"AT+CPIN?", b"+CPIN:", 5000)
         if final == b"OK" and lines:
-            self.sim = _value(lines[0])
+            self.sim = sim_state(_value(lines[0]))
         elif final.startswith(b"+CME ERROR"):
             # 10 = SIM not inserted; 13 = SIM failure
             self.sim = b"ABSENT" if final.endswith(b"10") or final.endswith(b"13") else final

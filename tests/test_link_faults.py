@@ -114,7 +114,7 @@ def test_a_proxy_that_accepts_and_closes_is_survived(proxy):
 def test_a_modem_carrier_drop_takes_the_session_down_and_both_come_back(broker):
     modem = FakeModem(boot_ms=100, reg_ms=100, powered=False).start()
     attrs = {"BOOT_MS": 1500, "REGISTER_MS": 1500, "REG_POLL_MS": 200, "DIAL_MS": 2000,
-             "WATCH_MS": 100, "BACKOFF_MIN_MS": 100, "BACKOFF_MAX_MS": 800, "OFF_MS": 100}
+             "WATCH_MS": 100, "BACKOFF_MIN_MS": 100, "BACKOFF_MAX_MS": 800, "OFF_MS": 100, "PWRKEY_MS": 100}
     m = meter(broker.port, session_attrs=FAST, modem=[modem.path, modem.pin_port], modem_attrs=attrs)
     try:
         first = m.wait("up", timeout=20)

@@ -38,6 +38,7 @@ ModemLink.WATCH_MS = 100
 ModemLink.BACKOFF_MIN_MS = 100
 ModemLink.BACKOFF_MAX_MS = 800
 ModemLink.OFF_MS = 100
+ModemLink.PWRKEY_MS = 100
 times = []
 link = ModemLink(Board(sys.argv[1], sys.argv[2]), "internet.test", on_time=times.append)
 count = [0, 0]
@@ -56,7 +57,7 @@ async def meter():
         last = now
 
 async def watch():
-    was = None
+    was = False
     states = []
     t_end = time.ticks_add(time.ticks_ms(), int(sys.argv[3]))
     while time.ticks_diff(t_end, time.ticks_ms()) > 0:

@@ -44,6 +44,7 @@ class ModemLink:
     BACKOFF_MIN_MS = 2000
     BACKOFF_MAX_MS = 600000  # ten minutes: a dead cell should not flatten the battery
     OFF_MS = 1500            # supply off long enough for the module to discharge
+    PWRKEY_MS = atmodem.PWRKEY_PULSE_MS
 
     def __init__(self, board, apn, on_time=None, log=None):
         self.board = board
@@ -85,7 +86,7 @@ class ModemLink:
             if stat is not None:
                 self.at.reg = stat
         elif line.startswith(b"+CPIN:"):
-            self.at.sim = line[6:].strip()
+            self.at.sim = atmodem.sim_state(line[6:].strip())
 
     # --- the ladder's rungs
     async def _power_cycle(self):
@@ -94,7 +95,7 @@ class ModemLink:
         await asyncio.sleep_ms(self.OFF_MS)
         b.modem_power(True)
         await asyncio.sleep_ms(100)
-        await self.at.power_on(b.modem_pwrkey)
+        await self.at.power_on(b.modem_pwrkey, self.PWRKEY_MS)
 
     async def _reset(self):
         # the RESET line works even when the AT interpreter is stuck
