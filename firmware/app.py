@@ -30,6 +30,7 @@ class App:
         self.last_state_ms = 0
         self.lcd_due = True
         self.errors = 0
+        self.modem = None
         self.hang = None  # test hook: name of a task told to hang
         t = "meters/" + self.meter_id + "/"
         self.topic_state = (t + "state").encode()
@@ -83,11 +84,35 @@ class App:
     async def link_task(self):
         from firmware.link.session import Session
         c = self.cfg
+        net = None
+        if self.board.modem_uart() is not None:
+            from firmware.link.modem import ModemLink
+            self.modem = net = ModemLink(self.board, c.get("apn", "internet"),
+                                         on_time=self._network_time, log=self.log)
+            asyncio.create_task(self._guard(self.modem.run))
         self.session = Session(self.meter_id, c["broker_host"], c["broker_port"],
                                c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
-                               status_topic=self.topic_status, clock=self.core.clock, log=self.log)
+                               ssl_ctx=self._tls(), status_topic=self.topic_status,
+                               clock=self.core.clock, log=self.log, net=net)
         self.session.subscribe(self.topic_cmd, 1)
         await self.session.run(self.on_message)
+
+    def _network_time(self, utc_s):
+        # the cell network's time (+CCLK) syncs the clock, as a server time command would
+        self.core.clock.set_utc(utc_s, "modem")
+        self.core.commlog.add("clk", "modem")
+
+    def _tls(self):
+        """TLS with CA verification when the config carries the broker's CA (DER, hex)."""
+        ca = self.cfg.get("broker_ca_hex")
+        if not ca:
+            return None
+        import ssl
+        import binascii
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=binascii.unhexlify(ca))
+        return ctx
 
     async def publish_task(self):
         """Outbox events (QoS 1, at least once) and the retained state snapshot."""
@@ -141,6 +166,11 @@ class App:
         s["kind"] = "state"
         if self.session:
             s["link"] = {"connects": self.session.stats()["connects"]}
+        if self.modem:
+            h = self.modem.health()
+            if h.get("rssi_dbm") is not None:
+                s["signal_dbm"] = h["rssi_dbm"]
+            s["modem"] = h["state"] if isinstance(h["state"], str) else str(h["state"])
         return s
 
     # --- commands from the server
@@ -154,6 +184,10 @@ class App:
         s = self.core.snapshot()
         s["meter_id"] = self.meter_id
         s["link_up"] = bool(self.session and self.session.up)
+        if self.modem:
+            h = self.modem.health()
+            s["signal_dbm"] = h["rssi_dbm"] if h.get("rssi_dbm") is not None else "--"
+            s["modem"] = h.get("state")
         return s
 
     def log(self, *parts):

@@ -438,6 +438,11 @@ class Esp32Board:
         self._ppp = ppp
         return ppp
 
+    def modem_ppp(self, uart):
+        """What firmware/link/modem.py asks for once the modem says CONNECT."""
+        return self.ppp_start(uart, self.provisioning().get("ppp_user"),
+                              self.provisioning().get("ppp_key"))
+
     def ppp_connected(self):
         return self._ppp is not None and self._ppp.isconnected()
 

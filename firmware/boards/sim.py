@@ -39,6 +39,9 @@ class SimBoard:
         self.control_port = int(o.get("control", 0))
         self._config_path = o.get("config")
         self.maintenance = "hold-button" in o
+        self._modem_path = o.get("modem")          # pty of tools/fake_modem.py
+        self._modem_pins = o.get("modem-pins")     # its UDP port for PWRKEY/RESET/power
+        self._modem_uart = self._modem_lines = None
         try:
             os.mkdir(self.dir)
         except OSError:
@@ -229,18 +232,31 @@ class SimBoard:
     def maintenance_held(self):
         return self.maintenance
 
-    # --- modem: on the unix port the host network stands in for the data call
+    # --- modem: a fake AT modem on a pty when --modem is given; once it
+    # reports the data call up, sockets use the host's network
     def modem_uart(self):
-        return None
+        if self._modem_path and self._modem_uart is None:
+            from firmware.boards.sim_uart import PtyUart
+            self._modem_uart = PtyUart(self._modem_path)
+        return self._modem_uart
+
+    def _lines(self):
+        if self._modem_pins and self._modem_lines is None:
+            from firmware.boards.sim_uart import ModemLines
+            self._modem_lines = ModemLines(int(self._modem_pins))
+        return self._modem_lines
 
     def modem_power(self, on):
-        pass
+        if self._lines():
+            self._modem_lines.power(on)
 
     def modem_pwrkey(self, level):
-        pass
+        if self._lines():
+            self._modem_lines.pwrkey(level)
 
     def modem_reset(self, level):
-        pass
+        if self._lines():
+            self._modem_lines.reset(level)
 
     # On the unix port the host's network stands in for the PPP data call.
     def ppp_start(self, uart, user=None, key=None):
