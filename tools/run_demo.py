@@ -33,9 +33,11 @@ from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
 from broker import Broker  # noqa: E402
+from headend import codec  # noqa: E402
 from simmeter import SimMeter  # noqa: E402
 
 METER_ID = "demo-0001"
+DEMO_KEY = bytes(range(32))  # the demo meter's per-meter HMAC key
 
 
 class HeadEnd:
@@ -44,6 +46,7 @@ class HeadEnd:
     def __init__(self, port):
         self.state, self.status, self.acks, self.log = {}, "?", [], []
         self.orders = itertools.count(1)
+        self.ctr = int(time.time() * 1000)  # command counters only ever increase
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="headend-demo")
         self.c.on_message = self.on_message
         self.c.connect("127.0.0.1", port)
@@ -63,14 +66,19 @@ class HeadEnd:
         elif kind == "ack":
             self.acks.append(body)
         if kind != "state":  # the state is shown above; the log keeps the rest
+            if isinstance(body, dict):
+                body = {k: v for k, v in body.items() if k not in ("mac", "v", "meter")}
             self.log.append("%s %s %s" % (time.strftime("%H:%M:%S"), kind, str(body)[:90]))
             del self.log[:-10]
 
     def topup(self, amount_minor):
-        order = "demo-%d-%d" % (int(time.time()), next(self.orders))
-        body = {"type": "topup", "order": order, "amount_minor": amount_minor}
-        self.c.publish("meters/%s/cmd" % METER_ID, json.dumps(body), qos=1)
-        self.log.append("%s sent top-up %s (%d)" % (time.strftime("%H:%M:%S"), order, amount_minor))
+        order = next(self.orders)
+        self.ctr += 1
+        cmd = codec.command(METER_ID, DEMO_KEY, self.ctr, int(time.time()) + 3600, "topup",
+                            order=order, amount_minor=amount_minor)
+        self.c.publish("meters/%s/cmd" % METER_ID, cmd, qos=1)
+        self.log.append("%s sent signed top-up order %d (%s)" % (time.strftime("%H:%M:%S"), order,
+                                                                 money(amount_minor)))
 
 
 def money(minor):
@@ -98,7 +106,7 @@ def server_panel(he):
     t.add_row("status", str(he.status))
     t.add_row("balance", money(s["balance_minor"]) if "balance_minor" in s else "-")
     t.add_row("relay", ("closed" if s.get("relay_closed") else "open") if s else "-")
-    t.add_row("1.8.0", "%s Wh" % s.get("1.8.0", "-"))
+    t.add_row("1.8.0", "%s Wh" % s.get("obis_1_8_0", "-"))
     t.add_row("meter seq", str(s.get("seq", "-")))
     return Panel(Group(t, Text("\n".join(he.log))), title="Head-end (server view)")
 
@@ -107,7 +115,8 @@ def main():
     work = tempfile.mkdtemp(prefix="meter-demo-")
     broker = Broker(os.path.join(work, "broker")).start()
     meter = SimMeter(METER_ID, work, broker_port=broker.port,
-                     config={"initial_balance_minor": 500, "state_every_s": 5}, scale=1,
+                     config={"initial_balance_minor": 500, "state_every_s": 5,
+                             "key_hex": DEMO_KEY.hex(), "reconnect": "press"}, scale=1,
                      epoch=int(time.time())).start()
     he = HeadEnd(broker.port)
     scale = 1
