@@ -135,6 +135,12 @@ class App:
                     unconfirmed.clear()
                 for seq in [q for q in unconfirmed if unconfirmed[q] not in s._inflight]:
                     del unconfirmed[seq]
+                while s.up and self.core.link_events:
+                    # fault-state events cannot be queued durably: sent live
+                    body = dict(self.core.link_events[0], v=1, meter=self.meter_id, t=self.core.clock.utc_s())
+                    if not s.publish(self.topic_evt, P.sign(signer, body), False, 1):
+                        break
+                    self.core.link_events.pop(0)
                 while s.up and len(unconfirmed) < 8:
                     ev = ob.peek()
                     if not ev:

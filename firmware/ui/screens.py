@@ -17,6 +17,10 @@ def _kwh(wh):
 
 
 def balance(s):
+    if s.get("fault"):
+        # the stored balance cannot be trusted: show no number rather than a wrong one
+        return ["METER FAULT", " E%d" % s.get("error_code", 0), "", "SUPPLY OFF",
+                "CALL SERVICE"]
     relay = "ON" if s["relay_closed"] else "OFF"
     lines = ["BALANCE", " " + _money(s["balance_minor"], s.get("decimals", 2)) + " " + s.get("currency", ""),
              "", "SUPPLY " + relay, "LOAD %d W" % s.get("load_w", 0)]
