@@ -125,8 +125,8 @@ class SimBoard:
         now = self.mono_ms()
         dt = now - self._last_sim_ms
         self._last_sim_ms = now
-        if dt <= 0 or not self._relay:
-            return
+        if dt <= 0 or not self._relay or self.load_w <= 0:
+            return  # the metering IC's CF output pulses for import only
         self._energy_wms += self.load_w * dt
         # pulses = Wh * imp/kWh / 1000 ; Wh = W*ms / 3_600_000
         per_pulse_wms = 3600000 * 1000 // self.imp_per_kwh
