@@ -510,6 +510,9 @@ def case_modem():
     out["connects"] = [ppp.connects[0], ppp2.connects[0]]
     out["sec"] = [network.PPP.SEC_NONE, network.PPP.SEC_PAP]
     b.ppp_stop()
+    ppp3 = b.modem_ppp(u)   # the modem link's entry point: provisioning has no PAP user
+    out["modem_ppp"] = [ppp3.stream is u, ppp3.connects[0] == ppp.connects[0]]
+    b.ppp_stop()
     return out
 
 

@@ -278,6 +278,7 @@ def test_modem_uart_control_pins_and_ppp_data_call(seen):
     assert r["driven"] == [1, 1, 1] and r["released"] == [0, 0, 0]
     assert r["stop_before_start"]
     assert r["ppp_stream_is_uart"] and r["rxidle_hooked"]
+    assert r["modem_ppp"] == [True, True]
     assert r["connected_before_ipcp"] is False and r["connected"] is True
     assert r["after_stop"] == [False, False]
     none, pap = r["sec"]
