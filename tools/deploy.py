@@ -1,11 +1,13 @@
-"""Deploy the compiled firmware to an ESP32 meter over its serial port with mpremote.
+"""Deploy the compiled firmware to a meter over its serial port with mpremote.
 
     .venv/bin/python tools/deploy.py /dev/ttyUSB0 [--config provisioning.json]
 
-Copies build/mpy-esp32 (run `make compile` first): boot.py, main.py, the
-firmware and lib trees as .mpy, and optionally the board's provisioning file as
-/config.json. Nothing on the data partition (/flash) is touched, so a
-redeploy keeps the customer's balance and registers.
+Copies build/mpy-esp32 (run `make compile` first): boot.py, main.py and the
+firmware and lib trees as .mpy, plus, optionally, the board's provisioning
+file as /config.json. The data partition (/flash) is left alone, so a
+redeploy keeps the customer's balance and registers. `--tree` picks another
+build (the tests deploy build/mpy-host to a unix-port MicroPython on a pty),
+`--resume` keeps mpremote from soft-resetting the board first.
 """
 import argparse
 import os
@@ -17,38 +19,42 @@ TREE = os.path.join(ROOT, "build", "mpy-esp32")
 MPREMOTE = os.path.join(os.path.dirname(sys.executable), "mpremote")
 
 
-def plan(port, config=None):
-    """The mpremote command lines, in order (also used by tests, without a device)."""
-    cmds = []
-    for dirpath, dirnames, files in sorted(os.walk(TREE)):
-        rel = os.path.relpath(dirpath, TREE)
+def plan(port, tree=TREE, config=None, resume=False, reset=True):
+    """One mpremote command line: a chain of fs operations joined by "+"."""
+    steps = []
+    for dirpath, dirnames, files in sorted(os.walk(tree)):
+        rel = os.path.relpath(dirpath, tree)
         for d in sorted(dirnames):
-            target = d if rel == "." else rel + "/" + d
-            cmds.append([MPREMOTE, "connect", port, "fs", "mkdir", ":" + target])
+            steps.append(["exec", "import os\ntry:\n os.mkdir(%r)\nexcept OSError:\n pass"
+                          % (d if rel == "." else rel + "/" + d)])
         for name in sorted(files):
             target = name if rel == "." else rel + "/" + name
-            cmds.append([MPREMOTE, "connect", port, "fs", "cp", os.path.join(dirpath, name), ":" + target])
+            steps.append(["fs", "cp", os.path.join(dirpath, name), ":" + target])
     if config:
-        cmds.append([MPREMOTE, "connect", port, "fs", "cp", config, ":config.json"])
-    cmds.append([MPREMOTE, "connect", port, "reset"])
-    return cmds
+        steps.append(["fs", "cp", config, ":config.json"])
+    if reset:
+        steps.append(["reset"])
+    cmd = [MPREMOTE, "connect", port] + (["resume"] if resume else [])
+    for i, step in enumerate(steps):
+        cmd += (["+"] if i else []) + step
+    return cmd
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("port")
     ap.add_argument("--config")
+    ap.add_argument("--tree", default=TREE)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--no-reset", action="store_true")
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
-    if not os.path.isdir(TREE):
-        sys.exit("no %s: run `make compile` first" % TREE)
-    for cmd in plan(args.port, args.config):
-        print(" ".join(cmd[1:]))
-        if not args.dry_run:
-            # mkdir of an existing folder fails harmlessly; copies must succeed
-            rc = subprocess.run(cmd).returncode
-            if rc and cmd[4] != "mkdir":
-                sys.exit(rc)
+    if not os.path.isdir(args.tree):
+        sys.exit("no %s: run `make compile` first" % args.tree)
+    cmd = plan(args.port, args.tree, args.config, args.resume, not args.no_reset)
+    print(" ".join(cmd[1:]))
+    if not args.dry_run:
+        sys.exit(subprocess.run(cmd).returncode)
 
 
 if __name__ == "__main__":
