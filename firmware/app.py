@@ -10,8 +10,8 @@ from firmware.ui import keys, render, screens, buzzer
 from firmware.watchdog import Supervisor
 
 METER_EVERY_MS = 1000
-UI_POLL_MS = 25
-LCD_EVERY_MS = 500
+UI_POLL_MS = 40
+LCD_EVERY_MS = 1000
 
 
 class App:
@@ -126,15 +126,15 @@ class App:
             s = self.session
             ob = self.core.outbox
             if s:
-                st = s.stats()
-                if st["drops"] != drops:
+                if s._stats["drops"] != drops:
                     # the connection dropped: events without a PUBACK go again
-                    drops = st["drops"]
+                    drops = s._stats["drops"]
                     if unconfirmed:
                         ob.rewind(min(unconfirmed) - 1)
                     unconfirmed.clear()
-                for seq in [q for q in unconfirmed if unconfirmed[q] not in s._inflight]:
-                    del unconfirmed[seq]
+                if unconfirmed:
+                    for seq in [q for q in unconfirmed if unconfirmed[q] not in s._inflight]:
+                        del unconfirmed[seq]
                 while s.up and self.core.link_events:
                     # fault-state events cannot be queued durably: sent live
                     body = dict(self.core.link_events[0], v=1, meter=self.meter_id, t=self.core.clock.utc_s())
@@ -157,7 +157,7 @@ class App:
                         self.state_dirty = False
                         self.last_state_ms = now
             self.sup.checkin("publish")
-            await asyncio.sleep_ms(20 if self.state_dirty else 100)
+            await asyncio.sleep_ms(20 if self.state_dirty else 200)
 
     def state_report(self):
         s = {}

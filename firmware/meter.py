@@ -26,6 +26,7 @@ from firmware.metering.registers import Registers
 from firmware.metering.revenue import Revenue
 from firmware.store.policy import CheckpointPolicy
 from firmware.store.store import Store, StoreFault
+from firmware.ui import buzzer
 
 ADC_SAMPLES = 640
 
@@ -347,7 +348,6 @@ class MeterCore:
 
     def buzzer_on(self, now_ms):
         """Warning tones: the engine's alarm pattern, plus a chirp per one-off beep."""
-        from firmware.ui import buzzer
         p = self.engine.policy
         if p.beeps != self.beeps_seen:
             self.beeps_seen = p.beeps
