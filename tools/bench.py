@@ -26,7 +26,7 @@ def load(path):
 def main(selected=()):
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     results, targets = {}, {}
-    if os.path.exists(OUT):
+    if selected and os.path.exists(OUT):  # a partial run updates the last full one
         with open(OUT) as f:
             results = json.load(f)
     for path in sorted(glob.glob(os.path.join(ROOT, "tools", "bench_*.py"))):
