@@ -198,6 +198,14 @@ class App:
 
     def log(self, *parts):
         print("[%s]" % self.meter_id, *parts)
+        # link happenings also go to the communication log the head-end can query
+        if parts and parts[0] == "link" and len(parts) > 1:
+            if parts[1] == "up":
+                self.core.commlog.add("conn", str(self.session.stats()["connects"]) if self.session else "")
+            elif parts[1] == "down":
+                self.core.commlog.add("disc", str(parts[2] if len(parts) > 2 else "")[:24])
+        elif parts and parts[0] == "modem" and len(parts) > 1:
+            self.core.commlog.add("modem", " ".join(str(p) for p in parts[1:])[:24])
 
     async def _maybe_hang(self, name):
         if self.hang == name:
@@ -255,8 +263,11 @@ class App:
             self.board.app_hook = self.control
             await self.board.serve_control()
         gc.collect()
-        tasks = [asyncio.create_task(self._guard(f)) for f in
-                 (self.meter_task, self.ui_task, self.publish_task, self.link_task, self.sup.run)]
+        fns = [self.meter_task, self.ui_task, self.publish_task, self.link_task, self.sup.run]
+        if getattr(self.board, "console", True):
+            from firmware.console import Console
+            fns.append(Console(self).run)
+        tasks = [asyncio.create_task(self._guard(f)) for f in fns]
         await asyncio.gather(*tasks)
 
     async def _guard(self, task_fn):

@@ -88,7 +88,8 @@ class SimMeter:
         self.port = free_port()
         code = self.code_root
         env = dict(os.environ, MICROPYPATH=":".join([code, os.path.join(code, "lib"), ".frozen"]))
-        self.proc = subprocess.Popen(self.argv(), cwd=code, env=env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.argv() + ["--console"], cwd=code, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         deadline = time.time() + timeout
@@ -145,6 +146,19 @@ class SimMeter:
         if not line:
             raise ConnectionError("sim meter closed its control socket")
         return json.loads(line)
+
+    def console(self, line, timeout=10):
+        """Type one line at the technician's console; return its reply lines."""
+        start = len(self.log_lines)
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            lines = self.log_lines[start:]
+            if ">." in lines:
+                return [l[2:] for l in lines[:lines.index(">.")] if l.startswith("> ")]
+            time.sleep(0.02)
+        raise TimeoutError("console did not answer %r" % line)
 
     def state(self):
         return self.control({"cmd": "state"})

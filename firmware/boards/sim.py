@@ -39,6 +39,11 @@ class SimBoard:
         self.control_port = int(o.get("control", 0))
         self._config_path = o.get("config")
         self.maintenance = "hold-button" in o
+        self.console = "console" in o   # the technician's console on stdin
+        # power-cut campaigns (tools/powercut.py): the meter task's period, so
+        # that a stepped clock can run one meter second per few real ms
+        self._meter_every_ms = int(o.get("meter-every-ms", 0))
+        self.pulse_reads = 0  # pulse_count() calls: one per meter tick
         self._modem_path = o.get("modem")          # pty of tools/fake_modem.py
         self._modem_pins = o.get("modem-pins")     # its UDP port for PWRKEY/RESET/power
         self._modem_uart = self._modem_lines = None
