@@ -50,6 +50,13 @@ class App:
                 self.state_dirty = True
                 self.lcd_due = True  # show a relay change at once, not at the next refresh
             self.sup.checkin("meter")
+            # Collect garbage while it is little, once a tick (~2 ms on an
+            # ESP32), instead of when an allocation fails: short-lived
+            # objects then keep reusing the low end of the heap, and the
+            # long-lived ones do not end up scattered across it, which left
+            # the ESP32-sized heap with no free block for a 300-byte file
+            # handle after a few hundred commands.
+            gc.collect()
             await asyncio.sleep_ms(METER_EVERY_MS)
 
     async def ui_task(self):
@@ -239,23 +246,44 @@ class App:
         return {"ok": False, "error": "unknown command"}
 
     def handle_command(self, raw):
-        """One command in, one signed ack out. The dispatcher's code (11 KB of
-        heap) is loaded for the command and dropped after it: commands come a
-        few times a day, while the heap is needed all the time. Its state (the
-        replay counter and the order record) lives in the meter's snapshot."""
-        from firmware.link.commands import Dispatcher
-        d = Dispatcher(self.meter_id, self.key, self.core,
-                       commlog=self.core.commlog, outbox=self.core.outbox)
-        self.core.attach_dispatcher(d)
-        try:
-            ack = d.handle(raw)
-            if d.last_error:
-                self.log("command", "facade error", d.last_error)
-        finally:
-            self.core.detach_dispatcher()
-            _unload("firmware.link.commands", "firmware.link.orders")
+        """One command in, one signed ack out. The dispatcher is made at the
+        first command and kept: loading and dropping its code for every
+        command left the ESP32-sized heap too fragmented for a commit within
+        a few dozen commands. Its state (the replay counter and the order
+        record) is committed in the meter's snapshot."""
+        d = self.core.dispatcher
+        if d is None:
+            from firmware.link.commands import Dispatcher
+            d = Dispatcher(self.meter_id, self.key, self.core,
+                           commlog=self.core.commlog, outbox=self.core.outbox)
+            d.poisoned_ctr = _read_int(self.board.flash_root() + "/" + _FAILED_CMD)
+            self.core.attach_dispatcher(d)
+        gc.collect()
+        ack = d.handle(raw)
+        if d.last_error:
+            self.log("command", "facade error", d.last_error)
+            d.last_error = None
+            if d.failed[0] != "query":
+                self._reset_after_failed(d.failed[1])
         self.state_dirty = self.lcd_due = True
         return ack
+
+    def _reset_after_failed(self, ctr):
+        # A command that raised halfway (out of memory, a bug) may have left
+        # half of its change in RAM: a top-up credited but not in the order
+        # record, a tariff taken but no event. Nothing of it is durable yet
+        # unless its commit completed, so the safe way on is the one a power
+        # cut takes: restart from the flash state (energy at risk as for a
+        # cut without warning). The command goes unacknowledged; the broker
+        # delivers it again (QoS 1) or the head-end reissues it. Its counter
+        # is noted first so that, should it fail again, it is refused rather
+        # than resetting the meter in a loop.
+        try:
+            with open(self.board.flash_root() + "/" + _FAILED_CMD, "w") as f:
+                f.write(str(ctr))
+        except Exception:
+            pass
+        self.board.reset()
 
     async def run(self):
         self.log("boot", "reset_cause=" + self.board.reset_cause())
@@ -285,17 +313,15 @@ class App:
             await asyncio.sleep_ms(1000)
 
 
-def _unload(*names):
-    import sys
-    for name in names:
-        mod = sys.modules.pop(name, None)
-        if mod is not None:
-            pkg, _, leaf = name.rpartition(".")
-            try:
-                delattr(sys.modules[pkg], leaf)
-            except (KeyError, AttributeError):
-                pass
-    gc.collect()
+_FAILED_CMD = "failed_cmd"  # counter of the last command that reset the meter
+
+
+def _read_int(path):
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return -1
 
 
 def main(board=None):

@@ -29,6 +29,7 @@ from firmware.store.store import Store, StoreFault
 from firmware.ui import buzzer
 
 ADC_SAMPLES = 640
+BILLING_PAGE = 31  # frozen records per billing reply (31 daily ones: ~1 KB)
 
 # config keys the credit engine takes from the provisioning config
 _CREDIT_KEYS = ("initial_balance_minor", "mode", "tariff", "warn_minor", "repeat_level",
@@ -142,12 +143,10 @@ class MeterCore:
     def attach_dispatcher(self, dispatcher):
         self.dispatcher = dispatcher
         if self.disp_state:
-            import binascii
-            dispatcher.load(binascii.unhexlify(self.disp_state))
+            dispatcher.load(self.disp_state)
 
     def detach_dispatcher(self):
-        import binascii
-        self.disp_state = binascii.hexlify(self.dispatcher.dump()).decode()
+        self.disp_state = self.dispatcher.dump()
         self.dispatcher = None
 
     def _forget_uncommitted_events(self):
@@ -183,13 +182,12 @@ class MeterCore:
 
     # --- persistence
     def state_dict(self):
-        import binascii
         h = self._hot()
         d = {"eng": self.engine.to_dict(), "regs": self.regs.to_dict(),
              "rev": self.revenue.state(), "seq": self.seq, "clock": self.clock.to_dict(),
              "snap_h": h, "h": h, "cal": self.cal}
         if self.dispatcher:
-            d["disp"] = binascii.hexlify(self.dispatcher.dump()).decode()
+            d["disp"] = self.dispatcher.dump()
         elif self.disp_state:
             d["disp"] = self.disp_state
         return d
@@ -236,11 +234,14 @@ class MeterCore:
         for e in self.engine.pop_events():
             k = e[0]
             if k == "entry":
-                kind = "topup" if e[2] == "topup" else "ledger"
-                seq = self._event(kind, {"entry": e[2], "ref": str(e[3]), "amount_minor": e[4],
-                                         "balance_minor": e[5], "reason": e[6], "wh": e[7]})
-                if kind == "topup":
-                    topup_seq = seq
+                f = {"entry": e[2], "amount_minor": e[4], "balance_minor": e[5],
+                     "reason": e[6], "wh": e[7]}
+                if e[2] == "topup":  # the head-end matches it to its order
+                    f["order"] = e[3]
+                    topup_seq = self._event("topup", f)
+                else:
+                    f["ref"] = str(e[3])
+                    self._event("ledger", f)
             elif k == "relay":
                 self._event("relay", {"closed": e[1], "reason": e[2], "balance_minor": e[3]})
             elif k == "warn":
@@ -261,14 +262,14 @@ class MeterCore:
             recs = r.daily_records()
             if recs:
                 rec = recs[-1]
-                self._event("frozen_daily", {"day": rec[0], "1.8.0": rec[1], "2.8.0": rec[2],
-                                             "wh": rec[3]})
+                self._event("frozen_daily", {"day": rec[0], "obis_1_8_0": rec[1],
+                                             "obis_2_8_0": rec[2], "wh": rec[3]})
         if r.months_n != self.last_months_n or r.months_head != getattr(self, "_mh", r.months_head):
             recs = r.monthly_records()
             if recs:
                 rec = recs[-1]
-                self._event("frozen_monthly", {"month": rec[0], "1.8.0": rec[1], "wh": rec[7],
-                                               "md_w": rec[8]})
+                self._event("frozen_monthly", {"month": rec[0], "obis_1_8_0": rec[1],
+                                               "obis_2_8_0": rec[6], "wh": rec[7], "md_w": rec[8]})
         self.last_days_n, self.last_months_n = r.days_n, r.months_n
         self._dh, self._mh = r.days_head, r.months_head
 
@@ -437,13 +438,24 @@ class MeterCore:
         return None
 
     def billing(self, since):
+        """Daily frozen records of local days after `since` (a day number,
+        days since 1970-01-01), oldest first, at most BILLING_PAGE: a reply
+        must stay within the protocol's message size. Each is
+        [day, obis_1_8_0, obis_2_8_0, day_wh]."""
         out = []
         for rec in self.regs.daily_records():
-            if rec[0] > since:
-                out.append({"day": rec[0], "1.8.0": rec[1], "2.8.0": rec[2], "wh": rec[3]})
+            if rec[0] > since and len(out) < BILLING_PAGE:
+                out.append(rec)
+        return out
+
+    def billing_monthly(self, since):
+        """Monthly frozen records of months after `since` (year*12 + month-1),
+        oldest first, at most BILLING_PAGE. Each is [month, obis_1_8_0,
+        obis_1_8_1 .. obis_1_8_4, obis_2_8_0, month_wh, max_demand_w]."""
+        out = []
         for rec in self.regs.monthly_records():
-            if rec[0] > since:
-                out.append({"month": rec[0], "1.8.0": rec[1], "wh": rec[7], "md_w": rec[8]})
+            if rec[0] > since and len(out) < BILLING_PAGE:
+                out.append(rec)
         return out
 
     # --- views
@@ -459,7 +471,9 @@ class MeterCore:
                   "relay_reason": e.relay_reason, "mode": e.policy.mode,
                   "tariff_version": e.tariff.version, "level": e.level,
                   "seq": self.seq, "t": self.clock.utc_s(), "synced": self.clock.synced,
-                  "owed_minor": e.ledger.owed_minor()})
+                  "owed_minor": e.ledger.owed_minor(),
+                  "evt_dropped": list(self.outbox.dropped),
+                  "evt_dropped_total": self.outbox.dropped_total})
         if self.fault:
             s["fault"] = self.fault
             s["lcd_error"] = self.store.lcd_code()

@@ -375,6 +375,11 @@ def case_reset_cause():
         out[str(code)] = b.reset_cause()
     out["codes"] = [machine.PWRON_RESET, machine.HARD_RESET, machine.DEEPSLEEP_RESET,
                     machine.WDT_RESET, machine.SOFT_RESET]
+    try:
+        b.reset()
+        out["reset_returned"] = True
+    except SystemExit as e:  # the fake's machine.reset() never returns either
+        out["reset_logged"] = e.args[0] == "machine.reset()"
     return out
 
 

@@ -221,6 +221,7 @@ def test_reset_causes_map_to_power_wdt_and_soft(seen):
     assert r[str(pwron)] == r[str(hard)] == r[str(deep)] == "power"
     assert r[str(wdt)] == "wdt" and r[str(soft)] == "soft"
     assert r["99"] == "power"
+    assert r.get("reset_logged") is True and "reset_returned" not in r  # machine.reset() was called
 
 
 def test_rtc_round_trips_utc_seconds_through_the_datetime_tuple(seen):

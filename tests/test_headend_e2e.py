@@ -45,6 +45,7 @@ class Ledger:
     def utc_now(self): return 1767225600
     def state(self): return {"balance_minor": self.balance, "seq": ob.next_seq - 1}
     def billing(self, since): return []
+    def billing_monthly(self, since): return []
     def commit(self): pass
 
 led = Ledger()

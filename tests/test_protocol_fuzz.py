@@ -62,6 +62,8 @@ class FakeMeter:
         return {"balance_minor": self.balance, "seq": self.seq}
     def billing(self, since):
         return [{"seq": since + 1, "energy_wh": 5}]
+    def billing_monthly(self, since):
+        return [[since + 1, 5]]
     def commit(self):
         self.commits += 1
 

@@ -368,6 +368,10 @@ class Esp32Board:
         if self._wdt is not None:
             self._wdt.feed()
 
+    def reset(self):
+        # a hard reset of the chip: RAM is gone, the flash state is reloaded
+        machine.reset()
+
     def reset_cause(self):
         cause = machine.reset_cause()
         for code, name in _MACHINE_CAUSES:

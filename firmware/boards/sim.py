@@ -141,6 +141,7 @@ class SimBoard:
         self._energy_wms -= n * per_pulse_wms
 
     def pulse_count(self):
+        self.pulse_reads += 1
         self._integrate()
         return self._pulses
 
@@ -230,6 +231,13 @@ class SimBoard:
                 pid = open("/proc/self/stat").read().split()[0]
                 os.system("kill -9 " + pid)
 
+    def reset(self):
+        # machine.reset(): the process ends as at a cut, and the launcher
+        # (tools/simmeter.py, auto_restart) powers it up again
+        self._write_host("reset_cause", "soft")
+        print("SIM: reset")
+        self._cut_now()
+
     def reset_cause(self):
         return self._reset_cause
 
@@ -287,6 +295,8 @@ class SimBoard:
         # The unix port cannot report an ephemeral port, so the launcher picks one.
         if not self.control_port:
             return None
+        if self._meter_every_ms:
+            self._set_meter_every(self._meter_every_ms)
         server = await asyncio.start_server(self._client, "127.0.0.1", self.control_port)
         self._write_host("control.port", str(self.control_port))
         print("SIM-CONTROL", self.control_port)
@@ -328,6 +338,8 @@ class SimBoard:
                 self._power_fail_cb(None)
         elif cmd == "board":
             pass
+        elif cmd in ("step", "arm_cut", "flash_stats", "meter_every_ms"):
+            return await self._campaign_control(cmd, req)
         elif self.app_hook:
             reply = await self.app_hook(req)
             if reply is not None:
@@ -336,6 +348,52 @@ class SimBoard:
             return {"ok": False, "error": "unknown command"}
         self._write_host("simclock", str(self.mono_ms()))
         return self.snapshot()
+
+    # --- power-cut campaign controls (tools/powercut.py, docs/storage.md)
+    def _set_meter_every(self, ms):
+        # The app reads its meter period from this module global on every
+        # loop; the campaign shortens it so each stepped meter second is one
+        # tick, as on the board, only faster.
+        sys.modules["firmware.app"].METER_EVERY_MS = ms
+
+    def _cut_now(self):
+        # flashdev calls this inside the block write it tore: the CPU stops
+        pid = open("/proc/self/stat").read().split()[0]
+        os.system("kill -9 " + pid)
+
+    async def _campaign_control(self, cmd, req):
+        import asyncio
+        dev = self.flash_dev
+        if cmd == "step":
+            # One meter second (stepped clock): set the load, advance the
+            # time, then wait until the meter task has read the pulse counter,
+            # so no tick ever sees more than one step's energy.
+            if "w" in req:
+                self.set_load(int(req["w"]))
+            if "n" in req:
+                self.inject_pulses(int(req["n"]))
+            reads = self.pulse_reads
+            self.advance(int(req.get("ms", 1000)))
+            self._write_host("simclock", str(self.mono_ms()))
+            waited = 0
+            while self.pulse_reads == reads and waited < int(req.get("timeout_ms", 3000)):
+                await asyncio.sleep_ms(1)
+                waited += 1
+            out = self.snapshot()
+            out["ticked"] = self.pulse_reads != reads
+            return out
+        if cmd == "arm_cut":
+            # cut the power at the n-th block write from now (0 disarms); only
+            # torn_bytes of that write land, then the process is SIGKILLed
+            dev.arm_cut(int(req["after_writes"]), int(req.get("torn_bytes", 0)))
+            dev.on_cut = self._cut_now
+            return {"ok": True}
+        if cmd == "flash_stats":
+            return {"ok": True, "writes": dev.writes, "erases": dev.total_erases(),
+                    "max_erases": dev.max_erases(), "progs": sum(dev.progs),
+                    "blocks": dev.block_count, "free_blocks": os.statvfs("/flash")[3]}
+        self._set_meter_every(int(req["ms"]))
+        return {"ok": True}
 
     def snapshot(self):
         return {"ok": True, "relay_closed": self._relay, "buzzer": self._buzzer,

@@ -14,7 +14,8 @@
 #   set_time(utc_s) -> reason
 #   utc_now() -> utc seconds, or None while the clock is unsynced
 #   state() -> dict                         the state snapshot (docs/protocol.md)
-#   billing(since) -> list of dicts         frozen records with seq > since
+#   billing(since) -> list of lists         daily frozen records, day > since
+#   billing_monthly(since) -> list of lists monthly frozen records, month > since
 #   commit()                                persist ledger + dump() of this
 #                                           dispatcher in ONE atomic record;
 #                                           raise if that fails
@@ -24,6 +25,8 @@
 # then a top-up already in the order record is answered "duplicate" with its
 # original balance and seq even when its counter is stale (QoS 1 redelivery);
 # then counter, expiry, order window; then the facade.
+import sys
+
 from micropython import const
 
 from firmware.link import protocol as P
@@ -48,7 +51,7 @@ KINDS = {
     "mode": ((("mode", ("prepaid", "postpaid")),), ()),
     "config": ((("settings", _OBJ),), ()),
     "time": ((("utc_s", MIN_TIME_UTC, MAX_UTC),), ()),
-    "query": ((("what", ("state", "commlog", "billing", "events")),), (("since", 0, MAX_CTR),)),
+    "query": ((("what", ("state", "commlog", "billing", "billing_monthly", "events")),), (("since", 0, MAX_CTR),)),
 }
 # Reserved for later issues, refused as unknown_kind today: "token", "update".
 
@@ -148,14 +151,18 @@ class Dispatcher:
         self.outbox = outbox
         self.last_ctr = 0
         self.last_error = None   # repr of the last facade exception, for the app's log
+        self.failed = None       # (kind, ctr) of the command that raised it
+        self.poisoned_ctr = -1   # a command counter to refuse without trying
 
     # -- persistence of the replay counter and the order record
     def dump(self):
-        return self.last_ctr.to_bytes(8, "little") + self.orders.dump()
+        """The replay counter and the order record, JSON-able, for the
+        meter's state snapshot (they must commit with the ledger)."""
+        return [self.last_ctr, self.orders.rows()]
 
     def load(self, data):
-        self.orders.load(data[8:])
-        self.last_ctr = int.from_bytes(data[:8], "little")
+        self.orders.load_rows(data[1])
+        self.last_ctr = int(data[0])
 
     # -- the one entry point
     def handle(self, raw):
@@ -225,10 +232,16 @@ class Dispatcher:
             return self._reject(ack, P.EXPIRED)
         if kind == "topup" and self.orders.too_old(obj["order"]):
             return self._reject(ack, P.ORDER_TOO_OLD)
+        if ctr == self.poisoned_ctr:
+            # this very command stopped the meter before (see the app): once
+            # is a mishap, twice would be a reset loop
+            return self._reject(ack, INTERNAL)
         try:
             self._apply(kind, obj, ack)
         except Exception as e:
             self.last_error = repr(e)
+            self.failed = (kind, ctr)
+            sys.print_exception(e)  # to the serial console, for a technician
             for k in ("data", "balance_minor", "seq"):
                 ack.pop(k, None)
             return self._reject(ack, INTERNAL)
@@ -274,6 +287,8 @@ class Dispatcher:
             return self.facade.state()
         if what == "billing":
             return self.facade.billing(since)
+        if what == "billing_monthly":
+            return self.facade.billing_monthly(since)
         if what == "commlog":
             return self.commlog.entries() if self.commlog else []
         # events: republish what the outbox still holds after `since`

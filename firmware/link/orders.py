@@ -66,6 +66,21 @@ class OrderBook:
         self._balance[i] = balance_after_minor
         self._seq[i] = seq
 
+    def rows(self):
+        """[floor, [[order, balance_after_minor, seq], ...]] for a JSON state
+        record: small pieces, where dump() is one block of up to 1.5 KB."""
+        return [self.floor, [[self._order[i], self._balance[i], self._seq[i]] for i in range(self.n)]]
+
+    def load_rows(self, r):
+        """Restore from rows(); raises ValueError on a damaged record."""
+        floor, rows = r
+        if len(rows) > self.window:
+            raise ValueError("orders: bad record")
+        self.floor = int(floor)
+        self.n = len(rows)
+        for i in range(self.n):
+            self._order[i], self._balance[i], self._seq[i] = rows[i]
+
     def dump(self):
         out = bytearray(struct.pack(_HEAD, 1, self.floor, self.n))
         for i in range(self.n):

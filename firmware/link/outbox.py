@@ -31,6 +31,7 @@ CRITICAL = const(2)
 PRIORITY = {
     "telemetry": TELEMETRY,
     "topup": CRITICAL,
+    "ledger": CRITICAL,     # emergency-credit loans, repayments, adjustments
     "relay": CRITICAL,
     "warning": EVENT,
     "fault": EVENT,
@@ -164,17 +165,18 @@ class Outbox:
 
     # -- persistence
     def save(self):
-        dropped = ",".join([str(s) for s in self.dropped]) or "-"
-        lines = [b"OB1 %d %d " % (self.next_seq, self.dropped_total), dropped.encode(), b"\n"]
-        for e in self.entries:
-            lines.append(b"%d%d %d " % (e[_PRIO], e[_SENT], e[_SEQ]))
-            lines.append(e[_BODY])
-            lines.append(b"\n")
-        data = b"".join(lines)
+        # Written piece by piece with a running CRC: joined, a full outbox is
+        # several KB in one block, which a fragmented ESP32 heap may not have.
         tmp = self.path + ".new"
         with open(tmp, "wb") as f:
-            f.write(data)
-            f.write(b"END %08x\n" % (crc32(data) & 0xFFFFFFFF))
+            crc = _put(f, b"OB1 %d %d " % (self.next_seq, self.dropped_total), 0)
+            crc = _put(f, (",".join([str(s) for s in self.dropped]) or "-").encode(), crc)
+            crc = _put(f, b"\n", crc)
+            for e in self.entries:
+                crc = _put(f, b"%d%d %d " % (e[_PRIO], e[_SENT], e[_SEQ]), crc)
+                crc = _put(f, e[_BODY], crc)
+                crc = _put(f, b"\n", crc)
+            f.write(b"END %08x\n" % (crc & 0xFFFFFFFF))
         os.rename(tmp, self.path)
         self._dirty = False
 
@@ -213,3 +215,8 @@ class Outbox:
             sp2 = line.find(b" ", sp1 + 1)
             entries.append([line[0] - 48, line[1] - 48, int(line[sp1 + 1:sp2]), line[sp2 + 1:]])
         self.entries = entries
+
+
+def _put(f, b, crc):
+    f.write(b)
+    return crc32(b, crc)

@@ -63,43 +63,63 @@ def _key_ok(k):
     return True
 
 
-def _enc(v, out, depth):
+# Every message is encoded into this one buffer, then copied out once at its
+# exact size. Building it from a list of pieces took three blocks of its size
+# or more (the list, the joined text, the bytes), and a heap the size of the
+# ESP32's, fragmented after days of running, may have none of them.
+# Messages are built one at a time (one asyncio thread), never nested.
+MAX_MSG = const(2560)  # longest encoded message either way, MAC included
+_buf = bytearray(MAX_MSG)
+_mv = memoryview(_buf)
+_pos = 0
+
+
+def _put(b):
+    global _pos
+    n = _pos + len(b)
+    if n > MAX_MSG:
+        raise CanonError("too long")
+    _mv[_pos:n] = b
+    _pos = n
+
+
+def _enc(v, depth):
     # bool is tested first: CPython treats True as an int, MicroPython does not.
     if v is True or v is False or v is None:
         raise CanonError("bool/null")
     t = type(v)
     if t is int:
-        out.append(str(v))
+        _put(str(v).encode())
     elif t is str:
         if not _str_ok(v, MAX_STR):
             raise CanonError("string")
-        out.append('"')
-        out.append(v)
-        out.append('"')
+        _put(b'"')
+        _put(v.encode())
+        _put(b'"')
     elif depth > MAX_DEPTH:
         raise CanonError("depth")
     elif t is list:
         if len(v) > MAX_LIST:
             raise CanonError("list")
-        out.append("[")
+        _put(b"[")
         first = True
         for item in v:
             if not first:
-                out.append(",")
+                _put(b",")
             first = False
-            _enc(item, out, depth + 1)
-        out.append("]")
+            _enc(item, depth + 1)
+        _put(b"]")
     elif t is dict:
-        _enc_obj(v, out, depth, None)
+        _enc_obj(v, depth, None)
     else:
         raise CanonError("type")
 
 
-def _enc_obj(d, out, depth, skip):
+def _enc_obj(d, depth, skip):
     if len(d) > MAX_LIST:
         raise CanonError("object")
     keys = sorted(d)
-    out.append("{")
+    _put(b"{")
     first = True
     for k in keys:
         if type(k) is not str or not _key_ok(k):
@@ -107,23 +127,43 @@ def _enc_obj(d, out, depth, skip):
         if k == skip:
             continue
         if not first:
-            out.append(",")
+            _put(b",")
         first = False
-        out.append('"')
-        out.append(k)
-        out.append('":')
-        _enc(d[k], out, depth + 1)
-    out.append("}")
+        _put(b'"')
+        _put(k.encode())
+        _put(b'":')
+        _enc(d[k], depth + 1)
+    _put(b"}")
+
+
+def _encode(obj, skip):
+    # canonical form of obj into _buf; returns its length
+    global _pos
+    if type(obj) is not dict:
+        raise CanonError("top level")
+    _pos = 0
+    _enc_obj(obj, 0, skip)
+    return _pos
 
 
 def canonical(obj, skip="mac"):
     """Canonical bytes of a dict, leaving out the key `skip` (the MAC field).
     Raises CanonError for values with no canonical form."""
-    if type(obj) is not dict:
-        raise CanonError("top level")
-    out = []
-    _enc_obj(obj, out, 0, skip)
-    return "".join(out).encode()
+    return bytes(_mv[:_encode(obj, skip)])
+
+
+def _sealed(signer, n):
+    # the canonical body in _buf[:n] becomes the wire form: ',"mac":"<hex>"'
+    # goes before the closing brace. One allocation: the result.
+    global _pos
+    mac = signer.mac_hex(_mv[:n]).encode()
+    _pos = n - 1
+    if n > 2:
+        _put(b",")
+    _put(b'"mac":"')
+    _put(mac)
+    _put(b'"}')
+    return bytes(_mv[:_pos])
 
 
 def hexlify(b):
@@ -181,15 +221,15 @@ def seal(signer, body_canonical):
     """Wire bytes for a canonical body: the body with ',"mac":"<hex>"' put
     before its closing brace. Receivers recompute the canonical form, so the
     field order on the wire does not matter to them."""
-    mac = signer.mac_hex(body_canonical)
-    if body_canonical == b"{}":
-        return b'{"mac":"' + mac.encode() + b'"}'
-    return body_canonical[:-1] + b',"mac":"' + mac.encode() + b'"}'
+    global _pos
+    _pos = 0
+    _put(body_canonical)
+    return _sealed(signer, _pos)
 
 
 def sign(signer, body):
     """Wire bytes for a dict body (meter -> server acks, events, state)."""
-    return seal(signer, canonical(body))
+    return _sealed(signer, _encode(body, "mac"))
 
 
 def parse(raw):
@@ -218,11 +258,20 @@ def check_mac(signer, obj, raw):
     if type(mac) is not str:
         return BAD_MAC
     try:
-        if canonical(obj, None) != raw:
+        n = _encode(obj, None)
+        if n != len(raw) or not _same(raw, n):
             return MALFORMED
-        body = canonical(obj)
+        n = _encode(obj, "mac")
     except CanonError:
         return MALFORMED
-    if not signer.verify(body, mac):
+    if not signer.verify(_mv[:n], mac):
         return BAD_MAC
     return None
+
+
+def _same(raw, n):
+    b = _buf
+    for i in range(n):
+        if b[i] != raw[i]:
+            return False
+    return True

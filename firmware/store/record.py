@@ -12,6 +12,8 @@
 # The CRC covers the header too, so a flipped bit anywhere, a truncation, a
 # zeroed or erased (0xFF) block all fail decode() instead of yielding a value.
 import binascii
+import io
+import json
 import struct
 from micropython import const
 
@@ -28,6 +30,44 @@ def encode(kind, seq, base, payload):
     head = struct.pack(_HEAD, _MAGIC, _VERSION, kind, seq, base, len(payload))
     crc = binascii.crc32(payload, binascii.crc32(head))
     return head + payload + struct.pack("<I", crc)
+
+
+class _Sink(io.IOBase):
+    # json.dump() target: counts the bytes and folds them into a CRC, and
+    # passes them on to the open files, if any.
+    def __init__(self, files=(), crc=0):
+        self.files = files
+        self.n = 0
+        self.crc = crc
+
+    def write(self, b):
+        self.n += len(b)
+        self.crc = binascii.crc32(b, self.crc)
+        for f in self.files:
+            f.write(b)
+        return len(b)
+
+
+def measure(obj, separators):
+    """Length of `obj` as JSON, found without building the text."""
+    probe = _Sink()
+    json.dump(obj, probe, separators=separators)
+    return probe.n
+
+
+def dump(f, kind, seq, base, obj, separators, n):
+    """Write `obj` as JSON in one framed record to the open file `f`, never
+    holding the encoded record in RAM: a full state runs to several KB, and
+    after days of running an ESP32-sized heap has no free block that large,
+    while json.dump() emits small pieces. `n` is measure(obj): the header,
+    which holds the length, goes first."""
+    head = struct.pack(_HEAD, _MAGIC, _VERSION, kind, seq, base, n)
+    f.write(head)
+    sink = _Sink((f,), binascii.crc32(head))
+    json.dump(obj, sink, separators=separators)
+    if sink.n != n:
+        raise ValueError("record changed while written")
+    f.write(struct.pack("<I", sink.crc))
 
 
 def decode(buf, kind):

@@ -179,14 +179,22 @@ class Store:
         if not self.ready:
             raise StoreFault(self.fault or "not loaded")
         self.snap_seq += 1
-        buf = record.encode(record.KIND_SNAP, self.snap_seq, 0,
-                            json.dumps(state, separators=_SEP).encode())
         if self._factory:
-            self._create(buf)
+            self._create(state)
             self._factory = False
             return
-        _write(self.dir + "/" + _SNAP[0], buf)
-        _write(self.dir + "/" + _SNAP[1], buf)
+        self._write_snaps(self.dir, state)
+
+    def _write_snaps(self, d, state):
+        # Each copy is streamed (record.dump), so the encoded state is never
+        # held in RAM. One copy at a time: LittleFS makes a file's new
+        # contents visible at close(), so whatever stops a write (a cut, an
+        # error halfway) damages at most the copy being written, and load()
+        # takes the other.
+        n = record.measure(state, _SEP)  # may raise: before any file is touched
+        for name in _SNAP:
+            with open(d + "/" + name, "wb") as f:
+                record.dump(f, record.KIND_SNAP, self.snap_seq, 0, state, _SEP, n)
 
     def checkpoint(self, patch):
         """Durably record a small dict whose keys override the last committed
@@ -216,16 +224,14 @@ class Store:
             if _exists(p):
                 os.rename(p, p + ".bad")
         self.snap_seq += 1
-        buf = record.encode(record.KIND_SNAP, self.snap_seq, 0,
-                            json.dumps(state, separators=_SEP).encode())
-        self._write_all(self.dir, buf)
+        self._write_all(self.dir, state)
         _seal(self.root)
         _seal(self.dir)
         self.fault = None
         self._factory = False
         self.ready = True
 
-    def _create(self, buf):
+    def _create(self, state):
         # The first commit builds the whole store in store.new and renames
         # it into place: a cut before the rename is still a factory flash, a
         # cut after it is a complete store. Never a half-made one.
@@ -234,14 +240,13 @@ class Store:
         os.mkdir(tmp)
         for d in _DIRS:
             os.mkdir(tmp + "/" + d)
-        self._write_all(tmp, buf)
+        self._write_all(tmp, state)
         os.rename(tmp, self.dir)
         _seal(self.root)
         _seal(self.dir)
 
-    def _write_all(self, d, buf):
-        _write(d + "/" + _SNAP[0], buf)
-        _write(d + "/" + _SNAP[1], buf)
+    def _write_all(self, d, state):
+        self._write_snaps(d, state)
         # placeholders, so a missing hot file later means damage
         self.hot_seq += 1
         empty = record.encode(record.KIND_HOT, self.hot_seq, 0, b"{}")

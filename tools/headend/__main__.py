@@ -7,7 +7,7 @@
   mode M1 prepaid|postpaid
   config M1 warn1_minor=5000 ...
   time M1                            send the server's UTC time
-  query M1 state|commlog|billing|events [--since N]
+  query M1 state|commlog|billing|billing_monthly|events [--since N]
   watch M1                           print every message of a meter live
   serve                              run a worker (shared subscription) until Ctrl-C
   reconcile M1                       compare the server's view with the meter's
@@ -44,7 +44,7 @@ def main(argv=None):
     p = sub.add_parser("config"); p.add_argument("meter"); p.add_argument("settings", nargs="+")
     p = sub.add_parser("time"); p.add_argument("meter")
     p = sub.add_parser("query"); p.add_argument("meter")
-    p.add_argument("what", choices=["state", "commlog", "billing", "events"]); p.add_argument("--since", type=int, default=0)
+    p.add_argument("what", choices=["state", "commlog", "billing", "billing_monthly", "events"]); p.add_argument("--since", type=int, default=0)
     p = sub.add_parser("watch"); p.add_argument("meter")
     sub.add_parser("serve")
     p = sub.add_parser("reconcile"); p.add_argument("meter")
@@ -103,7 +103,7 @@ def main(argv=None):
             ctr = he.send(a.meter, "time", utc_s=int(time.time()))
         else:
             fields = {"what": a.what}
-            if a.what in ("billing", "events"):
+            if a.what in ("billing", "billing_monthly", "events"):
                 fields["since"] = a.since
             ctr = he.send(a.meter, "query", **fields)
         print(json.dumps(he.wait_ack(a.meter, ctr, a.wait)))
