@@ -46,11 +46,6 @@ class Console:
                 return ["no modem on this board (host network)"]
             h = app.modem.health()
             return ["%s %s" % (k, _fmt(h[k])) for k in sorted(h)]
-        if cmd == "memmap":
-            gc.collect()
-            import micropython
-            micropython.mem_info(1)
-            return ["ok"]
         if cmd == "mem":
             gc.collect()
             return ["heap free %d  used %d" % (gc.mem_free(), gc.mem_alloc())]
