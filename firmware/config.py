@@ -13,7 +13,7 @@ DEFAULTS = {
     "mqtt_user": None,
     "mqtt_password": None,
     "keepalive_s": 120,
-    "state_every_s": 60,             # periodic retained state even without changes
+    "state_every_s": 300,            # periodic retained state: brings charging to the server
     "utc_offset_s": 0,
 }
 

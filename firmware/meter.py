@@ -306,7 +306,10 @@ class MeterCore:
             self._engine_events()
         self._frozen_events()
         self.unsaved_wh += imp
-        changed = self._after_change() or imp > 0 or events
+        # Charging alone is not news: the periodic state (state_every_s)
+        # carries it. A state per metered second cost 22 MB a day of
+        # cellular data; relay moves and events are published at once.
+        changed = self._after_change() or bool(events)
         if self.dirty or entry_key != self._entry_key() or self.revenue.export_wh:
             self.commit()
         elif self.policy.due(self.unsaved_wh, now - self.unsaved_since_ms,
@@ -413,9 +416,10 @@ class MeterCore:
             c["friendly"] = f
         if "utc_offset_min" in s:
             self.clock.set_offset(s["utc_offset_min"] * 60)
-        for k in ("report_interval_s", "state_interval_s"):
-            if k in s:
-                self.cfg[k] = s[k]
+        if "report_interval_s" in s:
+            self.cfg["report_interval_s"] = s["report_interval_s"]
+        if "state_interval_s" in s:  # the app's name for it
+            self.cfg["state_every_s"] = s["state_interval_s"]
         return self._done(self.engine.configure(c))
 
     def set_time(self, utc_s):

@@ -12,7 +12,7 @@ from array import array
 
 from micropython import const
 
-WINDOW = const(64)
+WINDOW = const(32)
 _HEAD = "<BQH"     # format version, floor, count
 _ROW = "<QqQ"      # order, balance_after_minor, seq
 _HEAD_LEN = const(11)

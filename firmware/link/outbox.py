@@ -41,8 +41,8 @@ PRIORITY = {
     "frozen_daily": EVENT,
     "frozen_monthly": EVENT,
 }
-CAP = const(40)
-HARD_CAP = const(64)
+CAP = const(24)
+HARD_CAP = const(48)
 DROPPED_KEPT = const(16)
 
 _PRIO = const(0)

@@ -55,6 +55,7 @@ class HeadEnd:
         self._stop = threading.Event()
         self._ticker = None
         self.listeners = []     # callables(meter_id, leaf, obj) for `watch` and tests
+        self.published_at = {}  # (meter_id, ctr) -> time.time() right before the publish
 
     # -- life cycle
     def start(self, tick_s=1.0):
@@ -84,6 +85,7 @@ class HeadEnd:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         subs = [("$share/%s/meters/+/%s" % (self.group, leaf), 1) for leaf in TOPICS]
         client.subscribe(subs)
+        self._gap_asked = {}   # back from an absence: look for missed events at once
         self.connected.set()
 
     # -- commands
@@ -128,6 +130,9 @@ class HeadEnd:
                 self.con.execute("UPDATE orders SET state='issued', ctr=?, issued_at=?, attempts=attempts+1, "
                                  "first_issued_at=COALESCE(first_issued_at, ?) WHERE order_id=? AND state IN "
                                  "('processing','issued')", (ctr, now, now, order_id))
+        if len(self.published_at) > 10000:   # acks that never came: forget them
+            self.published_at.clear()
+        self.published_at[(o["meter_id"], ctr)] = time.time()
         self.client.publish(topic(o["meter_id"], "cmd"), payload, qos=1)
         return ctr
 
@@ -142,7 +147,42 @@ class HeadEnd:
                 (now - self.REISSUE_AFTER_S,)).fetchall()
         for r in rows:
             self.issue(r[0])
+        self.fill_gaps(now)
         return len(rows)
+
+    GAP_QUERY_EVERY_S = 5.0
+
+    def fill_gaps(self, now=None):
+        """Ask a meter to re-send the events we miss: its state says seq S
+        and we lack some of 1..S (we were away when they were published, or
+        the broker restarted without them). The meter republishes what its
+        outbox still holds; what it dropped, its state lists."""
+        now = now or time.time()
+        asked = getattr(self, "_gap_asked", {})
+        self._gap_asked = asked
+        with self.lock:
+            meters = [r[0] for r in self.con.execute("SELECT meter_id FROM meters WHERE state_seq IS NOT NULL")]
+        for mid in meters:
+            if now - asked.get(mid, 0) < self.GAP_QUERY_EVERY_S:
+                continue
+            contig = self.contiguous_seq(mid)
+            with self.lock:
+                m = db.meter(self.con, mid)
+            if m["state_seq"] and m["state_seq"] > contig:
+                asked[mid] = now
+                self.send(mid, "query", what="events", since=contig)
+
+    def contiguous_seq(self, meter_id):
+        """Highest n such that we hold (or know as dropped) every event 1..n."""
+        with self.lock:
+            m = db.meter(self.con, meter_id)
+            have = set(r[0] for r in self.con.execute("SELECT seq FROM events WHERE meter_id=?", (meter_id,)))
+        state = json.loads(m["state_json"]) if m["state_json"] else {}
+        have.update(state.get("evt_dropped", []))
+        n = 0
+        while n + 1 in have:
+            n += 1
+        return n
 
     # -- meter messages
     def _on_message(self, client, userdata, msg):
@@ -150,14 +190,14 @@ class HeadEnd:
             parts = msg.topic.split("/")
             if len(parts) != 3 or parts[0] != "meters":
                 return
-            self.handle(parts[1], parts[2], msg.payload)
+            self.handle(parts[1], parts[2], msg.payload, time.time())
         except Exception as e:
             self.bad_messages += 1
             self.log("bad message", msg.topic, repr(e))
 
-    def handle(self, meter_id, leaf, payload):
-        """Process one message from meters/<meter_id>/<leaf>."""
-        now = time.time()
+    def handle(self, meter_id, leaf, payload, now=None):
+        """Process one message from meters/<meter_id>/<leaf>, received at `now`."""
+        now = now or time.time()
         with self.lock:
             m = db.meter(self.con, meter_id)
             if leaf == "status":
@@ -192,7 +232,10 @@ class HeadEnd:
             if row is None or row["state"] in ("credited", "rejected"):
                 return
             if ack["result"] in ("credited", "duplicate"):
-                self._credited(row, ack["result"], ack["balance_minor"], ack["seq"], now)
+                # top-up latency: our publish of this attempt to the receipt of its ack
+                sent = self.published_at.pop((meter_id, ctr), None)
+                self._credited(row, ack["result"], ack["balance_minor"], ack["seq"], now,
+                               (now - sent) * 1000.0 if sent and ctr == row["ctr"] else None)
                 self._seen_balance(meter_id, ack["balance_minor"], ack["seq"], ack.get("t"))
             elif ack.get("reason") in RETRYABLE:
                 if row["ctr"] == ctr:   # the current attempt failed: reissue at the next tick
@@ -202,8 +245,7 @@ class HeadEnd:
                 self.con.execute("UPDATE orders SET state='rejected', result='rejected', reason=?, done_at=? "
                                  "WHERE order_id=?", (ack.get("reason"), now, row["order_id"]))
 
-    def _credited(self, row, result, balance, seq, now):
-        latency = (now - row["issued_at"]) * 1000.0 if row["issued_at"] else None
+    def _credited(self, row, result, balance, seq, now, latency=None):
         self.con.execute("UPDATE orders SET state='credited', result=?, balance_after_minor=?, seq=?, done_at=?, "
                          "latency_ms=? WHERE order_id=?", (result, balance, seq, now, latency, row["order_id"]))
 
