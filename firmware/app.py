@@ -164,7 +164,9 @@ class App:
                         self.state_dirty = False
                         self.last_state_ms = now
             self.sup.checkin("publish")
-            await asyncio.sleep_ms(20 if self.state_dirty else 200)
+            # events waiting go out at once; an idle meter looks 5 times a second
+            busy = self.state_dirty or (self.session and self.session.up and self.core.outbox.pending())
+            await asyncio.sleep_ms(20 if busy else 200)
 
     def state_report(self):
         s = {}

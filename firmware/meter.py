@@ -21,7 +21,7 @@ import time
 from firmware.clock import Clock
 from firmware.credit.engine import CreditEngine
 from firmware.link.commlog import CommLog
-from firmware.link.outbox import Outbox
+from firmware.link.outbox import CRITICAL, Outbox
 from firmware.metering.registers import Registers
 from firmware.metering.revenue import Revenue
 from firmware.store.policy import CheckpointPolicy
@@ -366,6 +366,8 @@ class MeterCore:
     def topup(self, order_id, amount_minor):
         if self.fault:
             return "store_failed", None, None
+        if not self.outbox.can_add(CRITICAL):  # full of undelivered credit events
+            return "busy", self.engine.balance_minor(), None
         r = self.engine.topup(order_id, amount_minor)
         if r != "ok":
             return r, self.engine.balance_minor(), None

@@ -29,6 +29,7 @@ def test_topups_through_link_faults_are_credited_exactly_once_and_every_event_ar
     assert out["orders_credited"] == TOPUPS and out["orders_open"] == 0
     assert out["meter_balance_minor"] == out["expected_balance_minor"] == out["server_balance_minor"]
     assert out["meter_seq"] >= TOPUPS and out["reconciled"]
+    assert out["meter_resets"] == 0
 
 
 def test_order_lifecycle_notices_and_workers_sharing_the_meter_topics(tmp_path):

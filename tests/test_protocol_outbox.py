@@ -154,3 +154,22 @@ print(1)
 """)
     out = run(img, 'print(json.dumps([ob.corrupt, ob.add("warning", {"level": 2}, 5)]))', floor=41)
     assert out == [True, 42]
+
+
+def test_can_add_says_in_advance_whether_a_credit_event_would_be_kept(tmp_path):
+    # the meter refuses a top-up ("busy") before crediting it when the outbox
+    # is full of undelivered credit events, instead of crediting with no event
+    out = run(tmp_path / "lfs.img", r"""
+from firmware.link.outbox import CRITICAL, TELEMETRY
+seen = []
+for i in range(13):
+    seen.append([ob.can_add(CRITICAL), ob.can_add(TELEMETRY), ob.add("topup", {"order": i}, i)])
+ob.mark_sent(1)
+print(json.dumps({"seen": seen, "after_sent": ob.can_add(CRITICAL)}))
+""", cap=8, hard=12)
+    seen = out["seen"]
+    # room until the hard cap: predicted and kept alike
+    assert all(s[0] is True and s[2] is not None for s in seen[:12])
+    assert seen[12] == [False, False, None]            # full: predicted refused, and refused
+    assert [s[1] for s in seen[:8]] == [True] * 8 and not any(s[1] for s in seen[8:])
+    assert out["after_sent"] is True                   # a delivered event makes room

@@ -34,7 +34,9 @@ class Broker:
         if self.kind == "mosquitto":
             conf = os.path.join(self.dir, "mosquitto.conf")
             with open(conf, "w") as f:
-                f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                # set_tcp_nodelay: small MQTT packets go out at once instead of
+                # waiting out Nagle against delayed ACKs (~40 ms a hop)
+                f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
                         "log_dest stderr\nlog_type error\n%s\n" % (self.port, self.extra_conf))
             argv = [mosquitto_path(), "-c", conf]
         else:

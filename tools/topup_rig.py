@@ -41,7 +41,7 @@ def pct(xs, p):
 
 
 class Rig:
-    def __init__(self, workdir, meter_id="E1", seed=1, reissue_after_s=2.0, keepalive_s=4, config=None,
+    def __init__(self, workdir, meter_id="E1", seed=1, reissue_after_s=1.0, keepalive_s=4, config=None,
                  scale=1):
         self.rng = random.Random(seed)
         self.broker = Broker(os.path.join(workdir, "broker")).start()
@@ -55,7 +55,9 @@ class Rig:
                "state_every_s": 30}
         cfg.update(config or {})
         self.mid = meter_id
-        self.m = SimMeter(meter_id, workdir, broker_port=self.proxy.port, config=cfg, scale=scale)
+        # a meter that resets itself comes back, as on the board; the audit counts it
+        self.m = SimMeter(meter_id, workdir, broker_port=self.proxy.port, config=cfg, scale=scale,
+                          auto_restart=True)
         self.m.start()
         self.m.wait_for(lambda s: s["meter"]["link_up"], timeout=30)
         self.stats = {"topups": 0, "resend_same": 0, "resend_fresh": 0, "faults": 0,
@@ -81,7 +83,7 @@ class Rig:
             p.reset_all()
         else:
             p.set_mode(kind, delay_ms=self.rng.choice((200, 800, 2500)))
-            time.sleep(self.rng.uniform(0.2, 1.5))
+            time.sleep(self.rng.uniform(0.1, 0.8))
             p.set_mode("pass")
             if kind != "delay":
                 p.reset_all()  # what the dead flow ends as, once the NAT gives up
@@ -98,7 +100,7 @@ class Rig:
             self.he.issue(order_id)       # a reissue: same order, new counter
             self.stats["resend_fresh"] += 1
 
-    def topups(self, n, faults=0, resend_every=5, timeout_s=60):
+    def topups(self, n, faults=0, resend_every=5, timeout_s=30):
         """n top-ups, one after the other; `faults` link faults spread over
         them. Returns the credited orders' latencies (ms, publish to ack)."""
         fault_at = set(self.rng.sample(range(n), min(faults, n)))
@@ -152,7 +154,7 @@ class Rig:
                 "orders_open": open_orders, "orders_credited": credited[1],
                 "meter_balance_minor": st["balance_minor"], "expected_balance_minor": want,
                 "server_balance_minor": r["server_balance_minor"], "meter_seq": st["seq"],
-                "reconciled": r["ok"]}
+                "reconciled": r["ok"], "meter_resets": len(self.m.exits)}
 
 
 def telemetry_bytes_per_day(workdir=None, real_s=30, load_w=1000, state_every_s=300, probe_every_s=3):

@@ -19,7 +19,8 @@
 #   commit()                                persist ledger + dump() of this
 #                                           dispatcher in ONE atomic record;
 #                                           raise if that fails
-# Facade reasons in use: "bad_tariff", "not_permitted", "store_failed", "limit".
+# Facade reasons in use: "bad_tariff", "not_permitted", "store_failed", "limit",
+# "busy" (the outbox is full of undelivered credit events: try again later).
 #
 # Order of checks (docs/protocol.md): size, JSON, version, meter id, MAC, fields;
 # then a top-up already in the order record is answered "duplicate" with its

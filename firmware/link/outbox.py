@@ -86,6 +86,17 @@ class Outbox:
         self.save()
         return seq
 
+    def can_add(self, prio):
+        """True when an event of class `prio` would be kept now (add() makes
+        room the same way). Lets a command be refused before it changes
+        anything, rather than credited with no event to tell of it."""
+        if len(self.entries) < self.cap:
+            return True
+        for e in self.entries:
+            if e[_SENT] or e[_PRIO] == TELEMETRY or (prio != TELEMETRY and e[_PRIO] == EVENT):
+                return True
+        return len(self.entries) < (self.hard_cap if prio == CRITICAL else self.cap)
+
     def _make_room(self, prio):
         limit = self.hard_cap if prio == CRITICAL else self.cap
         while len(self.entries) >= self.cap:

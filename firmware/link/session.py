@@ -28,6 +28,8 @@ from umqtt import simple
 from umqtt.simple import MQTTClient, MQTTException
 
 POLL_MS = const(50)          # socket poll period while up
+_IPPROTO_TCP = const(6)
+_TCP_NODELAY = const(1)
 KEEPALIVE_MAX_S = const(240)
 TX_MAX = const(4096)         # queued bytes beyond which publish() says no
 RX_MAX = const(4096)         # a meter's commands are small: bigger is an attack or a bug
@@ -247,6 +249,12 @@ class Session:
         self._sock = s
         s.setblocking(False)
         try:
+            # an ack goes out now, not after Nagle waits for the broker's
+            # delayed ACK (~40 ms); lwIP and Linux share the numbers
+            s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+        try:
             s.connect(self._addr)
         except OSError as e:
             if e.args[0] not in (115, 119):  # EINPROGRESS (unix, lwIP)
@@ -294,6 +302,18 @@ class Session:
             self._publish(self.status_topic, b"online", True, 1)
         self._flush()
 
+    async def _idle(self, ms):
+        # Sleep until the socket has bytes for us, or `ms` at most: a command
+        # is answered as it arrives, while the loop still wakes every `ms`
+        # for keepalive and for what other tasks queued to send.
+        if self._sock is None:
+            await asyncio.sleep_ms(ms)
+            return
+        try:
+            await asyncio.wait_for_ms(_readable(self._sock), ms)
+        except asyncio.TimeoutError:
+            pass
+
     async def _serve(self):
         while True:
             if self.net is not None and not self.net.up:
@@ -307,7 +327,7 @@ class Session:
                 self._dispatch(pkt)
             self._flush()
             self._keepalive()
-            await asyncio.sleep_ms(POLL_MS)
+            await self._idle(POLL_MS)
 
     def _reset_io(self):
         self._broken = None
@@ -431,3 +451,9 @@ class Session:
             self._on_message(topic, payload)
         except Exception as e:
             self.log("link", "on_message failed", repr(e))
+
+
+async def _readable(sock):
+    # asyncio's own wait for a readable stream (what asyncio.Stream.read
+    # does before reading), without taking the bytes: the session reads them
+    yield asyncio.core._io_queue.queue_read(sock)

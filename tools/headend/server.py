@@ -6,6 +6,7 @@ subscribe with MQTT shared subscriptions ($share/<group>/...), so the broker
 hands each meter message to exactly one of them.
 """
 import json
+import socket
 import threading
 import time
 
@@ -14,7 +15,7 @@ import paho.mqtt.client as mqtt
 from headend import codec, db
 
 # Rejections after which the same order is simply reissued with a new counter.
-RETRYABLE = {"replayed", "expired", "internal", "store_failed"}
+RETRYABLE = {"replayed", "expired", "internal", "store_failed", "busy"}
 TOPICS = ("ack", "evt", "state", "status")
 
 
@@ -83,6 +84,9 @@ class HeadEnd:
                 self.log("tick error", repr(e))
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
+        sock = client.socket()
+        if sock is not None:  # commands go out at once, not after Nagle's wait
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         subs = [("$share/%s/meters/+/%s" % (self.group, leaf), 1) for leaf in TOPICS]
         client.subscribe(subs)
         self._gap_asked = {}   # back from an absence: look for missed events at once
