@@ -162,19 +162,28 @@ class HeadEnd:
         the broker restarted without them). The meter republishes what its
         outbox still holds; what it dropped, its state lists."""
         now = now or time.time()
-        asked = getattr(self, "_gap_asked", {})
-        self._gap_asked = asked
         with self.lock:
             meters = [r[0] for r in self.con.execute("SELECT meter_id FROM meters WHERE state_seq IS NOT NULL")]
         for mid in meters:
-            if now - asked.get(mid, 0) < self.GAP_QUERY_EVERY_S:
-                continue
-            contig = self.contiguous_seq(mid)
+            self._fill_gap(mid, None, now)
+
+    def _fill_gap(self, mid, seq, now):
+        # Ask as soon as a gap shows (a message with a seq beyond what we
+        # hold): the meter keeps delivered events only until its outbox needs
+        # the room. The same gap is asked for again only after a while.
+        asked = getattr(self, "_gap_asked", {})
+        self._gap_asked = asked
+        contig = self.contiguous_seq(mid)
+        if seq is None:
             with self.lock:
-                m = db.meter(self.con, mid)
-            if m["state_seq"] and m["state_seq"] > contig:
-                asked[mid] = now
-                self.send(mid, "query", what="events", since=contig)
+                seq = db.meter(self.con, mid)["state_seq"] or 0
+        if seq <= contig:
+            return
+        last = asked.get(mid)
+        if last and last[0] == contig and now - last[1] < self.GAP_QUERY_EVERY_S:
+            return
+        asked[mid] = (contig, now)
+        self.send(mid, "query", what="events", since=contig)
 
     def contiguous_seq(self, meter_id):
         """Highest n such that we hold (or know as dropped) every event 1..n."""
@@ -214,6 +223,8 @@ class HeadEnd:
                 if obj.get("meter") != meter_id:
                     raise ValueError("message for %r on %s's topic" % (obj.get("meter"), meter_id))
                 getattr(self, "_on_" + leaf)(meter_id, obj, now)
+        if leaf in ("evt", "state") and isinstance(obj.get("seq"), int):
+            self._fill_gap(meter_id, obj["seq"], now)
         for fn in self.listeners:
             fn(meter_id, leaf, obj)
 
