@@ -150,8 +150,8 @@ class App:
                     self.core.link_events.pop(0)
                 while s.up and len(unconfirmed) < 8:
                     ev = ob.peek()
-                    if not ev:
-                        break
+                    if not ev or ev[0] > self.core.durable_seq:
+                        break  # nothing to send, or not durable yet (the next commit makes it)
                     seq, body = ev
                     if not s.publish(self.topic_evt, P.seal(signer, body), False, 1):
                         break

@@ -70,6 +70,9 @@ class MeterCore:
             self._build(state)
         self.outbox = Outbox(root + "/outbox", self.meter_id, seq_floor=self.seq)
         self._forget_uncommitted_events()
+        # Events above this seq are not durable yet: the app never publishes
+        # them, so a seq the server has seen is never reused after a cut.
+        self.durable_seq = self.seq
         self.last_ms = self.clock.mono_ms()
         self.carry_ms = 0
         self.unsaved_wh = 0
@@ -198,6 +201,7 @@ class MeterCore:
             raise StoreFault(self.fault)
         self.outbox.flush()
         self.store.commit(self.state_dict())
+        self.durable_seq = self.seq
         self.unsaved_wh = 0
         self.unsaved_since_ms = self.clock.mono_ms()
         self.dirty = False
@@ -208,6 +212,7 @@ class MeterCore:
         except ValueError:  # patch too large for a hot record: take a full snapshot
             self.commit()
             return
+        self.durable_seq = self.seq  # the hot record carries the seq
         self.unsaved_wh = 0
         self.unsaved_since_ms = self.clock.mono_ms()
 
