@@ -47,7 +47,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from headend import codec  # noqa: E402
-from simmeter import SimMeter  # noqa: E402
+from simmeter import HEAP as SIM_HEAP, SimMeter  # noqa: E402
 
 KEY_HEX = "22" * 32
 KEY = bytes.fromhex(KEY_HEX)
@@ -64,14 +64,11 @@ RESEND_RECENT = 30        # re-sends pick among this many recent orders
 METER_CONFIG = {"initial_balance_minor": INITIAL_MINOR, "price_milli_per_kwh": FIRST_PRICE,
                 "key_hex": KEY_HEX, "warn_minor": [1000, 300], "emergency_minor": 300,
                 "emergency_below_minor": 100, "state_every_s": 3600}
-# The campaign hammers the meter with a command every few meter seconds right
-# after each boot, a rate no head-end sends. In the board's 108 KB heap
-# ("108wk") that rate runs a commit out of memory about once per 70 cuts;
-# the meter then resets itself from its flash state (app.py,
-# _reset_after_failed) and every audit below still holds, but the audit
-# counts that reset as a violation. So the campaign runs at 128wk and stays
-# strict; POWERCUT_HEAP=108wk reproduces the board case (docs/storage.md).
-HEAP = os.environ.get("POWERCUT_HEAP") or "128wk"
+# The meter runs in the board's heap (simmeter.HEAP, "108wk"). Before the
+# firmware streamed its commits and kept its dispatcher loaded, this
+# campaign's command rate ran commits out of memory there (docs/storage.md);
+# POWERCUT_HEAP still lets you try another size.
+HEAP = os.environ.get("POWERCUT_HEAP") or None
 _DEAD = (OSError, ValueError)  # what a control call raises once the power is gone
 
 
@@ -159,7 +156,7 @@ class Campaign:
                  heap=HEAP, config=None):
         self.rng = random.Random(seed)
         self.meter_id = meter_id
-        self.m = SimMeter(meter_id, workdir, broker_port=broker_port, step=True, heap=heap,
+        self.m = SimMeter(meter_id, workdir, broker_port=broker_port, step=True, heap=heap or SIM_HEAP,
                           config=dict(METER_CONFIG, **(config or {})), extra_args=["--meter-every-ms", str(tick_ms)])
         self.events = EventLog(broker_port, meter_id)
         self.log = log
