@@ -51,10 +51,27 @@ def test_a_replayed_command_is_refused(meter):
     assert out["fp"] == before
 
 
-def test_a_new_order_with_an_old_counter_is_refused_as_replayed(meter):
-    meter.send(topup(10, order=1))
-    out = meter.send(topup(9, order=2))
-    assert out["ack"]["reason"] == "replayed" and out["ack"]["order"] == 2
+def test_a_command_overtaken_by_newer_ones_is_carried_out_once(meter):
+    # two head-end workers, or a retry racing a query: counters arrive out
+    # of order. Within the window each is carried out, and only once.
+    assert meter.send(signed(ctr=12, kind="relay", action="disconnect"))["ack"]["result"] == "ok"
+    assert meter.send(topup(13, order=2))["ack"]["result"] == "credited"
+    late = meter.send(topup(10, order=1))
+    assert late["ack"]["result"] == "credited"
+    fp = late["fp"]
+    again = meter.send(signed(ctr=10, kind="relay", action="connect"))
+    assert again["ack"]["reason"] == "replayed" and again["fp"] == fp
+    assert meter.send(signed(ctr=12, kind="relay", action="disconnect"))["ack"]["reason"] == "replayed"
+
+
+def test_a_counter_below_the_window_is_refused_as_replayed(meter):
+    for ctr in range(10, 19):   # nine accepted: the window keeps 8, 10 becomes the floor
+        assert meter.send(signed(ctr=ctr, kind="query", what="state"))["ack"]["result"] == "ok"
+    fp = meter.call(op="now", now=NOW)["fp"]
+    for ctr in (10, 9, 1):
+        out = meter.send(topup(ctr, order=2))
+        assert out["ack"]["reason"] == "replayed" and out["ack"]["order"] == 2 and out["fp"] == fp
+    assert meter.send(topup(19, order=2))["ack"]["result"] == "credited"
 
 
 def test_a_forged_command_is_refused(meter):
@@ -112,7 +129,17 @@ def test_counter_and_order_record_survive_a_restart(meter):
     meter.call(op="restart")
     assert meter.send(topup(10, order=1))["ack"]["result"] == "duplicate"
     assert meter.send(signed(ctr=11, kind="relay", action="connect"))["ack"]["reason"] == "replayed"
+    assert meter.send(topup(9, order=3))["ack"]["result"] == "credited"    # unused, inside the window
     assert meter.send(topup(12, order=2))["ack"]["result"] == "credited"
+    meter.call(op="restart")
+    assert meter.send(topup(9, order=4))["ack"]["reason"] == "replayed"
+
+
+def test_a_snapshot_from_before_the_window_counts_every_lower_counter_as_used(meter):
+    meter.send(signed(ctr=50, kind="relay", action="connect"))
+    meter.call(op="restart_from", saved=[50, [0, []]])   # the old [last_ctr, orders] form
+    assert meter.send(topup(49, order=1))["ack"]["reason"] == "replayed"
+    assert meter.send(topup(51, order=1))["ack"]["result"] == "credited"
 
 
 def test_every_kind_reaches_the_facade_with_its_arguments(meter):

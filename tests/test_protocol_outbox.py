@@ -123,6 +123,27 @@ print(json.dumps(dump()))
     assert out["len"] == 8 and kinds.count("topup") == 3   # the 3 still-unsent top-ups survive
 
 
+def test_delivered_credit_events_are_the_last_history_to_make_room(tmp_path):
+    # a head-end that missed a top-up event asks for it back ("query events
+    # since"); delivered telemetry and warnings give way before it does
+    out = run(tmp_path / "lfs.img", r"""
+ob.add("topup", {"order": 1}, 1)
+ob.add("telemetry", {"w": 5}, 2)
+ob.add("relay", {"action": "disconnect"}, 3)
+ob.add("warning", {"level": 1}, 4)
+for i in range(4):
+    ob.add("telemetry", {"w": i}, 5 + i)
+while ob.peek():
+    ob.mark_sent(ob.peek()[0])
+for i in range(5):
+    ob.add("tariff", {"version": i + 1}, 10 + i)
+print(json.dumps(dump()))
+""")
+    held = sorted((json.loads(e[3])["kind"], e[2]) for e in out["entries"] if e[1])
+    assert held == [("relay", 3), ("topup", 1), ("warning", 4)]
+    assert out["dropped_total"] == 0   # evicting delivered history drops nothing
+
+
 def test_a_cut_before_sent_marks_are_saved_resends_rather_than_loses(tmp_path):
     img = tmp_path / "lfs.img"
     run(img, 'ob.add("topup", {"order": 1}, 1)\nob.add("relay", {"action": "disconnect"}, 2)\n'

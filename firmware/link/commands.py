@@ -25,13 +25,14 @@
 # Order of checks (docs/protocol.md): size, JSON, version, meter id, MAC, fields;
 # then a top-up already in the order record is answered "duplicate" with its
 # original balance and seq even when its counter is stale (QoS 1 redelivery);
-# then counter, expiry, order window; then the facade.
+# then counter (firmware/link/replay.py), expiry, order window; then the facade.
 import sys
 
 from micropython import const
 
 from firmware.link import protocol as P
 from firmware.link.orders import OrderBook, MAX_ORDER
+from firmware.link.replay import CounterWindow
 
 MAX_TOPUP_MINOR = const(100000000)   # 1,000,000.00 in a 2-decimal currency
 # Larger than a 31-bit small int, so plain ints rather than const().
@@ -140,8 +141,8 @@ def validate(obj):
 class Dispatcher:
     """One per meter. handle(payload) -> ack wire bytes (publish on .../ack).
 
-    last_ctr and the order record are the state that must survive power cuts:
-    facade.commit() persists dump() together with the ledger."""
+    The used counters and the order record are the state that must survive
+    power cuts: facade.commit() persists dump() together with the ledger."""
 
     def __init__(self, meter_id, key, facade, orders=None, commlog=None, outbox=None):
         self.meter_id = meter_id
@@ -150,20 +151,28 @@ class Dispatcher:
         self.orders = orders or OrderBook()
         self.commlog = commlog
         self.outbox = outbox
-        self.last_ctr = 0
+        self.ctrs = CounterWindow()
         self.last_error = None   # repr of the last facade exception, for the app's log
         self.failed = None       # (kind, ctr) of the command that raised it
         self.poisoned_ctr = -1   # a command counter to refuse without trying
 
-    # -- persistence of the replay counter and the order record
+    @property
+    def last_ctr(self):
+        return self.ctrs.last
+
+    # -- persistence of the used counters and the order record
     def dump(self):
-        """The replay counter and the order record, JSON-able, for the
-        meter's state snapshot (they must commit with the ledger)."""
-        return [self.last_ctr, self.orders.rows()]
+        """The used counters and the order record, JSON-able, for the
+        meter's state snapshot (they must commit with the ledger).
+        [highest counter, order rows, counter window rows]."""
+        return [self.ctrs.last, self.orders.rows(), self.ctrs.rows()]
 
     def load(self, data):
         self.orders.load_rows(data[1])
-        self.last_ctr = int(data[0])
+        if len(data) > 2:
+            self.ctrs.load_rows(data[2])
+        else:
+            self.ctrs.load_last(data[0])   # written before the window existed
 
     # -- the one entry point
     def handle(self, raw):
@@ -222,10 +231,9 @@ class Dispatcher:
                 ack["result"] = "duplicate"
                 ack["balance_minor"] = hit[0]
                 ack["seq"] = hit[1]
-                if ctr > self.last_ctr:
-                    self.last_ctr = ctr
+                self.ctrs.accept(ctr)   # a no-op for a used counter
                 return
-        if ctr <= self.last_ctr:
+        if not self.ctrs.fresh(ctr):
             return self._reject(ack, P.REPLAYED)
         # a clock far ahead must not lock out the time sync that would fix it
         now = self.facade.utc_now()
@@ -254,7 +262,7 @@ class Dispatcher:
             data = self._query(obj["what"], obj.get("since", 0))
             if type(data) is str:
                 return self._reject(ack, data)
-            self.last_ctr = ctr   # persisted with the next commit; a replayed query is harmless
+            self.ctrs.accept(ctr)   # persisted with the next commit; a replayed query is harmless
             ack["result"] = "ok"
             ack["data"] = data
             return
@@ -279,7 +287,7 @@ class Dispatcher:
             if reason:
                 return self._reject(ack, reason)
             result = "ok"
-        self.last_ctr = ctr
+        self.ctrs.accept(ctr)
         f.commit()
         ack["result"] = result
 

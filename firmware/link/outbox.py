@@ -4,7 +4,7 @@
 # history until space is needed, so a "query events since" can replay them.
 #
 # When the outbox is full it makes room in this order:
-#   1. the oldest already-sent event;
+#   1. the oldest already-sent event (telemetry first, credit and relay last);
 #   2. the oldest unsent TELEMETRY event;
 #   3. the oldest unsent EVENT-class event (warnings, faults, tariff, frozen);
 #   CRITICAL events (credit, relay) are never dropped: they may fill up to
@@ -110,10 +110,14 @@ class Outbox:
         return len(self.entries) < limit
 
     def _evict_sent(self):
-        for i in range(len(self.entries)):
-            if self.entries[i][_SENT]:
-                self.entries.pop(i)
-                return True
+        # Delivered history is kept for "query events since"; credit and relay
+        # events are the ones a head-end most needs back, so they go last.
+        for prio in (TELEMETRY, EVENT, CRITICAL):
+            for i in range(len(self.entries)):
+                e = self.entries[i]
+                if e[_SENT] and e[_PRIO] == prio:
+                    self.entries.pop(i)
+                    return True
         return False
 
     def _evict_unsent(self, prio):

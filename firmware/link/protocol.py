@@ -32,7 +32,7 @@ UNKNOWN_KIND = "unknown_kind"    # authentic, but a kind this firmware does not 
 MISSING_FIELD = "missing_field"  # a required field is absent
 UNKNOWN_FIELD = "unknown_field"  # a field that this kind does not take
 BAD_FIELD = "bad_field"          # wrong type or out of range
-REPLAYED = "replayed"            # counter not above the last accepted counter
+REPLAYED = "replayed"            # counter used before, or at or below the floor (replay.py)
 EXPIRED = "expired"              # meter clock (synced) is past "exp"
 ORDER_TOO_OLD = "order_too_old"  # top-up order below the applied-order window
 # Reasons the meter facade may return are listed in commands.py.

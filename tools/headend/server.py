@@ -38,6 +38,11 @@ class HeadEnd:
                  group="headend", client_id=None, reissue_after_s=None, ttl_s=None, log=None):
         self.con = db.connect(db_path)
         self.lock = threading.RLock()
+        # Held from taking a counter to handing the command to paho, so
+        # commands leave in counter order: the meter refuses a counter below
+        # one it has accepted (`replayed`), and three threads send here (the
+        # caller, the ticker, paho's network thread filling event gaps).
+        self.send_lock = threading.Lock()
         self.host, self.port = host, port
         self.group = group
         if reissue_after_s is not None:
@@ -57,6 +62,7 @@ class HeadEnd:
         self._ticker = None
         self.listeners = []     # callables(meter_id, leaf, obj) for `watch` and tests
         self.published_at = {}  # (meter_id, ctr) -> time.time() right before the publish
+        self._gap_asked = {}    # meter_id -> (contiguous seq asked from, when)
 
     # -- life cycle
     def start(self, tick_s=1.0):
@@ -99,6 +105,10 @@ class HeadEnd:
 
     def send(self, meter_id, kind, **fields):
         """Sign and publish one command; returns its counter."""
+        with self.send_lock:
+            return self._send(meter_id, kind, fields)
+
+    def _send(self, meter_id, kind, fields):
         with self.lock:
             m = db.meter(self.con, meter_id)
             ctr = db.next_ctr(self.con, meter_id)
@@ -118,6 +128,10 @@ class HeadEnd:
         return order_id
 
     def issue(self, order_id):
+        with self.send_lock:
+            return self._issue(order_id)
+
+    def _issue(self, order_id):
         with self.lock:
             o = db.order(self.con, order_id)
             if o["state"] in ("credited", "rejected"):
@@ -163,7 +177,8 @@ class HeadEnd:
         outbox still holds; what it dropped, its state lists."""
         now = now or time.time()
         with self.lock:
-            meters = [r[0] for r in self.con.execute("SELECT meter_id FROM meters WHERE state_seq IS NOT NULL")]
+            meters = [r[0] for r in self.con.execute(
+                "SELECT meter_id FROM meters WHERE state_seq IS NOT NULL OR balance_seq IS NOT NULL")]
         for mid in meters:
             self._fill_gap(mid, None, now)
 
@@ -171,12 +186,12 @@ class HeadEnd:
         # Ask as soon as a gap shows (a message with a seq beyond what we
         # hold): the meter keeps delivered events only until its outbox needs
         # the room. The same gap is asked for again only after a while.
-        asked = getattr(self, "_gap_asked", {})
-        self._gap_asked = asked
+        asked = self._gap_asked
         contig = self.contiguous_seq(mid)
         if seq is None:
             with self.lock:
-                seq = db.meter(self.con, mid)["state_seq"] or 0
+                m = db.meter(self.con, mid)
+            seq = max(m["state_seq"] or 0, m["balance_seq"] or 0)   # the highest seq any message named
         if seq <= contig:
             return
         last = asked.get(mid)
@@ -223,7 +238,14 @@ class HeadEnd:
                 if obj.get("meter") != meter_id:
                     raise ValueError("message for %r on %s's topic" % (obj.get("meter"), meter_id))
                 getattr(self, "_on_" + leaf)(meter_id, obj, now)
-        if leaf in ("evt", "state") and isinstance(obj.get("seq"), int):
+        if leaf == "ack" and obj.get("kind") == "query" and obj.get("reason") in RETRYABLE:
+            # our question was refused (overtaken by a newer counter, say):
+            # ask again now, not after GAP_QUERY_EVERY_S, before the meter
+            # needs the room those events hold
+            self._gap_asked.pop(meter_id, None)
+            self._fill_gap(meter_id, None, now)
+        elif leaf in ("evt", "state", "ack") and isinstance(obj.get("seq"), int):
+            # an ack's seq names the top-up event it raised: a gap too
             self._fill_gap(meter_id, obj["seq"], now)
         for fn in self.listeners:
             fn(meter_id, leaf, obj)
@@ -238,6 +260,9 @@ class HeadEnd:
         with db.Tx(self.con):
             self.con.execute("UPDATE commands SET result=?, reason=?, ack_json=?, ack_at=? WHERE meter_id=? AND ctr=?",
                              (ack.get("result"), ack.get("reason"), db.dumps(ack), now, meter_id, ctr))
+            if isinstance(ack.get("seq"), int) and isinstance(ack.get("balance_minor"), int):
+                # the meter's own figure at that seq, whatever order it belongs to
+                self._seen_balance(meter_id, ack["balance_minor"], ack["seq"], ack.get("t"))
             row = None
             if "order" in ack:
                 row = self.con.execute("SELECT * FROM orders WHERE meter_id=? AND order_no=?",
@@ -251,7 +276,6 @@ class HeadEnd:
                 sent = self.published_at.pop((meter_id, ctr), None)
                 self._credited(row, ack["result"], ack["balance_minor"], ack["seq"], now,
                                (now - sent) * 1000.0 if sent and ctr == row["ctr"] else None)
-                self._seen_balance(meter_id, ack["balance_minor"], ack["seq"], ack.get("t"))
             elif ack.get("reason") in RETRYABLE:
                 if row["ctr"] == ctr:   # the current attempt failed: reissue at the next tick
                     self.con.execute("UPDATE orders SET issued_at=NULL, reason=? WHERE order_id=?",
