@@ -261,7 +261,12 @@ class App:
             d.poisoned_ctr = _read_int(self.board.flash_root() + "/" + _FAILED_CMD)
             self.core.attach_dispatcher(d)
         gc.collect()
-        ack = d.handle(raw)
+        core = self.core
+        core.begin()   # a power-fail now waits for the command's commit
+        try:
+            ack = d.handle(raw)
+        finally:
+            core.end()
         if d.last_error:
             self.log("command", "facade error", d.last_error)
             d.last_error = None

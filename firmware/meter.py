@@ -52,6 +52,8 @@ class MeterCore:
         self.board = board
         self.cfg = cfg
         self.meter_id = cfg["meter_id"]
+        self._busy = 0             # depth of work in progress (see begin())
+        self._pf_pending = False   # the power failed during that work
         self.clock = Clock(board, cfg.get("utc_offset_s", 0))
         root = board.flash_root()
         self.store = Store(root)
@@ -98,9 +100,34 @@ class MeterCore:
         # The supervisor saw the supply collapse: the hold-up capacitor gives
         # a few milliseconds, enough for one small hot record. Nothing since
         # the last checkpoint is lost. (Runs via micropython.schedule.)
+        if self._busy:
+            self._pf_pending = True   # end() writes it once the work is whole
+            return
         if not self.fault:
-            self.tick()
-            self.checkpoint()
+            self.begin()
+            try:
+                self._tick()
+                self.checkpoint()
+            finally:
+                self.end()
+
+    # --- work in progress vs the power-fail callback
+    # On the ESP32, micropython.schedule runs the power-fail callback between
+    # any two bytecodes of the main code: inside a tick, inside a commit,
+    # or inside a command between its credit and its commit. A checkpoint
+    # there would make half a change durable (a top-up in the balance but
+    # not yet in the order record: credited again when the head-end re-sends
+    # it) or name a snapshot that is still being written. So while such work
+    # runs the callback only takes note, and the end of the work writes the
+    # checkpoint: the same few milliseconds later, with everything whole.
+    def begin(self):
+        self._busy += 1
+
+    def end(self):
+        self._busy -= 1
+        if not self._busy and self._pf_pending:
+            self._pf_pending = False
+            self._power_failing(None)
 
     # --- boot
     def _build(self, state):
@@ -199,9 +226,13 @@ class MeterCore:
         """Make everything durable now (full snapshot). Raises StoreFault."""
         if self.fault:
             raise StoreFault(self.fault)
-        self.outbox.flush()
-        self.store.commit(self.state_dict())
-        self.durable_seq = self.seq
+        self.begin()
+        try:
+            self.outbox.flush()
+            self.store.commit(self.state_dict())
+            self.durable_seq = self.seq
+        finally:
+            self.end()
         self.unsaved_wh = 0
         self.unsaved_since_ms = self.clock.mono_ms()
         self.dirty = False
@@ -281,6 +312,13 @@ class MeterCore:
     # --- the metering tick
     def tick(self):
         """Meter what arrived since the last tick. Returns True if state changed."""
+        self.begin()
+        try:
+            return self._tick()
+        finally:
+            self.end()
+
+    def _tick(self):
         b = self.board
         now = self.clock.mono_ms()
         dt = now - self.last_ms
@@ -338,15 +376,23 @@ class MeterCore:
     def short_press(self):
         if self.fault:
             return False
-        self.engine.press()
-        self._settle_local()
+        self.begin()
+        try:
+            self.engine.press()
+            self._settle_local()
+        finally:
+            self.end()
         return True
 
     def long_press(self):
         if self.fault:
             return False
-        r = self.engine.long_press()
-        self._settle_local()
+        self.begin()
+        try:
+            r = self.engine.long_press()
+            self._settle_local()
+        finally:
+            self.end()
         return r == "ok"
 
     def _settle_local(self):

@@ -3,7 +3,7 @@
     p = FaultProxy(broker_port).start()     # meter connects to p.port
     p.set_mode("blackhole")   # accept, then forward nothing either way (a dead NAT)
     p.set_mode("drop")        # refuse new connections: accept and close at once
-    p.set_mode("delay", 800)  # forward each chunk after 800 ms
+    p.set_mode("delay", 800)  # forward each chunk after 800 ms, in order
     p.set_mode("pass")
     p.reset_all()             # RST every open connection (SO_LINGER 0)
     p.stop()
@@ -138,6 +138,10 @@ class FaultProxy:
                             self.bytes_down += len(data)
                         if self.mode == "delay":
                             self._pending.append((time.monotonic() + self.delay_s, dst, data))
+                        elif any(p[1] is dst for p in self._pending):
+                            # a slow link speeds up, but TCP never reorders:
+                            # these bytes wait behind the delayed ones
+                            self._pending.append((0.0, dst, data))
                         else:
                             self._send(dst, data)
                 now = time.monotonic()
