@@ -84,7 +84,6 @@ class MeterCore:
         self.last_v = 0
         self.beeps_seen = self.engine.policy.beeps
         self.chirp_until = 0
-        self.snap_hot = None
         self.last_days_n = self.regs.days_n
         self.last_months_n = self.regs.months_n
         if status == "factory":
@@ -104,12 +103,12 @@ class MeterCore:
             self._pf_pending = True   # end() writes it once the work is whole
             return
         if not self.fault:
-            self.begin()
+            self._busy = 1
             try:
-                self._tick()
+                self.tick()
                 self.checkpoint()
             finally:
-                self.end()
+                self._busy = 0
 
     # --- work in progress vs the power-fail callback
     # On the ESP32, micropython.schedule runs the power-fail callback between
@@ -120,6 +119,8 @@ class MeterCore:
     # it) or name a snapshot that is still being written. So while such work
     # runs the callback only takes note, and the end of the work writes the
     # checkpoint: the same few milliseconds later, with everything whole.
+    # Bracketed: a tick (and the commits it makes), a press, a whole command
+    # (firmware/app.py); a commit made outside these must bracket itself.
     def begin(self):
         self._busy += 1
 
@@ -175,10 +176,6 @@ class MeterCore:
         if self.disp_state:
             dispatcher.load(self.disp_state)
 
-    def detach_dispatcher(self):
-        self.disp_state = self.dispatcher.dump()
-        self.dispatcher = None
-
     def _forget_uncommitted_events(self):
         ob = self.outbox
         if ob.next_seq - 1 > self.seq and not self.fault:
@@ -226,13 +223,9 @@ class MeterCore:
         """Make everything durable now (full snapshot). Raises StoreFault."""
         if self.fault:
             raise StoreFault(self.fault)
-        self.begin()
-        try:
-            self.outbox.flush()
-            self.store.commit(self.state_dict())
-            self.durable_seq = self.seq
-        finally:
-            self.end()
+        self.outbox.flush()
+        self.store.commit(self.state_dict())
+        self.durable_seq = self.seq
         self.unsaved_wh = 0
         self.unsaved_since_ms = self.clock.mono_ms()
         self.dirty = False
@@ -314,51 +307,48 @@ class MeterCore:
         """Meter what arrived since the last tick. Returns True if state changed."""
         self.begin()
         try:
-            return self._tick()
+            b = self.board
+            now = self.clock.mono_ms()
+            dt = now - self.last_ms
+            self.last_ms = now
+            if dt < 0:
+                dt = 0
+            utc = self.clock.utc_s()
+            local = self.clock.local_s()
+            n = 0
+            if self.vbuf is not None:
+                n = b.adc_capture(self.vbuf, self.ibuf)
+            imp = self.revenue.tick(b.pulse_count(), self.vbuf, self.ibuf, n, dt, utc, b.tamper_open())
+            if hasattr(b, "measured"):
+                self.last_v, self.last_w = b.measured()
+            elif self.revenue.adc:
+                self.last_v = self.revenue.adc.vrms_mv // 1000
+                self.last_w = self.revenue.adc.p_mw // 1000
+            if self.fault:
+                self.regs.add(imp, self.revenue.export_wh, 0, local)
+                return imp > 0
+            ms = self.carry_ms + dt
+            span_s = ms // 1000
+            self.carry_ms = ms - span_s * 1000
+            entry_key = self._entry_key()
+            events = self.engine.tick(imp, local, span_s, self.clock.synced, self.last_v, self.last_w)
+            self.regs.add(imp, self.revenue.export_wh, self.engine.ledger.open_period, local)
+            if events:
+                self._engine_events()
+            self._frozen_events()
+            self.unsaved_wh += imp
+            # Charging alone is not news: the periodic state (state_every_s)
+            # carries it. A state per metered second cost 22 MB a day of
+            # cellular data; relay moves and events are published at once.
+            changed = self._after_change() or bool(events)
+            if self.dirty or entry_key != self._entry_key() or self.revenue.export_wh:
+                self.commit()
+            elif self.policy.due(self.unsaved_wh, now - self.unsaved_since_ms,
+                                 self.unsaved_wh > 0 or self.revenue.pulse is None):
+                self.checkpoint()
+            return changed
         finally:
             self.end()
-
-    def _tick(self):
-        b = self.board
-        now = self.clock.mono_ms()
-        dt = now - self.last_ms
-        self.last_ms = now
-        if dt < 0:
-            dt = 0
-        utc = self.clock.utc_s()
-        local = self.clock.local_s()
-        n = 0
-        if self.vbuf is not None:
-            n = b.adc_capture(self.vbuf, self.ibuf)
-        imp = self.revenue.tick(b.pulse_count(), self.vbuf, self.ibuf, n, dt, utc, b.tamper_open())
-        if hasattr(b, "measured"):
-            self.last_v, self.last_w = b.measured()
-        elif self.revenue.adc:
-            self.last_v = self.revenue.adc.vrms_mv // 1000
-            self.last_w = self.revenue.adc.p_mw // 1000
-        if self.fault:
-            self.regs.add(imp, self.revenue.export_wh, 0, local)
-            return imp > 0
-        ms = self.carry_ms + dt
-        span_s = ms // 1000
-        self.carry_ms = ms - span_s * 1000
-        entry_key = self._entry_key()
-        events = self.engine.tick(imp, local, span_s, self.clock.synced, self.last_v, self.last_w)
-        self.regs.add(imp, self.revenue.export_wh, self.engine.ledger.open_period, local)
-        if events:
-            self._engine_events()
-        self._frozen_events()
-        self.unsaved_wh += imp
-        # Charging alone is not news: the periodic state (state_every_s)
-        # carries it. A state per metered second cost 22 MB a day of
-        # cellular data; relay moves and events are published at once.
-        changed = self._after_change() or bool(events)
-        if self.dirty or entry_key != self._entry_key() or self.revenue.export_wh:
-            self.commit()
-        elif self.policy.due(self.unsaved_wh, now - self.unsaved_since_ms,
-                             self.unsaved_wh > 0 or self.revenue.pulse is None):
-            self.checkpoint()
-        return changed
 
     def _entry_key(self):
         led = self.engine.ledger

@@ -70,8 +70,9 @@ dev._op = op
 out = {}
 board.set_load(2000)
 board.advance(2000); core.tick()    # energy in RAM, not yet checkpointed: the callback has work to do
-arm[0] = 3                   # inside the next snapshot commit
-core.commit()
+arm[0] = 3                   # inside the snapshot commit of the next tick
+core.dirty = True
+core.tick()
 out["commit"] = trace[:]
 del trace[:]
 
