@@ -63,35 +63,6 @@ def _exists(path):
         return False
 
 
-def _seal(d):
-    # A LittleFS directory is a pair of blocks: commits append to one until it
-    # fills, then the live entries are compacted into the other. Right after
-    # the store is created, the older block of the pair still describes the
-    # directory without it, so a zeroed newest block would quietly bring back
-    # a flash that looks factory-new. Enough tiny commits (prog size 32, so
-    # at most 128 fit in 4 KB) force a compaction: then both blocks know the
-    # store. Done once per life, at creation and at restore.
-    p = d + "/.seal"
-    for _ in range(70):
-        with open(p, "wb"):
-            pass
-        os.remove(p)
-
-
-def _remove_tree(path):
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return
-    for n in names:
-        p = path + "/" + n
-        if os.stat(p)[0] & 0x4000:
-            _remove_tree(p)
-        else:
-            os.remove(p)
-    os.rmdir(path)
-
-
 class Store:
     def __init__(self, root="/flash"):
         self.root = root
@@ -129,7 +100,7 @@ class Store:
             return self._faulted("fs", None)
         if not _exists(self.dir):
             # A first commit cut short leaves store.new behind: still factory.
-            _remove_tree(self.root + "/store.new")
+            _build().remove_tree(self.root + "/store.new")
             self.snap_seq = self.hot_seq = self._hot_next = 0
             self._factory = self.ready = True
             return None, "factory"
@@ -180,7 +151,7 @@ class Store:
             raise StoreFault(self.fault or "not loaded")
         self.snap_seq += 1
         if self._factory:
-            self._create(state)
+            _build().create(self, state)
             self._factory = False
             return
         self._write_snaps(self.dir, state)
@@ -214,42 +185,19 @@ class Store:
     def restore(self, state):
         """Leave a fault with a state the server or a technician vouches for.
         Damaged files are kept beside as *.bad for a post-mortem."""
-        if self.fault == "fs":
-            raise StoreFault("fs")
-        for d in ("",) + _DIRS:
-            if not _exists(self.dir + "/" + d):
-                os.mkdir(self.dir + "/" + d)
-        for n in _SNAP + _HOT:
-            p = self.dir + "/" + n
-            if _exists(p):
-                os.rename(p, p + ".bad")
-        self.snap_seq += 1
-        self._write_all(self.dir, state)
-        _seal(self.root)
-        _seal(self.dir)
-        self.fault = None
-        self._factory = False
-        self.ready = True
+        _build().restore(self, state)
 
-    def _create(self, state):
-        # The first commit builds the whole store in store.new and renames
-        # it into place: a cut before the rename is still a factory flash, a
-        # cut after it is a complete store. Never a half-made one.
-        tmp = self.root + "/store.new"
-        _remove_tree(tmp)
-        os.mkdir(tmp)
-        for d in _DIRS:
-            os.mkdir(tmp + "/" + d)
-        self._write_all(tmp, state)
-        os.rename(tmp, self.dir)
-        _seal(self.root)
-        _seal(self.dir)
 
-    def _write_all(self, d, state):
-        self._write_snaps(d, state)
-        # placeholders, so a missing hot file later means damage
-        self.hot_seq += 1
-        empty = record.encode(record.KIND_HOT, self.hot_seq, 0, b"{}")
-        _write(d + "/" + _HOT[0], empty)
-        _write(d + "/" + _HOT[1], empty)
-        self._hot_next = 0
+def _build():
+    # The first build of the store and a technician's restore run once in a
+    # meter's life (firmware/store/build.py): their code is loaded for the
+    # occasion and dropped after it, so it does not sit in the heap for good.
+    import sys
+    import firmware.store
+    from firmware.store import build
+    sys.modules.pop("firmware.store.build", None)
+    try:
+        delattr(firmware.store, "build")   # the import also hung it on the package
+    except AttributeError:
+        pass
+    return build
