@@ -190,7 +190,23 @@ class Campaign:
         self.warned = False
 
     # --- bookkeeping
+    # POWERCUT_KEEP=<dir>: the flash image as the cut left it, before the
+    # boot that reads it, is kept for the cut that shows a violation
+    # (<dir>/cut-<n>.img), so a boot's view can be replayed block by block.
+    KEEP = os.environ.get("POWERCUT_KEEP")
+
+    def _keep_image(self):
+        img = os.path.join(self.m.dir, "flash.img")
+        if self.KEEP and os.path.exists(img):   # none before the first boot
+            import shutil
+            shutil.copyfile(img, os.path.join(self.KEEP, "before-boot.img"))
+
     def bad(self, msg):
+        if self.KEEP and os.path.exists(os.path.join(self.KEEP, "before-boot.img")):
+            import shutil
+            dst = os.path.join(self.KEEP, "cut-%d.img" % self.stats["cuts"])
+            if not os.path.exists(dst):
+                shutil.copyfile(os.path.join(self.KEEP, "before-boot.img"), dst)
         self.nviol += 1
         if len(self.violations) < 30:
             self.violations.append("cut %d: %s" % (self.stats["cuts"], msg))
@@ -419,6 +435,7 @@ class Campaign:
     # --- power back: boot and audit
     def _boot_and_audit(self):
         m = self.m
+        self._keep_image()
         for attempt in range(3):
             try:
                 m.start()
