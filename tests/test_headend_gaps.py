@@ -3,7 +3,9 @@ MQTT client replaced by a recorder (no broker): the meter keeps delivered
 events only until its outbox needs the room, so a missed event must be asked
 for at once, and a question the meter refused must be asked again at once."""
 import json
+import random
 import threading
+import time
 
 from headend import codec
 from headend.server import HeadEnd
@@ -19,6 +21,10 @@ class Recorder:
         self.lock = threading.Lock()
 
     def publish(self, topic, payload, qos=0, retain=False):
+        # a real client takes a varying moment to queue a packet: long enough
+        # for another thread to take a newer counter and overtake this one,
+        # unless the head-end holds its send lock across the publish
+        time.sleep(random.uniform(0, 0.002))
         with self.lock:
             self.sent.append(json.loads(payload))
 

@@ -73,7 +73,7 @@ def make(window):
     disp = Dispatcher(%(meter)r, %(key)r, meter, OrderBook(window), CommLog(meter.utc_now))
 
 def fingerprint():
-    return "%%d|%%d|%%d|%%d|%%d|%%d" %% (disp.last_ctr, len(meter.calls), meter.commits, meter.balance,
+    return "%%d|%%d|%%d|%%d|%%d|%%d" %% (disp.ctrs.last, len(meter.calls), meter.commits, meter.balance,
                                      crc32(disp.orders.dump()), crc32(json.dumps(disp.ctrs.rows())))
 
 make(64)

@@ -39,6 +39,7 @@ tools/bench_store.py (`make bench`). Run by hand:
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -198,12 +199,10 @@ class Campaign:
     def _keep_image(self):
         img = os.path.join(self.m.dir, "flash.img")
         if self.KEEP and os.path.exists(img):   # none before the first boot
-            import shutil
             shutil.copyfile(img, os.path.join(self.KEEP, "before-boot.img"))
 
     def bad(self, msg):
         if self.KEEP and os.path.exists(os.path.join(self.KEEP, "before-boot.img")):
-            import shutil
             dst = os.path.join(self.KEEP, "cut-%d.img" % self.stats["cuts"])
             if not os.path.exists(dst):
                 shutil.copyfile(os.path.join(self.KEEP, "before-boot.img"), dst)

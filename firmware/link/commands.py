@@ -156,15 +156,12 @@ class Dispatcher:
         self.failed = None       # (kind, ctr) of the command that raised it
         self.poisoned_ctr = -1   # a command counter to refuse without trying
 
-    @property
-    def last_ctr(self):
-        return self.ctrs.last
-
     # -- persistence of the used counters and the order record
     def dump(self):
         """The used counters and the order record, JSON-able, for the
         meter's state snapshot (they must commit with the ledger).
-        [highest counter, order rows, counter window rows]."""
+        [highest counter (what firmware before the window reads), order
+        rows, counter window rows]."""
         return [self.ctrs.last, self.orders.rows(), self.ctrs.rows()]
 
     def load(self, data):
@@ -172,7 +169,9 @@ class Dispatcher:
         if len(data) > 2:
             self.ctrs.load_rows(data[2])
         else:
-            self.ctrs.load_last(data[0])   # written before the window existed
+            # written before the window existed: every counter up to the
+            # highest counts as used
+            self.ctrs.load_rows([data[0]])
 
     # -- the one entry point
     def handle(self, raw):

@@ -50,9 +50,3 @@ class CounterWindow:
         self.kept = []
         for c in rows[1:]:
             self.accept(int(c))
-
-    def load_last(self, last_ctr):
-        """A snapshot written before the window existed: only the highest
-        counter is known, so everything up to it counts as used."""
-        self.floor = int(last_ctr)
-        self.kept = []

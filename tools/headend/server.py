@@ -63,6 +63,7 @@ class HeadEnd:
         self.listeners = []     # callables(meter_id, leaf, obj) for `watch` and tests
         self.published_at = {}  # (meter_id, ctr) -> time.time() right before the publish
         self._gap_asked = {}    # meter_id -> (contiguous seq asked from, when)
+        self._contig = {}       # meter_id -> contiguous_seq() last found
 
     # -- life cycle
     def start(self, tick_s=1.0):
@@ -201,15 +202,19 @@ class HeadEnd:
         self.send(mid, "query", what="events", since=contig)
 
     def contiguous_seq(self, meter_id):
-        """Highest n such that we hold (or know as dropped) every event 1..n."""
+        """Highest n such that we hold (or know as dropped) every event 1..n.
+        Asked on every message: the scan starts where the last one stopped
+        (events are never deleted, so that figure only grows)."""
+        n = self._contig.get(meter_id, 0)
         with self.lock:
             m = db.meter(self.con, meter_id)
-            have = set(r[0] for r in self.con.execute("SELECT seq FROM events WHERE meter_id=?", (meter_id,)))
+            have = set(r[0] for r in self.con.execute("SELECT seq FROM events WHERE meter_id=? AND seq>?",
+                                                      (meter_id, n)))
         state = json.loads(m["state_json"]) if m["state_json"] else {}
         have.update(state.get("evt_dropped", []))
-        n = 0
         while n + 1 in have:
             n += 1
+        self._contig[meter_id] = n
         return n
 
     # -- meter messages
