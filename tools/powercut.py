@@ -439,6 +439,12 @@ class Campaign:
             try:
                 m.start()
                 cause = m.state().get("reset_cause")
+                # What the head-end had before this boot: the dead meter's
+                # last publishes arrived while it booted. Read before the
+                # meter's seq, so nothing the meter sends after it counts;
+                # _resolve() below may credit an order late, and its events
+                # then carry seqs past the boot's, rightly.
+                published = self.events.max_seq()
                 st = m.control({"cmd": "meter_state"})["state"]
                 break
             except (RuntimeError, TimeoutError) + _DEAD as e:
@@ -454,7 +460,7 @@ class Campaign:
         self.pulses = 0
         self.warned = False
         self._resolve()
-        self._sync_events(st["seq"])
+        self._sync_events(st["seq"], published)
 
     def _audit(self, st):
         if "fault" in st:
@@ -538,13 +544,16 @@ class Campaign:
             ack = self.send(raw)
         return ack
 
-    def _sync_events(self, seq):
+    def _sync_events(self, seq, published):
+        # `published`: the highest seq the head-end had received before the
+        # meter said `seq`. A seq published and then forgotten would be
+        # reused for another event; were one missed here (still in flight
+        # at the boot), the EventLog flags the reuse when it arrives.
         ev = self.events
         for msg in ev.take_bad():
             self.bad(msg)
-        top = ev.max_seq()
-        if top > seq:
-            self.bad("event seq %d was published, the meter restarted at seq %d" % (top, seq))
+        if published > seq:
+            self.bad("event seq %d was published, the meter restarted at seq %d" % (published, seq))
         if seq < self.seq_boot:
             self.bad("event seq went back: %d < %d" % (seq, self.seq_boot))
         self.seq_boot = seq
@@ -591,10 +600,11 @@ class Campaign:
 
     def _final_sync(self):
         try:
+            published = self.events.max_seq()
             st = self.m.control({"cmd": "meter_state"})["state"]
         except _DEAD:
             return
-        self._sync_events(st["seq"])
+        self._sync_events(st["seq"], published)
         for o in sorted(self.unverified):
             self.bad("credited order %d: its top-up event never arrived" % o)
 
