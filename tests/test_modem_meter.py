@@ -68,13 +68,13 @@ def test_the_technician_console_shows_modem_health_link_and_balance(sim_meters, 
 # the board heap (108wk) is so full and fragmented once the link is up
 # (about 33 KB free, no free block over ~2 KB) that the command dispatcher's
 # code cannot load at the first command: MemoryError, so no top-up is ever
-# credited on a meter with a 4G modem. Loading it at boot instead leaves the modem's
-# code without room. The fix is to take the code out of the heap (frozen
+# credited on a meter with a 4G modem. Loading it at boot instead leaves the
+# modem's code without room. The fix is to take the code out of the heap (frozen
 # modules or a ROMFS partition). strict: this test turns red once it is
 # fixed, so the mark comes off. 160wk shows the logic itself is sound.
 @pytest.mark.parametrize("heap", [
-    pytest.param("108wk", marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                                  reason="code does not fit the board heap with the modem")),
+    pytest.param("108wk", marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError, reason="code does not fit the board heap with the modem")),
     "160wk"])
 def test_top_ups_are_credited_on_a_meter_with_the_modem(sim_meters, broker, modem, heap):
     import signed
