@@ -45,3 +45,31 @@ def test_deploy_copies_the_compiled_firmware_over_mpremote_and_it_boots(tmp_path
         assert st["meter"]["import_wh"] == 100
     finally:
         m.stop()
+
+
+def test_romfs_deploy_writes_the_image_and_leaves_only_boot_and_main_as_files(tmp_path):
+    # `mpremote romfs deploy` needs a board whose MicroPython has ROMFS
+    # (vfs.rom_ioctl); the unix port here has VfsRom but no partition, so the
+    # chain is checked as planned, and its clean-up step runs for real.
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import deploy
+    ensure_compiled()
+    cmd = deploy.plan("/dev/ttyX", COMPILED, config="prov.json", image=COMPILED + ".romfs")
+    steps = " ".join(cmd).split(" + ")
+    assert steps[0].endswith("romfs deploy " + COMPILED + ".romfs")
+    copied = [s.split()[-1] for s in steps if s.startswith("fs cp")]
+    assert copied == [":boot.py", ":main.py", ":config.json"]
+    assert steps[-1] == "reset"
+    # the clean-up: a firmware/lib tree from an earlier file deploy would
+    # shadow the image ('' is before /rom on sys.path); the data is kept
+    device = tmp_path / "device"
+    (device / "firmware" / "link").mkdir(parents=True)
+    (device / "firmware" / "link" / "session.mpy").write_bytes(b"old")
+    (device / "lib" / "umqtt").mkdir(parents=True)
+    (device / "lib" / "umqtt" / "simple.mpy").write_bytes(b"old")
+    (device / "flash").mkdir()
+    (device / "flash" / "keep").write_bytes(b"balance")
+    for _ in range(2):  # and again, with nothing left to remove
+        subprocess.run([MICROPYTHON, "-c", deploy._RM_TREE], cwd=str(device), check=True, timeout=30)
+    assert sorted(p.name for p in device.iterdir()) == ["flash"]
+    assert (device / "flash" / "keep").read_bytes() == b"balance"

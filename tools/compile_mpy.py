@@ -5,6 +5,8 @@ native/viper code) to deploy, and `mpy-host/` (-march=x64) that the tests boot
 in the unix port to prove the compiled firmware runs. boot.py and main.py stay
 source: the ESP32 only runs those two by file name.
 """
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -39,7 +41,45 @@ def compile_all(out_name, arch):
             failures.append("%s: %s" % (rel, proc.stderr.strip()))
     for name in ("boot.py", "main.py"):
         shutil.copy(os.path.join(ROOT, name), os.path.join(out_root, name))
+    # a module whose source is gone must not live on in the build (nor in
+    # its ROMFS image)
+    wanted = {rel[:-3] + ".mpy" for rel in sources()}
+    for top in ("firmware", "lib"):
+        for dirpath, _, files in os.walk(os.path.join(out_root, top)):
+            for name in files:
+                rel = os.path.relpath(os.path.join(dirpath, name), out_root)
+                if rel not in wanted:
+                    os.remove(os.path.join(dirpath, name))
     return count, failures
+
+
+def romfs_image(out_name):
+    """build/<out_name>.romfs: the compiled firmware/ and lib/ trees as a
+    ROMFS image (mpremote's builder), the form the meter runs them in: the
+    ESP32 maps its romfs partition and executes the bytecode in place, so
+    the code does not take the heap (docs/deploy.md, "ROMFS"). boot.py and
+    main.py stay files on the flash filesystem. Rebuilt when a module is
+    newer than the image."""
+    from mpremote.romfs import make_romfs
+    src = os.path.join(ROOT, "build", out_name)
+    img = src + ".romfs"
+    # a folder's mtime moves when a module is removed from it
+    newest = max(os.path.getmtime(os.path.join(d, f))
+                 for top in ("firmware", "lib") for d, _, fs in os.walk(os.path.join(src, top))
+                 for f in fs + ["."])
+    if os.path.exists(img) and os.path.getmtime(img) >= newest:
+        return img, os.path.getsize(img)
+    stage = src + ".romfs-src"
+    shutil.rmtree(stage, ignore_errors=True)
+    for top in ("firmware", "lib"):
+        shutil.copytree(os.path.join(src, top), os.path.join(stage, top))
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the tree
+        data = make_romfs(stage, mpy_cross=False)
+    shutil.rmtree(stage)
+    with open(img + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(img + ".tmp", img)
+    return img, len(data)
 
 
 def main():
@@ -48,6 +88,9 @@ def main():
         count, failures = compile_all(out_name, arch)
         print("mpy-cross -march=%s: %d modules -> build/%s, %d failed" % (arch, count, out_name, len(failures)))
         bad += failures
+        if not failures:
+            img, size = romfs_image(out_name)
+            print("romfs: build/%s (%d bytes)" % (os.path.basename(img), size))
     for line in bad:
         print("  " + line, file=sys.stderr)
     return 1 if bad else 0

@@ -25,6 +25,20 @@ MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin"
 # The ESP32-WROOM heap (108 KB of 32-bit words). The "w" suffix makes MicroPython
 # scale it to this machine's word size, so 64-bit pointers do not halve the room.
 HEAP = os.environ.get("SIM_HEAP", "108wk")
+# SIM_ROMFS=0 boots the compiled modules as files instead of from the image
+ROMFS = os.environ.get("SIM_ROMFS", "1") != "0"
+
+
+def heap_bytes(spec):
+    """Bytes a -X heapsize= value gives MicroPython on this host: a number,
+    k or m, and "w" for 32-bit words scaled to the host's word size."""
+    import struct
+    spec = str(spec).lower()
+    words = spec.endswith("w") or spec[:-1].endswith("w")
+    spec = spec.replace("w", "")
+    mult = {"k": 1024, "m": 1024 * 1024}.get(spec[-1:], 1)
+    n = int(spec.rstrip("km")) * mult
+    return n * struct.calcsize("P") // 4 if words else n
 COMPILED = os.path.join(ROOT, "build", "mpy-host")
 _compiled = False
 
@@ -48,7 +62,8 @@ def free_port():
 
 class SimMeter:
     def __init__(self, meter_id, workdir, broker_port=1883, config=None, scale=1, step=False,
-                 epoch=None, heap=HEAP, extra_args=(), auto_restart=False, code_root=COMPILED):
+                 epoch=None, heap=HEAP, extra_args=(), auto_restart=False, code_root=COMPILED,
+                 romfs=None):
         self.meter_id = meter_id
         self.dir = os.path.join(workdir, meter_id)
         os.makedirs(self.dir, exist_ok=True)
@@ -61,6 +76,9 @@ class SimMeter:
         self.extra_args = list(extra_args)
         self.auto_restart = auto_restart
         self.code_root = code_root  # build/mpy-host (compiled, default) or ROOT (source)
+        # The compiled firmware runs from its ROMFS image (build/mpy-host.romfs)
+        # as on a production board: code outside the heap (docs/deploy.md).
+        self.romfs = (ROMFS if romfs is None else romfs) and code_root == COMPILED
         self.proc = None
         self.port = None
         self.sock = None
@@ -71,7 +89,18 @@ class SimMeter:
 
     # --- process life cycle
     def argv(self):
-        args = [MICROPYTHON, "-X", "heapsize=" + self.heap, os.path.join(ROOT, "tools", "sim_entry.py"),
+        heap = self.heap
+        rom = []
+        if self.romfs:
+            # The image sits in the heap here (flash-mapped on the board):
+            # give the process that much more, so the firmware has the
+            # board's heap to itself. The GC's tables take 3 bits per
+            # 32-byte block of the 64-bit port (32.375 bytes per block),
+            # plus one block of rounding and the bytearray's own.
+            size = os.path.getsize(COMPILED + ".romfs")
+            heap = str(heap_bytes(heap) + (size + 64) * 32375 // 32000 + 64)
+            rom = ["--romfs", COMPILED + ".romfs"]
+        args = [MICROPYTHON, "-X", "heapsize=" + heap, os.path.join(ROOT, "tools", "sim_entry.py")] + rom + [
                 "--flash", self.dir, "--control", str(self.port), "--config", self.config_path]
         if self.step:
             args += ["--step"]
@@ -159,6 +188,16 @@ class SimMeter:
                 return [l[2:] for l in lines[:lines.index(">.")] if l.startswith("> ")]
             time.sleep(0.02)
         raise TimeoutError("console did not answer %r" % line)
+
+    def mem(self):
+        """Heap after a collection, as the firmware has it: {"free", "total"},
+        the ROMFS image's share (sim-only) taken off the total."""
+        r = self.control({"cmd": "mem"})
+        rom = 0
+        for line in self.log_lines:
+            if line.startswith("SIM-ROM "):
+                rom = int(line.split()[1])
+        return {"free": r["free_after_gc"], "total": r["total"] - rom, "rom": rom}
 
     def state(self):
         return self.control({"cmd": "state"})
