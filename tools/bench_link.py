@@ -25,6 +25,9 @@ TARGETS = {"idle_cpu_pct_link_rig": ("<=", 2.0), "reconnect_after_drop_s_p99": (
 TRIALS = 12
 KEEPALIVE_S = 120
 TCPIP_HEADER_B = 40
+# /proc counts CPU in 10 ms ticks: over 8 s one tick was 0.125 % of the 2 %
+# target, and the figure flipped between 1.875 and 2.125 from run to run
+CPU_WINDOW_S = 30
 
 
 def _cpu_s(pid):
@@ -70,7 +73,7 @@ def _next_tick(m, after):
 
 
 def idle_cpu_and_keepalive(proxy, ca):
-    """Idle TLS session with a 1 s keepalive: CPU over 8 s, and the proxy's
+    """Idle TLS session with a 1 s keepalive: CPU over CPU_WINDOW_S, and the proxy's
     byte count between two status events (pings counted by the session)."""
     m = meter(proxy.port, ca=ca[1], user="m1", password="pw-m1", keepalive=1,
               run_ms=600000, watch_ms=1000, host="localhost")
@@ -80,7 +83,7 @@ def idle_cpu_and_keepalive(proxy, ca):
         first = _next_tick(m, time.monotonic())
         b0 = proxy.bytes_up + proxy.bytes_down
         c0, t0 = _cpu_s(m.proc.pid), time.monotonic()
-        time.sleep(8.0)
+        time.sleep(CPU_WINDOW_S)
         c1, t1 = _cpu_s(m.proc.pid), time.monotonic()
         last = _next_tick(m, time.monotonic())
         b1 = proxy.bytes_up + proxy.bytes_down
