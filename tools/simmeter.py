@@ -39,6 +39,8 @@ def heap_bytes(spec):
     mult = {"k": 1024, "m": 1024 * 1024}.get(spec[-1:], 1)
     n = int(spec.rstrip("km")) * mult
     return n * struct.calcsize("P") // 4 if words else n
+
+
 COMPILED = os.path.join(ROOT, "build", "mpy-host")
 _compiled = False
 
