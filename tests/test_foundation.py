@@ -147,3 +147,17 @@ def test_the_firmware_runs_in_the_esp32_heap_with_headroom(broker, sim_meters):
     mem = m.mem()
     assert mem["total"] <= heap_bytes(HEAP) and mem["rom"] > 0, mem
     assert mem["free"] >= mem["total"] // 4, mem   # measured: 109 KB of 218 KB free
+
+
+def test_romfs_keeps_the_code_out_of_the_heap(broker, sim_meters):
+    # the same meter with its code as .mpy files: the bytecode is copied into
+    # the heap (measured: 54.4 KB free against 109 KB from ROMFS)
+    free = {}
+    for romfs in (False, True):
+        m = sim_meters("mr%d" % romfs, broker.port, romfs=romfs, config={"initial_balance_minor": 500}).start()
+        m.wait_for(lambda s: s["meter"]["link_up"])
+        mem = m.mem()
+        free[romfs] = mem["free"]
+        assert (mem["rom"] > 0) == romfs, mem
+        m.stop()
+    assert free[True] - free[False] >= 40000, free
