@@ -3,7 +3,9 @@
 Two trees under build/: `mpy-esp32/` (-march=xtensawin, for the ESP32's
 native/viper code) to deploy, and `mpy-host/` (-march=x64) that the tests boot
 in the unix port to prove the compiled firmware runs. boot.py and main.py stay
-source: the ESP32 only runs those two by file name.
+source: the ESP32 only runs those two by file name. Each tree's firmware/
+and lib/ also go into a ROMFS image beside it (`mpy-esp32.romfs`,
+`mpy-host.romfs`), the form a production meter runs them in (docs/deploy.md).
 """
 import contextlib
 import io
