@@ -436,3 +436,20 @@ def test_doc_command_runs_as_written(block, sandbox, tmp_path):
         RUNNERS[block.mode](r)
     finally:
         r.close()
+
+
+def test_the_checker_names_the_line_of_a_block_it_cannot_classify(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# a page\n\n```\nmake frobnicate\n```\n\n<!-- doc-test: skip -->\n```sh\nmake x\n```\n\n"
+                    "Then:\n\n    .venv/bin/python tools/x.py\n\n<!-- doc-test: serve -->\n```sh\nmake y\n```\n"
+                    "```yaml\na: 1\n```\n<!-- doc-test: serve expect=up with=broker -->\n```sh\nmake z\n```\n")
+    blocks, problems = parse_doc(str(page))
+    where = str(page)
+    assert [b.line for b in blocks] == [3, 8, 17, 20, 24]
+    assert any(p.startswith(where + ":3: a fenced block without a language") for p in problems)
+    assert any(p.startswith(where + ":8: doc-test skip needs reason=") for p in problems)
+    assert any(p.startswith(where + ":14: a command in an indented block") for p in problems)
+    assert any(p.startswith(where + ":17: doc-test serve needs expect=") for p in problems)
+    assert any(p.startswith(where + ":20: unknown block language 'yaml'") for p in problems)
+    assert len(problems) == 5, problems
+    assert (blocks[4].mode, blocks[4].opts) == ("serve", {"expect": "up", "with": "broker"})
