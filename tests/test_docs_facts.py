@@ -211,6 +211,7 @@ def test_charge_ledger_events_and_the_balance_limit(linked):
     assert (c["ref"], c["reason"], c["wh"], c["amount_minor"]) == ("1", "t0/p0", 1000, 150)
     assert c["balance_minor"] == 100000 - 150 and c["seq"] < topup[0]["seq"]
     assert topup[0]["balance_minor"] == 100000 - 150 + 100000000
+    assert (topup[0]["entry"], topup[0]["reason"], topup[0]["wh"]) == ("topup", "payment", 0)
     # over the limit for one top-up: refused; the balance itself has no ceiling
     assert "100,000,000" in doc("protocol.md")
     ack = cmd(m, "topup", order=2, amount_minor=100000001)
