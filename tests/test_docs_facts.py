@@ -228,3 +228,34 @@ def test_the_state_publish_delay_the_protocol_doc_gives_is_the_publish_task_s():
     text = doc("protocol.md")
     assert "published within about %s ms of a change" % idle in text
     assert "looks every %s ms when idle, every %s ms while events" % (idle, busy) in text
+
+
+def test_the_protocol_worked_examples_are_what_a_meter_answers(sim_meters):
+    """docs/protocol.md's worked examples, replayed into a meter set up as the
+    page says: each ack must be the documented one, byte for byte once sorted."""
+    from headend import codec
+    text = doc("protocol.md")
+    key_hex = re.search(r"Key \(hex\) `([0-9a-f]{64})`", text).group(1)
+    meter_id = re.search(r"meter `([A-Za-z0-9_-]+)`", text[text.index("## Worked examples"):]).group(1)
+    m = sim_meters(meter_id, step=True, epoch=1767225600,
+                   config={"key_hex": key_hex, "initial_balance_minor": 1000, "warn_minor": [500, 100]}).start()
+
+    def send(raw):
+        return m.control({"cmd": "command", "raw": raw})["reply"]
+
+    # the meter clock of the examples, set as a head-end would
+    sync = codec.command(meter_id, bytes.fromhex(key_hex), 1767225600000, 1767229200, "time", utc_s=1767225600)
+    assert send(sync.decode())["result"] == "ok"
+    last_cmd, checked = None, 0
+    for n, line in enumerate(text.split("\n"), 1):
+        mm = re.match(r"^    (?:ack: )?(\{.*\})\s*$", line)
+        if not mm:
+            continue
+        obj = json.loads(mm.group(1))
+        if "exp" in obj:
+            last_cmd = mm.group(1)
+        elif "result" in obj:
+            got = send(last_cmd)
+            assert got == obj, "docs/protocol.md:%d: the meter answers %s" % (n, json.dumps(got, sort_keys=True))
+            checked += 1
+    assert checked == 5
