@@ -10,6 +10,11 @@ socket. Tests, `make run` and your own scripts use it the same way:
     m.state()["meter"]["balance_minor"]
     m.kill()        # power cut (SIGKILL)
     m.start()       # power back: same flash
+
+From a shell (docs/simulator.md, "Start one headless"):
+
+    .venv/bin/python tools/simmeter.py run --flash DIR --config FILE --control PORT [--print]
+    .venv/bin/python tools/simmeter.py heap     # the -X heapsize= for a hand-made command
 """
 import json
 import os
