@@ -56,7 +56,7 @@ DOC_FILES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(o
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
 TEXT_LANGS = {"text"}
 MODES = {"run", "serve", "tty", "device", "dry", "skip"}
-FENCE = re.compile(r"^(```+|~~~+)\s*([A-Za-z0-9_+-]*)\s*$")
+FENCE = re.compile(r"^ {0,3}(```+|~~~+)\s*([A-Za-z0-9_+-]*)\s*$")
 DIRECTIVE = re.compile(r"^<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
 # the first word of a line in an indented block that makes it a command
 COMMANDISH = re.compile(r"^    (\$ |\.venv/|make |python3? |mosquitto |cd |export |mkdir |socat |mpremote )")
@@ -106,7 +106,7 @@ def parse_doc(path):
             continue
         fence, lang = m.group(1), m.group(2).lower()
         j = i + 1
-        while j < len(lines) and not lines[j].startswith(fence):
+        while j < len(lines) and not lines[j].lstrip().startswith(fence):
             j += 1
         if j == len(lines):
             problems.append("%s:%d: fence not closed" % (path, i + 1))
@@ -255,7 +255,7 @@ class Run:
         self.ports = {"47001": str(free_port()), "1883": str(free_port())}
         self.cleanup = []
         self.late = {}   # replaced after the /tmp/ and port rewrites
-        self.timeout = float(block.opts.get("timeout", 60))
+        self.timeout = float(block.opts.get("timeout", 90))
 
     def text(self):
         t = self.b.text.replace("/tmp/", self.tmp + "/")
