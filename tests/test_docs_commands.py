@@ -335,6 +335,8 @@ def do_run(r):
 
 def do_dry(r):
     # make as a dry run: the targets exist and their plans resolve
+    import warnings
+    warnings.warn("%s is only dry-run here: %s" % (r.b.where, r.b.opts["reason"]))
     text = "make() { command make -n \"$@\"; }\n" + r.text()
     proc = subprocess.run(["bash", "-e", "-c", text], cwd=r.repo, capture_output=True, text=True, timeout=60,
                           env=r.env())
@@ -424,6 +426,11 @@ RUNNERS = {"run": do_run, "serve": do_serve, "tty": do_tty, "device": do_device,
 
 @pytest.mark.parametrize("block", COMMANDS, ids=[b.where for b in COMMANDS])
 def test_doc_command_runs_as_written(block, sandbox, tmp_path):
+    if block.lang == "python":
+        try:
+            compile(block.text, block.where, "exec")
+        except SyntaxError as e:
+            pytest.fail("%s: the python block does not compile: %s" % (block.where, e), pytrace=False)
     if block.mode == "skip":
         pytest.skip("%s cannot run here: %s" % (block.where, block.opts["reason"]))
     if block.mode in ("tty",) and not shutil.which("tmux"):
