@@ -10,6 +10,11 @@ socket. Tests, `make run` and your own scripts use it the same way:
     m.state()["meter"]["balance_minor"]
     m.kill()        # power cut (SIGKILL)
     m.start()       # power back: same flash
+
+From a shell (docs/simulator.md, "Start one headless"):
+
+    .venv/bin/python tools/simmeter.py run --flash DIR --config FILE --control PORT [--print]
+    .venv/bin/python tools/simmeter.py heap     # the -X heapsize= for a hand-made command
 """
 import json
 import os
@@ -42,6 +47,17 @@ def heap_bytes(spec):
 
 
 COMPILED = os.path.join(ROOT, "build", "mpy-host")
+
+
+def process_heap(heap=HEAP, image=COMPILED + ".romfs"):
+    """The -X heapsize= value for a sim process that boots from the ROMFS
+    image: the board's heap plus the image. The image sits in the heap here
+    (flash-mapped on the board), so the process gets that much more and the
+    firmware has the board's heap to itself. The GC's tables take 3 bits per
+    32-byte block of the 64-bit port (32.375 bytes per block), plus one
+    block of rounding and the bytearray's own."""
+    size = os.path.getsize(image)
+    return str(heap_bytes(heap) + (size + 64) * 32375 // 32000 + 64)
 _compiled = False
 
 
@@ -91,17 +107,9 @@ class SimMeter:
 
     # --- process life cycle
     def argv(self):
-        heap = self.heap
-        rom = []
+        heap, rom = self.heap, []
         if self.romfs:
-            # The image sits in the heap here (flash-mapped on the board):
-            # give the process that much more, so the firmware has the
-            # board's heap to itself. The GC's tables take 3 bits per
-            # 32-byte block of the 64-bit port (32.375 bytes per block),
-            # plus one block of rounding and the bytearray's own.
-            size = os.path.getsize(COMPILED + ".romfs")
-            heap = str(heap_bytes(heap) + (size + 64) * 32375 // 32000 + 64)
-            rom = ["--romfs", COMPILED + ".romfs"]
+            heap, rom = process_heap(heap), ["--romfs", COMPILED + ".romfs"]
         args = [MICROPYTHON, "-X", "heapsize=" + heap, os.path.join(ROOT, "tools", "sim_entry.py")] + rom + [
                 "--flash", self.dir, "--control", str(self.port), "--config", self.config_path]
         if self.step:
@@ -219,8 +227,40 @@ class SimMeter:
         return self.proc.returncode
 
 
+def run_headless(argv):
+    """`simmeter.py run [--print] SIM_ENTRY_OPTIONS...`: one sim meter in the
+    foreground, as docs/simulator.md describes. It compiles the firmware
+    (make compile), boots it from build/mpy-host.romfs with the board's heap
+    plus the image (process_heap) and passes every other option to
+    tools/sim_entry.py. --print shows the micropython command line instead of
+    running it."""
+    show = "--print" in argv
+    argv = [a for a in argv if a != "--print"]
+    # the process runs in the compiled tree: paths given relative to here
+    # must survive the change of directory
+    argv = [os.path.abspath(a) if i and argv[i - 1] in ("--flash", "--config", "--modem") else a
+            for i, a in enumerate(argv)]
+    ensure_compiled()
+    cmd = [MICROPYTHON, "-X", "heapsize=" + process_heap(), os.path.join(ROOT, "tools", "sim_entry.py"),
+           "--romfs", COMPILED + ".romfs"] + argv
+    env = dict(os.environ, MICROPYPATH=":".join([COMPILED, os.path.join(COMPILED, "lib"), ".frozen"]))
+    if show:
+        import shlex
+        print("cd %s && MICROPYPATH=%s %s" % (shlex.quote(COMPILED), shlex.quote(env["MICROPYPATH"]),
+                                             " ".join(shlex.quote(a) for a in cmd)))
+        return 0
+    os.chdir(COMPILED)
+    os.execve(MICROPYTHON, cmd, env)
+
+
 if __name__ == "__main__":
-    # Headless: python tools/simmeter.py METER_ID WORKDIR BROKER_PORT
+    if sys.argv[1:2] == ["run"]:
+        sys.exit(run_headless(sys.argv[2:]))
+    if sys.argv[1:2] == ["heap"]:
+        # the -X heapsize= value for a hand-written command line
+        print(process_heap())
+        sys.exit(0)
+    # Headless, as a harness: python tools/simmeter.py METER_ID WORKDIR BROKER_PORT
     m = SimMeter(sys.argv[1], sys.argv[2], int(sys.argv[3]))
     m.start()
     print("control port", m.port)
