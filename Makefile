@@ -8,6 +8,10 @@ BUILD   := build
 MICROPYTHON ?= $(abspath $(VENV)/bin/micropython)
 export MICROPYTHON
 SOAK_CUTS ?= 10000
+# extra pytest arguments for `make soak` (e.g. PYTEST_ARGS="-k powercut_meter")
+PYTEST_ARGS ?=
+# `make bench BENCH="store link"` runs only those tools/bench_<name>.py
+BENCH ?=
 
 .PHONY: all setup test run bench soak compile clean distclean coverage-esp32
 
@@ -42,10 +46,10 @@ run: setup
 	$(PY) tools/run_demo.py
 
 bench: setup
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py $(BENCH)
 
 soak: setup
-	$(PY) -m pytest -q tests -m soak --soak-cuts=$(SOAK_CUTS)
+	$(PY) -m pytest -q -s tests -m soak --soak-cuts=$(SOAK_CUTS) $(PYTEST_ARGS)
 
 coverage-esp32: setup
 	$(PY) tools/esp32_coverage.py
