@@ -33,8 +33,8 @@ from headend.server import HeadEnd
 
 OK, REJECTED, ERROR, TIMEOUT = 0, 1, 2, 3
 # what `make run` (tools/run_demo.py) writes while it runs
-DEMO_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                         "build", "demo.json")
+DEMO_FILE = os.environ.get("METER_DEMO_FILE") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build", "demo.json")
 
 
 class CliError(Exception):
@@ -58,6 +58,8 @@ def _demo(a):
         raise CliError("no `make run` demo is running (%s is missing): start `make run` in another terminal"
                        % os.path.relpath(DEMO_FILE)) from None
     a.db, a.broker = demo["db"], "127.0.0.1:%d" % demo["broker_port"]
+    if a.ttl is None:   # the demo's clock may run x3600: its commands live longer
+        a.ttl = demo.get("ttl_s")
 
 
 def parser():
