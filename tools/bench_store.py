@@ -399,23 +399,25 @@ campaign(P["cuts"])
 
 def campaign(cuts, seed=1, workdir=None, progress=False):
     """Run `cuts` power cuts in one MicroPython process; return its stats.
-    `progress`: print cuts done / total, rate and ETA every 10 s (stderr)."""
+    `progress`: True (cuts done / total, rate and ETA every 10 s on stderr)
+    or a tools/progress.Progress."""
     from mpy import run_mpy_json
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         req = {"img": os.path.join(d, "flash.img"), "cuts": cuts, "seed": seed}
         if not progress:
             return run_mpy_json(CAMPAIGN_MPY, req, heap=CAMPAIGN_HEAP, timeout=3600)
-        return _campaign_with_progress(req, cuts)
+        return _campaign_with_progress(req, cuts, progress)
 
 
-def _campaign_with_progress(req, cuts):
+def _campaign_with_progress(req, cuts, p):
     import json
     import subprocess
     import threading
     from mpy import MICROPYTHON, ROOT, mpy_path
     from progress import Progress
     req = dict(req, progress_every=max(1, cuts // 200))
-    p = Progress("power cuts on the store model", cuts)
+    if p is True:
+        p = Progress("power cuts on the store model", cuts)
     env = dict(os.environ, MICROPYPATH=mpy_path())
     with subprocess.Popen([MICROPYTHON, "-X", "heapsize=" + CAMPAIGN_HEAP, "-c", CAMPAIGN_MPY],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -644,7 +644,8 @@ def flash_wear(workdir, load_w, hours, tick_ms=TICK_MS):
 def campaign(cuts, seed=1, workdir=None, broker_port=None, budget_s=None, log=None, config=None,
              progress=False):
     """Run the campaign in a fresh folder; start a broker unless given one.
-    `progress`: print cuts done / total, rate and ETA every 10 s (stderr)."""
+    `progress`: True (cuts done / total, rate and ETA every 10 s on stderr)
+    or a tools/progress.Progress."""
     from broker import Broker
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         b = None
@@ -652,8 +653,8 @@ def campaign(cuts, seed=1, workdir=None, broker_port=None, budget_s=None, log=No
             b = Broker(os.path.join(d, "broker")).start()
             broker_port = b.port
         try:
-            p = None
-            if progress:
+            p = progress or None
+            if p is True:
                 from progress import Progress
                 p = Progress("power cuts on the running meter", cuts)
             return Campaign(d, broker_port, seed=seed, log=log, config=config).run(cuts, budget_s, p)
