@@ -27,7 +27,8 @@ $(BUILD)/.venv-ok: tools/requirements.txt
 	@if [ "$(origin MICROPYTHON)" != file ]; then $(PYTHON3) tools/check_micropython.py "$(MICROPYTHON)" || exit 1; fi
 	@test -x $(PY) || { echo "setup: creating the venv $(VENV)"; $(PYTHON3) -m venv $(VENV); }
 	@echo "setup: installing the pinned tools into $(VENV) with pip (tools/requirements.txt; minutes on a fresh machine)"
-	$(PY) -m pip install -q --disable-pip-version-check -r tools/requirements.txt
+	@# not -q: pip's own lines (Collecting, Downloading) are the progress
+	$(PY) -m pip install --disable-pip-version-check -r tools/requirements.txt
 	@$(PYTHON3) tools/check_micropython.py "$(MICROPYTHON)"
 	@touch $@
 

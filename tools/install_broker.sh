@@ -4,7 +4,7 @@
 PY="$1"
 SBIN_MOSQUITTO="${SBIN_MOSQUITTO:-/usr/sbin/mosquitto}"   # tests point it elsewhere
 if command -v mosquitto >/dev/null 2>&1 || [ -x "$SBIN_MOSQUITTO" ]; then
-    echo "broker: mosquitto present"
+    echo "setup: mosquitto present"
 elif [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
     echo "setup: installing mosquitto with apt-get (package lists, then the package; a minute or so)"
