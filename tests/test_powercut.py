@@ -112,7 +112,7 @@ def test_campaign_of_random_cuts_torn_writes_and_warned_cuts_has_no_violation(tm
 @pytest.mark.soak
 def test_soak_campaign_of_power_cuts(tmp_path, request):
     cuts = request.config.getoption("--soak-cuts") or 10000
-    out = bench_store.campaign(cuts, seed=12345, workdir=str(tmp_path))
+    out = bench_store.campaign(cuts, seed=12345, workdir=str(tmp_path), progress=True)
     print(json.dumps(out))
     assert out["cuts"] == cuts
     assert out["violations"] == 0, out["msgs"]

@@ -34,5 +34,5 @@ def test_campaign_of_power_cuts_on_the_running_meter(tmp_path, broker):
 @pytest.mark.soak
 def test_soak_campaign_of_power_cuts_on_the_running_meter(tmp_path, broker, request):
     cuts = request.config.getoption("--soak-cuts") or 10000
-    out = powercut.campaign(cuts, seed=20261123, workdir=str(tmp_path), broker_port=broker.port)
+    out = powercut.campaign(cuts, seed=20261123, workdir=str(tmp_path), broker_port=broker.port, progress=True)
     check(out, cuts)

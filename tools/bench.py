@@ -62,4 +62,14 @@ def main(selected=()):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import children
+    # Ctrl-C, `kill` and a closed terminal all unwind through the benches'
+    # `finally`s; what they miss, children's atexit hook kills
+    children.exit_on_signals()
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        children.kill_all()
+        print("\nbench: interrupted; brokers and meters stopped", file=sys.stderr)
+        sys.exit(130)

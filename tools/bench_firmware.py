@@ -28,21 +28,24 @@ def _cpu_s(pid):
 
 
 def run():
-    work = tempfile.mkdtemp(prefix="bench-fw-")
-    broker = Broker(os.path.join(work, "broker")).start()
-    meter = SimMeter("bench-fw", work, broker_port=broker.port,
-                     config={"initial_balance_minor": 10 ** 7}).start()
-    try:
-        meter.control({"cmd": "load", "w": 1500})
-        meter.wait_for(lambda s: s["meter"]["link_up"], timeout=20)
-        time.sleep(3)
-        c0, t0 = _cpu_s(meter.proc.pid), time.time()
-        time.sleep(WINDOW_S)
-        c1, t1 = _cpu_s(meter.proc.pid), time.time()
-        mem = meter.mem()
-    finally:
-        meter.stop()
-        broker.stop()
+    # every start inside the try: an interrupt at any point stops what runs
+    with tempfile.TemporaryDirectory(prefix="bench-fw-") as work:
+        broker = Broker(os.path.join(work, "broker"))
+        meter = SimMeter("bench-fw", work, broker_port=broker.port,
+                         config={"initial_balance_minor": 10 ** 7})
+        try:
+            broker.start()
+            meter.start()
+            meter.control({"cmd": "load", "w": 1500})
+            meter.wait_for(lambda s: s["meter"]["link_up"], timeout=20)
+            time.sleep(3)
+            c0, t0 = _cpu_s(meter.proc.pid), time.time()
+            time.sleep(WINDOW_S)
+            c1, t1 = _cpu_s(meter.proc.pid), time.time()
+            mem = meter.mem()
+        finally:
+            meter.stop()
+            broker.stop()
     return {"idle_cpu_pct": round(100.0 * (c1 - c0) / (t1 - t0), 2),
             "heap_total_bytes": mem["total"], "heap_free_bytes": mem["free"],
             "heap_free_pct": round(100.0 * mem["free"] / mem["total"], 1)}

@@ -93,14 +93,21 @@ def idle_cpu_and_keepalive(proxy, ca):
 
 
 def run():
-    work = tempfile.mkdtemp(prefix="bench_link_")
+    with tempfile.TemporaryDirectory(prefix="bench_link_") as work:
+        return _run(work)
+
+
+def _run(work):
     out = {}
-    b = Broker(os.path.join(work, "plain")).start()
-    p = FaultProxy(b.port).start()
+    b = Broker(os.path.join(work, "plain"))
+    p = None
     try:
+        b.start()
+        p = FaultProxy(b.port).start()
         t = reconnect_times(b, p)
     finally:
-        p.stop()
+        if p:
+            p.stop()
         b.stop()
     out["reconnect_after_drop_s_p50"] = round(_pct(t, 50), 3)
     out["reconnect_after_drop_s_p99"] = round(_pct(t, 99), 3)
@@ -109,12 +116,15 @@ def run():
     tls_port = _free_port()
     d = os.path.join(work, "tls")
     os.makedirs(d)
-    b = Broker(d, extra_conf=secure_conf(d, tls_port, {"m1": "pw-m1"}, ca)).start()
-    p = FaultProxy(tls_port).start()
+    b = Broker(d, extra_conf=secure_conf(d, tls_port, {"m1": "pw-m1"}, ca))
+    p = None
     try:
+        b.start()
+        p = FaultProxy(tls_port).start()
         cpu, first, last, tls_bytes = idle_cpu_and_keepalive(p, ca)
     finally:
-        p.stop()
+        if p:
+            p.stop()
         b.stop()
     out["idle_cpu_pct_link_rig"] = round(cpu, 3)
     pings = last["stats"]["pings"] - first["stats"]["pings"]

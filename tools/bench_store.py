@@ -341,7 +341,10 @@ def run_until_cut(T, m, mode):
 def campaign(cuts):
     T = Truth()
     dev, st, s, status = boot(T)
+    every = P.get("progress_every", 0)
     for c in range(cuts):
+        if every and c % every == 0 and c:
+            sys.stderr.write("CUTS %d\n" % c)   # read by campaign() on the host
         if status == "factory":
             s = factory()
             m = Meter(st, s)
@@ -394,12 +397,54 @@ campaign(P["cuts"])
 '''
 
 
-def campaign(cuts, seed=1, workdir=None):
-    """Run `cuts` power cuts in one MicroPython process; return its stats."""
+def campaign(cuts, seed=1, workdir=None, progress=False):
+    """Run `cuts` power cuts in one MicroPython process; return its stats.
+    `progress`: True (cuts done / total, rate and ETA every 10 s on stderr)
+    or a tools/progress.Progress."""
     from mpy import run_mpy_json
     with tempfile.TemporaryDirectory(dir=workdir) as d:
-        return run_mpy_json(CAMPAIGN_MPY, {"img": os.path.join(d, "flash.img"), "cuts": cuts,
-                                           "seed": seed}, heap=CAMPAIGN_HEAP, timeout=3600)
+        req = {"img": os.path.join(d, "flash.img"), "cuts": cuts, "seed": seed}
+        if not progress:
+            return run_mpy_json(CAMPAIGN_MPY, req, heap=CAMPAIGN_HEAP, timeout=3600)
+        return _campaign_with_progress(req, cuts, progress)
+
+
+def _campaign_with_progress(req, cuts, p):
+    import json
+    import subprocess
+    import threading
+    from mpy import MICROPYTHON, ROOT, mpy_path
+    from progress import Progress
+    req = dict(req, progress_every=max(1, cuts // 200))
+    if p is True:
+        p = Progress("power cuts on the store model", cuts)
+    env = dict(os.environ, MICROPYPATH=mpy_path())
+    with subprocess.Popen([MICROPYTHON, "-X", "heapsize=" + CAMPAIGN_HEAP, "-c", CAMPAIGN_MPY],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, cwd=ROOT) as proc:
+        try:
+            proc.stdin.write(json.dumps(req) + "\n")
+            proc.stdin.close()
+            got = []   # stdout read beside stderr, so neither pipe fills up
+            reader = threading.Thread(target=lambda: got.append(proc.stdout.read()), daemon=True)
+            reader.start()
+            err = []
+            for line in proc.stderr:          # CUTS n lines while it runs
+                if line.startswith("CUTS "):
+                    p.update(int(line.split()[1]))
+                else:
+                    err.append(line)
+            rc = proc.wait()
+            reader.join()
+            out = got[0] if got else ""
+        except BaseException:                 # Ctrl-C or kill: the process goes too
+            proc.kill()
+            raise
+    if rc != 0:
+        raise AssertionError("micropython failed (rc=%d)\n%s\n%s" % (rc, out[-4000:], "".join(err)[-4000:]))
+    p.update(cuts)
+    p.done()
+    return json.loads([l for l in out.splitlines() if l.strip()][-1])
 
 
 # Flash wear: a meter task at a constant load for `days` of meter time, one

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import children
+
 
 def _free_port():
     with socket.socket() as s:
@@ -46,7 +48,7 @@ class Broker:
                         "auth:\n  allow-anonymous: true\n" % self.port)
             argv = [os.path.join(os.path.dirname(sys.executable), "amqtt"), "-c", conf]
         self.log = open(os.path.join(self.dir, "broker.log"), "a")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = children.track(subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT))
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -66,6 +68,8 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc:
+            children.untrack(self.proc)
 
     def restart(self):
         self.stop()

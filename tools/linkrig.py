@@ -12,6 +12,8 @@ import subprocess
 import threading
 import time
 
+import children
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython")
 
@@ -27,9 +29,9 @@ class MpyProc:
             # uncaught NLR") on a command-line argument longer than ~255 bytes
             env["LINK_OPTS"] = json.dumps(opts)
         env["MICROPYPATH"] = ":".join([ROOT, os.path.join(ROOT, "lib"), ".frozen"])
-        self.proc = subprocess.Popen([MICROPYTHON, "-X", "heapsize=" + heap, "-c", script] + list(args),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env=env, text=True, bufsize=1)
+        self.proc = children.track(subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=" + heap, "-c", script] + list(args), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env, text=True, bufsize=1))
         self.lines = []
         self.events = []
         self._q = queue.Queue()
@@ -78,6 +80,7 @@ class MpyProc:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(5)
+        children.untrack(self.proc)
         self._t.join(2)
         return self.lines
 

@@ -230,14 +230,19 @@ class Campaign:
         return micro // 1000000
 
     # --- the campaign
-    def run(self, cuts, budget_s=None):
+    def run(self, cuts, budget_s=None, progress=None):
+        """`progress`: a tools/progress.Progress, told the cuts done after each."""
         t0 = time.time()
         try:
             self._boot_and_audit()
             while self.stats["cuts"] < cuts and not (budget_s and time.time() - t0 > budget_s):
                 self._phase()
                 self._boot_and_audit()
+                if progress:
+                    progress.update(self.stats["cuts"])
             self._final_sync()
+            if progress:
+                progress.done()
         except Stop:
             pass
         finally:
@@ -636,8 +641,11 @@ def flash_wear(workdir, load_w, hours, tick_ms=TICK_MS):
             "free_blocks": free, "years": years}
 
 
-def campaign(cuts, seed=1, workdir=None, broker_port=None, budget_s=None, log=None, config=None):
-    """Run the campaign in a fresh folder; start a broker unless given one."""
+def campaign(cuts, seed=1, workdir=None, broker_port=None, budget_s=None, log=None, config=None,
+             progress=False):
+    """Run the campaign in a fresh folder; start a broker unless given one.
+    `progress`: True (cuts done / total, rate and ETA every 10 s on stderr)
+    or a tools/progress.Progress."""
     from broker import Broker
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         b = None
@@ -645,7 +653,11 @@ def campaign(cuts, seed=1, workdir=None, broker_port=None, budget_s=None, log=No
             b = Broker(os.path.join(d, "broker")).start()
             broker_port = b.port
         try:
-            return Campaign(d, broker_port, seed=seed, log=log, config=config).run(cuts, budget_s)
+            p = progress or None
+            if p is True:
+                from progress import Progress
+                p = Progress("power cuts on the running meter", cuts)
+            return Campaign(d, broker_port, seed=seed, log=log, config=config).run(cuts, budget_s, p)
         finally:
             if b:
                 b.stop()
@@ -658,7 +670,9 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--wear", action="store_true", help="also measure flash wear")
     a = ap.parse_args()
-    print(json.dumps(campaign(a.cuts, a.seed), indent=1))
+    import children
+    children.exit_on_signals()
+    print(json.dumps(campaign(a.cuts, a.seed, progress=True), indent=1))
     if a.wear:
         with tempfile.TemporaryDirectory() as d:
             print(json.dumps(flash_wear(d, 10000, 1), indent=1))

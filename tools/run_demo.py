@@ -8,17 +8,20 @@ Single keys drive it:
     l      long press (emergency credit / confirm reconnection)
     + / -  load up / down by 500 W
     t      send a top-up of 10.00 from the head-end
-    f      speed the clock up x10 (up to a simulated hour per second); s slows it down
+    f / s  clock one step faster / slower: x1, x10, x100, x1000, x3600
     q      quit
+
+The head-end is the reference one (tools/headend) with its database in the
+demo's folder; build/demo.json tells `python -m headend --demo` (from tools/)
+where it and the broker are, so its commands reach this meter too.
 """
-import itertools
 import json
 import os
 import select
+import shutil
 import sys
 import tempfile
 import termios
-import threading
 import time
 import tty
 
@@ -32,57 +35,128 @@ from rich.panel import Panel  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
+import children  # noqa: E402
 from broker import Broker  # noqa: E402
-from headend import codec  # noqa: E402
-from simmeter import SimMeter  # noqa: E402
+from headend.server import HeadEnd  # noqa: E402
+from simmeter import ROOT, SimMeter  # noqa: E402
 
 METER_ID = "demo-0001"
 DEMO_KEY = bytes(range(32))  # the demo meter's per-meter HMAC key
+# where `python -m headend --demo` finds this demo (tools/headend/__main__.py)
+DEMO_FILE = os.environ.get("METER_DEMO_FILE") or os.path.join(ROOT, "build", "demo.json")
+# `f` and `s` walk this ladder one rung at a time, so `s` undoes `f` exactly
+SPEEDS = (1, 10, 100, 1000, 3600)
+# Commands stay valid for a year of meter time: at x3600 the meter's clock
+# passes the head-end's usual hour in one real second.
+TTL_S = 365 * 86400
+# The help line sits inside the outer panel's border: 80 columns less 4.
+HELP = "space: press  l: long press  +/-: load  t: top-up 10.00  f/s: clock  q: quit"
+SCREEN_ROWS = 24
+LOG_ROWS = 12        # what the server panel has room for below its table
 
 
-class HeadEnd:
-    """The server's side: what arrived over MQTT, and the top-ups it sends."""
+def faster(scale):
+    return SPEEDS[min(SPEEDS.index(scale) + 1, len(SPEEDS) - 1)]
 
-    def __init__(self, port):
-        self.state, self.status, self.acks, self.log = {}, "?", [], []
-        self.orders = itertools.count(1)
-        self.ctr = int(time.time() * 1000)  # command counters only ever increase
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="headend-demo")
+
+def slower(scale):
+    return SPEEDS[max(SPEEDS.index(scale) - 1, 0)]
+
+
+def money(minor):
+    return "%s%d.%02d" % ("-" if minor < 0 else "", abs(minor) // 100, abs(minor) % 100)
+
+
+def _bal(body):
+    return ", bal %s" % money(body["balance_minor"]) if isinstance(body.get("balance_minor"), int) else ""
+
+
+def describe(leaf, body):
+    """One message from the meter, in words (docs/protocol.md has the fields)."""
+    if leaf == "status":
+        return "meter online" if body == "online" else "meter %s (link lost)" % body
+    if not isinstance(body, dict):
+        return "%s: unreadable message" % leaf
+    if leaf == "ack":
+        kind, res = body.get("kind", "?"), body.get("result", "?")
+        what = "order %s" % body.get("order") if kind == "topup" else "%s command" % kind
+        if res == "rejected":
+            return "%s rejected: %s" % (what, body.get("reason"))
+        return "%s %s%s" % (what, res, _bal(body) if kind == "topup" else "")
+    if leaf != "evt":
+        return "%s message" % leaf
+    k = body.get("kind")
+    if k == "topup":
+        return "top-up +%s%s" % (money(body.get("amount_minor", 0)), _bal(body))
+    if k == "ledger":
+        names = {"loan": "emergency credit taken", "repay": "emergency credit repaid", "adjust": "adjustment",
+                 "charge": "charged"}
+        return "%s %s%s" % (names.get(body.get("entry"), body.get("entry")), money(body.get("amount_minor", 0)),
+                            _bal(body))
+    if k == "relay":
+        return "relay %s (%s)" % ("closed" if body.get("closed") else "opened", body.get("reason"))
+    if k == "warning":
+        if not body.get("level"):
+            return "low-credit warning cleared"
+        return "low credit L%s%s" % (body.get("level"), _bal(body))
+    if k in ("fault", "tamper"):
+        return "%s: %s" % (k, body.get("code"))
+    if k == "tariff":
+        return "tariff v%s %s" % (body.get("a"), "applied" if body.get("event") == "tariff" else "pending")
+    if k == "mode":
+        return "mode now %s" % body.get("mode")
+    if k == "protection":
+        return "protection %s (%s)" % (body.get("event"), body.get("what"))
+    if k == "remote":
+        return "remote %s" % body.get("action")
+    if k == "frozen_daily":
+        return "day closed: %.3f kWh" % (body.get("wh", 0) / 1000)
+    if k == "frozen_monthly":
+        return "month closed: %.3f kWh" % (body.get("wh", 0) / 1000)
+    return "event %s" % k
+
+
+class ServerView:
+    """What arrived over MQTT, for the right panel. The top-ups go out
+    through the reference head-end (`he`), as any other command would."""
+
+    def __init__(self, port, he):
+        self.he = he
+        self.state, self.status, self.log = {}, "?", []
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="headend-demo-view")
         self.c.on_message = self.on_message
         self.c.connect("127.0.0.1", port)
         self.c.subscribe("meters/%s/#" % METER_ID, qos=1)
         self.c.loop_start()
 
+    def stop(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
     def on_message(self, client, userdata, msg):
-        kind = msg.topic.rsplit("/", 1)[-1]
+        leaf = msg.topic.rsplit("/", 1)[-1]
         try:
             body = json.loads(msg.payload)
         except ValueError:
             body = msg.payload.decode(errors="replace")
-        if kind == "state":
+        if leaf == "state":   # shown in the table above; the log keeps the rest
             self.state = body
-        elif kind == "status":
+            return
+        if leaf == "status":
             self.status = body
-        elif kind == "ack":
-            self.acks.append(body)
-        if kind != "state":  # the state is shown above; the log keeps the rest
-            if isinstance(body, dict):
-                body = {k: v for k, v in body.items() if k not in ("mac", "v", "meter")}
-            self.log.append("%s %s %s" % (time.strftime("%H:%M:%S"), kind, str(body)[:90]))
-            del self.log[:-10]
+        elif leaf == "cmd":
+            return            # our own commands: add() said what they were
+        elif leaf == "ack" and isinstance(body, dict) and body.get("kind") == "query":
+            return            # the head-end asking for missed events: housekeeping
+        self.add(describe(leaf, body))
+
+    def add(self, text):
+        self.log.append("%s %s" % (time.strftime("%H:%M:%S"), text))
+        del self.log[:-LOG_ROWS]
 
     def topup(self, amount_minor):
-        order = next(self.orders)
-        self.ctr += 1
-        cmd = codec.command(METER_ID, DEMO_KEY, self.ctr, int(time.time()) + 3600, "topup",
-                            order=order, amount_minor=amount_minor)
-        self.c.publish("meters/%s/cmd" % METER_ID, cmd, qos=1)
-        self.log.append("%s sent signed top-up order %d (%s)" % (time.strftime("%H:%M:%S"), order,
-                                                                 money(amount_minor)))
-
-
-def money(minor):
-    return "%s%d.%02d" % ("-" if minor < 0 else "", abs(minor) // 100, abs(minor) % 100)
+        oid = self.he.topup(METER_ID, amount_minor)
+        self.add("sent order %d: top-up %s" % (self.he.order(oid)["order_no"], money(amount_minor)))
 
 
 def meter_panel(st, scale):
@@ -96,33 +170,110 @@ def meter_panel(st, scale):
     t.add_row("load", "%d W at %d V" % (st.get("load_w", 0), st.get("volts", 0)))
     t.add_row("balance", money(m.get("balance_minor", 0)))
     t.add_row("energy", "%.3f kWh" % (m.get("import_wh", 0) / 1000))
-    t.add_row("meter time", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(st.get("rtc_s", 0))) + "  x%d" % scale)
+    t.add_row("clock", time.strftime("%m-%d %H:%M:%S", time.gmtime(st.get("rtc_s", 0))) + " x%d" % scale)
     return Panel(Group(Panel(lcd, title="LCD", width=20), t), title="At the meter")
 
 
-def server_panel(he):
+def server_panel(view):
     t = Table.grid(padding=(0, 1))
-    s = he.state
-    t.add_row("status", str(he.status))
+    s = view.state
+    t.add_row("status", str(view.status))
     t.add_row("balance", money(s["balance_minor"]) if "balance_minor" in s else "-")
     t.add_row("relay", ("closed" if s.get("relay_closed") else "open") if s else "-")
     t.add_row("1.8.0", "%s Wh" % s.get("obis_1_8_0", "-"))
     t.add_row("meter seq", str(s.get("seq", "-")))
-    return Panel(Group(t, Text("\n".join(he.log))), title="Head-end (server view)")
+    # one row per line, cut at the panel's edge: wrapped lines would push
+    # the newest ones out of the panel's bottom
+    log = Text("\n".join(view.log[-LOG_ROWS:]), no_wrap=True, overflow="ellipsis")
+    return Panel(Group(t, log), title="Head-end (server view)")
+
+
+def screen(st, view, scale, broker):
+    layout = Layout()
+    layout.split_column(Layout(Text(HELP, style="bold", no_wrap=True, overflow="ellipsis"), size=1),
+                        Layout(name="main"))
+    # the meter's side needs a fixed width (LCD, short rows); the log gets the rest
+    layout["main"].split_row(Layout(meter_panel(st, scale), size=34), Layout(server_panel(view)))
+    return Panel(layout, title="meter %s, broker 127.0.0.1:%d" % (METER_ID, broker.port), height=SCREEN_ROWS)
+
+
+def how_to_reach(work, broker):
+    """What a second terminal needs to reach this meter (README.md, "Drive the
+    demo meter from the head-end CLI")."""
+    return ("make run: meter %s, broker 127.0.0.1:%d (%s)\n"
+            "  head-end database (with the meter's key) %s\n"
+            "  drive it from another terminal, in tools/:\n"
+            "  ../.venv/bin/python -m headend --demo topup %s 500"
+            % (METER_ID, broker.port, broker.kind, os.path.join(work, "headend.sqlite"), METER_ID))
+
+
+def start(work, parts):
+    """Start the broker, head-end and meter into `parts` (name -> object).
+    Raises if one fails; what did start is in `parts` for stop()."""
+    broker = parts["broker"] = Broker(os.path.join(work, "broker"))
+    broker.start()
+    he = parts["he"] = HeadEnd(os.path.join(work, "headend.sqlite"), port=broker.port, ttl_s=TTL_S,
+                               client_id="headend-demo")
+    he.provision(METER_ID, DEMO_KEY.hex())
+    he.start(tick_s=1.0)
+    view = parts["view"] = ServerView(broker.port, he)
+    meter = parts["meter"] = SimMeter(METER_ID, work, broker_port=broker.port,
+                                      config={"initial_balance_minor": 500, "state_every_s": 5,
+                                              "key_hex": DEMO_KEY.hex(), "reconnect": "press"}, scale=1,
+                                      epoch=int(time.time()))
+    meter.start()
+    meter.control({"cmd": "load", "w": 1000})
+
+
+def stop(parts):
+    for name in ("meter", "view", "he", "broker"):
+        if name in parts:
+            try:
+                parts[name].stop()
+            except Exception:   # clean-up goes on: the rest must stop too
+                pass
+
+
+def write_demo_file(work, broker):
+    os.makedirs(os.path.dirname(DEMO_FILE), exist_ok=True)
+    with open(DEMO_FILE, "w") as f:
+        json.dump({"meter_id": METER_ID, "broker_port": broker.port, "db": os.path.join(work, "headend.sqlite"),
+                   "ttl_s": TTL_S, "pid": os.getpid()}, f)
+
+
+def remove_demo_file():
+    try:
+        with open(DEMO_FILE) as f:
+            mine = json.load(f).get("pid") == os.getpid()
+    except (OSError, ValueError):
+        return
+    if mine:   # a second demo started since owns it now
+        os.remove(DEMO_FILE)
 
 
 def main():
+    children.exit_on_signals()
     work = tempfile.mkdtemp(prefix="meter-demo-")
-    broker = Broker(os.path.join(work, "broker")).start()
-    meter = SimMeter(METER_ID, work, broker_port=broker.port,
-                     config={"initial_balance_minor": 500, "state_every_s": 5,
-                             "key_hex": DEMO_KEY.hex(), "reconnect": "press"}, scale=1,
-                     epoch=int(time.time())).start()
-    he = HeadEnd(broker.port)
+    parts = {}
+    try:
+        start(work, parts)
+    except BaseException as e:
+        # a failed start leaves nothing: what started stops, the folder goes
+        stop(parts)
+        children.kill_all()
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(e, KeyboardInterrupt):
+            return 130
+        print("make run: could not start: %s" % ((str(e).splitlines() or [repr(e)])[0].rstrip(":")),
+              file=sys.stderr)
+        tail = str(e).splitlines()[1:]
+        if tail:
+            print("\n".join(tail[-15:]), file=sys.stderr)
+        return 1
+    broker, meter, view = parts["broker"], parts["meter"], parts["view"]
+    write_demo_file(work, broker)
+    print(how_to_reach(work, broker), flush=True)
     scale = 1
-    meter.control({"cmd": "load", "w": 1000})
-    help_text = Text("space: press button   l: long press   +/-: load   t: top-up 10.00   "
-                     "f/s: clock faster/slower   q: quit", style="bold")
     interactive = sys.stdin.isatty()
     old = termios.tcgetattr(sys.stdin) if interactive else None
     try:
@@ -131,11 +282,7 @@ def main():
         with Live(refresh_per_second=8, screen=False) as live:
             while True:
                 st = meter.state()
-                layout = Layout()
-                layout.split_column(Layout(help_text, size=1), Layout(name="main"))
-                layout["main"].split_row(Layout(meter_panel(st, scale)), Layout(server_panel(he)))
-                live.update(Panel(layout, title="prepaid meter simulator: %s (broker %s:%d)"
-                                  % (METER_ID, broker.kind, broker.port), height=24))
+                live.update(screen(st, view, scale, broker))
                 if not interactive:
                     time.sleep(0.25)
                     continue
@@ -154,22 +301,20 @@ def main():
                 elif key == "-":
                     meter.control({"cmd": "load", "w": max(0, st.get("load_w", 0) - 500)})
                 elif key == "t":
-                    he.topup(1000)
-                elif key == "f":
-                    scale = min(scale * 10, 3600)
-                    meter.control({"cmd": "scale", "scale": scale})
-                elif key == "s":
-                    scale = max(scale // 10, 1)
+                    view.topup(1000)
+                elif key in "fs":
+                    scale = faster(scale) if key == "f" else slower(scale)
                     meter.control({"cmd": "scale", "scale": scale})
     except KeyboardInterrupt:
         pass
     finally:
         if old:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, old)
-        meter.stop()
-        broker.stop()
+        remove_demo_file()
+        stop(parts)
     print("meter and broker stopped; files in", work)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

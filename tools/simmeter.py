@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+import children
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin", "micropython")
 # The ESP32-WROOM heap (108 KB of 32-bit words). The "w" suffix makes MicroPython
@@ -127,9 +129,9 @@ class SimMeter:
         self.port = free_port()
         code = self.code_root
         env = dict(os.environ, MICROPYPATH=":".join([code, os.path.join(code, "lib"), ".frozen"]))
-        self.proc = subprocess.Popen(self.argv() + ["--console"], cwd=code, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.proc = children.track(subprocess.Popen(self.argv() + ["--console"], cwd=code, env=env,
+                                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.STDOUT, text=True, bufsize=1))
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -147,6 +149,7 @@ class SimMeter:
         for line in proc.stdout:
             self.log_lines.append(line.rstrip("\n"))
         proc.wait()
+        children.untrack(proc)   # reaped: nothing left to kill at exit
         self.exits.append((proc.returncode, time.time()))
         if self.auto_restart and proc is self.proc and not getattr(self, "_stopping", False):
             self.start()
@@ -160,6 +163,8 @@ class SimMeter:
         if self.alive():
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+        if self.proc is not None:
+            children.untrack(self.proc)
 
     def stop(self):
         self._stopping = True
@@ -261,10 +266,13 @@ if __name__ == "__main__":
         print(process_heap())
         sys.exit(0)
     # Headless, as a harness: python tools/simmeter.py METER_ID WORKDIR BROKER_PORT
+    children.exit_on_signals()
     m = SimMeter(sys.argv[1], sys.argv[2], int(sys.argv[3]))
-    m.start()
-    print("control port", m.port)
     try:
+        m.start()
+        print("control port", m.port, flush=True)
         m.proc.wait()
     except KeyboardInterrupt:
+        pass
+    finally:
         m.stop()

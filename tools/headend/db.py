@@ -52,6 +52,17 @@ CREATE TABLE IF NOT EXISTS notices (
 """
 
 
+class UnknownMeter(KeyError):
+    """No meter of that id in this head-end's database."""
+
+    def __str__(self):
+        return "unknown meter %s" % self.args[0]
+
+
+class AlreadyProvisioned(ValueError):
+    """Provisioning again would re-key a meter that is out there."""
+
+
 def connect(path):
     con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     con.row_factory = sqlite3.Row
@@ -74,14 +85,25 @@ class Tx:
         self.con.execute("ROLLBACK" if et else "COMMIT")
 
 
-def provision(con, meter_id, key_hex=None, password=None):
-    """Create (or re-key) a meter; returns its row as a dict."""
+def provision(con, meter_id, key_hex=None, password=None, force=False):
+    """Create a meter, or with `force` re-key one; returns its row as a dict.
+    Without `force` an existing meter is refused: a new key makes the head-end
+    refuse everything the meter signs with the old one, and the meter refuse
+    every command, until the meter is given the new key too."""
     if not METER_ID.match(meter_id):
         raise ValueError("meter id must be 1-32 of A-Z a-z 0-9 _ -")
     key_hex = key_hex or secrets.token_hex(32)
-    bytes.fromhex(key_hex)
+    try:
+        if len(bytes.fromhex(key_hex)) != 32:
+            raise ValueError
+    except ValueError:
+        raise ValueError("key_hex must be 64 hex digits (32 bytes)") from None
     password = password or secrets.token_urlsafe(18)
     with Tx(con):
+        exists = con.execute("SELECT 1 FROM meters WHERE meter_id=?", (meter_id,)).fetchone()
+        if exists and not force:
+            raise AlreadyProvisioned("meter %s is already provisioned; provisioning it again changes its key "
+                                     "and password (add --force if that is what you want)" % meter_id)
         con.execute("INSERT INTO meters (meter_id, key_hex, password) VALUES (?,?,?) "
                     "ON CONFLICT(meter_id) DO UPDATE SET key_hex=excluded.key_hex, password=excluded.password",
                     (meter_id, key_hex, password))
@@ -91,7 +113,7 @@ def provision(con, meter_id, key_hex=None, password=None):
 def meter(con, meter_id):
     row = con.execute("SELECT * FROM meters WHERE meter_id=?", (meter_id,)).fetchone()
     if row is None:
-        raise KeyError("unknown meter %s" % meter_id)
+        raise UnknownMeter(meter_id)
     return dict(row)
 
 
@@ -116,7 +138,7 @@ def new_order(con, meter_id, amount_minor):
     with Tx(con):
         row = con.execute("SELECT next_order FROM meters WHERE meter_id=?", (meter_id,)).fetchone()
         if row is None:
-            raise KeyError("unknown meter %s" % meter_id)
+            raise UnknownMeter(meter_id)
         order_no = row[0]
         con.execute("UPDATE meters SET next_order=? WHERE meter_id=?", (order_no + 1, meter_id))
         cur = con.execute("INSERT INTO orders (meter_id, order_no, amount_minor, state, created_at) "

@@ -51,6 +51,7 @@ class HeadEnd:
             self.TTL_S = ttl_s
         self.log = log or (lambda *a: None)
         self.bad_messages = 0
+        self.foreign_messages = 0   # from meters not in our database, ignored
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "",
                                   protocol=mqtt.MQTTv311, clean_session=True)
         if user:
@@ -100,9 +101,9 @@ class HeadEnd:
         self.connected.set()
 
     # -- commands
-    def provision(self, meter_id, key_hex=None, password=None):
+    def provision(self, meter_id, key_hex=None, password=None, force=False):
         with self.lock:
-            return db.provision(self.con, meter_id, key_hex, password)
+            return db.provision(self.con, meter_id, key_hex, password, force)
 
     def send(self, meter_id, kind, **fields):
         """Sign and publish one command; returns its counter."""
@@ -224,6 +225,10 @@ class HeadEnd:
             if len(parts) != 3 or parts[0] != "meters":
                 return
             self.handle(parts[1], parts[2], msg.payload, time.time())
+        except db.UnknownMeter:
+            # another head-end's meter on a shared broker (its retained state
+            # arrives at every subscribe): not ours, not a bad message
+            self.foreign_messages += 1
         except Exception as e:
             self.bad_messages += 1
             self.log("bad message", msg.topic, repr(e))

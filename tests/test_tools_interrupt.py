@@ -1,0 +1,100 @@
+"""`make bench` and `make soak`, interrupted once a broker and a sim meter
+are up, leave no process and no temp folder behind: Ctrl-C (SIGINT to the
+terminal's whole process group) and `kill` (SIGTERM to make alone).
+
+Each run is its own session, so every process it started (and any it
+orphaned) is found by session id in /proc; TMPDIR points into tmp_path, so
+every temp folder it made is there. `-o setup` keeps make from re-running
+setup; the soak runs one campaign of 3 cuts, the bench only bench_firmware.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def session_procs(sid):
+    """{pid: command name} of every live process in session `sid`."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            out[int(d)] = comm
+    return out
+
+
+def wait_until(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def leftovers(tmp):
+    """Paths under `tmp` a run left; pytest's per-user root may stay, empty
+    of numbered session folders."""
+    left = []
+    for name in os.listdir(tmp):
+        p = os.path.join(tmp, name)
+        if name.startswith("pytest-of-"):
+            left += [os.path.join(p, n) for n in os.listdir(p) if n != "pytest-current"]
+        else:
+            left.append(p)
+    return left
+
+
+TARGETS = {
+    "bench": ["bench", "BENCH=firmware"],
+    "soak": ["soak", "SOAK_CUTS=3", "PYTEST_ARGS=-k powercut_meter -p no:cacheprovider"],
+}
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_an_interrupted_run_leaves_no_broker_meter_or_temp_folder(tmp_path, target, how):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp))
+    env.pop("MAKEFLAGS", None)
+    proc = subprocess.Popen(["make", "--no-print-directory", "-o", "setup"] + TARGETS[target], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    sid = proc.pid
+    try:
+        up = wait_until(lambda: {"mosquitto", "micropython"} <= set(session_procs(sid).values())
+                        and session_procs(sid), 60, "a broker and a meter")
+        if how == "ctrl-c":
+            os.killpg(sid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(sid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0, out
+    # orphans keep the session id: none may be left, after a moment to exit
+    deadline = time.monotonic() + 10
+    while session_procs(sid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = session_procs(sid)
+    for pid in survivors:   # do not leave them to the next test either
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == {}, "%s survived %s (had %s)\n%s" % (survivors, how, up, out[-3000:])
+    assert leftovers(str(tmp)) == [], out[-3000:]
+    assert "Traceback" not in out or target == "soak", out[-3000:]
