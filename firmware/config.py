@@ -1,6 +1,15 @@
 # Provisioning config: factory defaults, overridden by the board's provisioning
 # file (meter id, keys, broker, tariff). Later changes from the server are kept
 # with the meter's state, not here.
+#
+# This file is the schema: DEFAULTS and OPTIONAL together are every key the
+# firmware reads (tests/test_config.py checks the firmware against them). A
+# key in neither is reported at boot (log, commlog, console), not ignored.
+import binascii
+from micropython import const
+
+KEY_BYTES = const(32)   # HMAC-SHA256 key shared with the head-end (docs/protocol.md)
+
 DEFAULTS = {
     "meter_id": "sim-0001",
     "currency": "",
@@ -17,8 +26,83 @@ DEFAULTS = {
     "utc_offset_s": 0,
 }
 
+# Known keys without a default here: the module that reads them has its own,
+# or their absence means "not used" (no TLS, no PAP login).
+OPTIONAL = (
+    "key_hex",                # the meter's key, 64 hex digits; none = no link (E61)
+    "broker_ca_hex",          # broker CA (DER, hex): TLS with verification
+    "apn", "ppp_user", "ppp_key",                         # link/modem.py, boards/esp32.py
+    "tariff", "mode", "warn_minor", "repeat_level",       # credit/ (meter._CREDIT_KEYS)
+    "silence_s", "reconnect", "emergency_minor", "emergency_below_minor",
+    "friendly", "unsynced_friendly_s", "protection",
+    "metering_source", "crosscheck_pct",                  # metering/revenue.py
+    "risk_wh", "risk_s", "tick_wh",                       # store/policy.py
+    "report_interval_s",
+)
+
+# Provisioning faults: code -> number shown on the LCD as "E<n>". The store's
+# are E51-E55 (store/store.py FAULT_LCD); these are the E6x family.
+FAULT_LCD = {
+    "key_missing": 61,     # no key_hex: the link is not started
+    "key_bad": 62,         # key_hex not 64 hex digits, or all zeros
+    "config_missing": 63,  # the provisioning file is not there
+    "config_bad": 64,      # the provisioning file is not a JSON object
+}
+
+
+class ConfigError(ValueError):
+    """The provisioning file cannot be used. `code` is a FAULT_LCD key; the
+    message names the file."""
+
+    def __init__(self, code, msg):
+        super().__init__(msg)
+        self.code = code
+
+
+def read(path):
+    """The provisioning file at `path` as a dict. Raises ConfigError naming
+    the file (MicroPython's json gives no position; its message is kept)."""
+    import json
+    try:
+        f = open(path)
+    except OSError as e:
+        raise ConfigError("config_missing", "config %s: cannot open (%s)" % (path, e))
+    try:
+        with f:
+            obj = json.load(f)
+    except (ValueError, OSError) as e:
+        raise ConfigError("config_bad", "config %s: not valid JSON (%s)" % (path, e))
+    if not isinstance(obj, dict):
+        raise ConfigError("config_bad", "config %s: not a JSON object" % path)
+    return obj
+
 
 def load(provisioning):
     cfg = dict(DEFAULTS)
     cfg.update(provisioning or {})
     return cfg
+
+
+def unknown_keys(provisioning):
+    """Keys of the provisioning file the firmware does not read (a typo, or a
+    setting from another firmware), sorted."""
+    return sorted(k for k in (provisioning or {}) if k not in DEFAULTS and k not in OPTIONAL)
+
+
+def link_key(cfg):
+    """(key bytes, None) for a usable key, else (None, (fault code, why)).
+    A meter never signs with a made-up key: without a real one it has no link."""
+    k = cfg.get("key_hex")
+    if k is None or k == "":
+        return None, ("key_missing", "no key_hex")
+    if not isinstance(k, str):
+        return None, ("key_bad", "key_hex is not a string")
+    if len(k) != 2 * KEY_BYTES:
+        return None, ("key_bad", "key_hex has %d digits, needs %d" % (len(k), 2 * KEY_BYTES))
+    try:
+        key = binascii.unhexlify(k)
+    except ValueError:
+        return None, ("key_bad", "key_hex is not hex")
+    if not any(key):
+        return None, ("key_bad", "key_hex is all zeros")
+    return key, None
