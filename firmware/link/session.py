@@ -161,6 +161,7 @@ class Session:
         self._broken = None
         self._fails = 0          # failed connects not yet in the log
         self._fail_logged = None  # ticks of the last "connect failed" line; None: none this outage
+        self._last_reason = None
         self._stats = {"connects": 0, "drops": 0, "last_error": None, "rtt_ms": None,
                        "bytes_in": 0, "bytes_out": 0, "pings": 0, "backoff_ms": 0,
                        "connect_ms": None, "session_present": None}
@@ -246,7 +247,7 @@ class Session:
             if 0 <= d < self.FAIL_LOG_MS:
                 return
         self.log("link", "connect failed", "%s:%d" % (self.host, self.port),
-                 self._stats["last_error"], "tries %d" % self._fails)
+                 self._last_reason, "tries %d" % self._fails)
         self._fail_logged = now
         self._fails = 0
 
@@ -372,6 +373,7 @@ class Session:
 
     def _fail(self, err):
         self._stats["last_error"] = repr(err)
+        self._last_reason = _reason(err)
         if not isinstance(err, (_Drop, MQTTException)):
             self._addr = None  # resolve again next time: the address may have moved
         self.up = False
@@ -473,6 +475,18 @@ class Session:
             self._on_message(topic, payload)
         except Exception as e:
             self.log("link", "on_message failed", repr(e))
+
+
+def _reason(err):
+    # a failure in words for the log: "connect refused", "errno 113"
+    a = err.args
+    if a and isinstance(err, _Drop):
+        return str(a[0])
+    if a and isinstance(err, OSError):
+        return "errno %s" % a[0]
+    if a and isinstance(err, MQTTException):
+        return "connack rc %s" % a[0]   # 4 bad credentials, 5 not authorised
+    return repr(err)
 
 
 async def _readable(sock):
