@@ -37,7 +37,6 @@ OPTIONAL = (
     "friendly", "unsynced_friendly_s", "protection",
     "metering_source", "crosscheck_pct",                  # metering/revenue.py
     "risk_wh", "risk_s", "tick_wh",                       # store/policy.py
-    "report_interval_s",
 )
 
 # Provisioning faults: code -> number shown on the LCD as "E<n>". The store's

@@ -442,8 +442,12 @@ class Esp32Board:
 
     def modem_ppp(self, uart):
         """What firmware/link/modem.py asks for once the modem says CONNECT."""
-        return self.ppp_start(uart, self.provisioning().get("ppp_user"),
-                              self.provisioning().get("ppp_key"))
+        from firmware.config import ConfigError
+        try:
+            p = self.provisioning()
+        except ConfigError:   # no PAP login then (the app starts no link without a config)
+            p = {}
+        return self.ppp_start(uart, p.get("ppp_user"), p.get("ppp_key"))
 
     def ppp_connected(self):
         return self._ppp is not None and self._ppp.isconnected()
