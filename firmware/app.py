@@ -20,23 +20,24 @@ class App:
         # A provisioning the meter cannot use never stops the boot (that would
         # be a crash loop at every reset): it becomes a fault, (code, why),
         # shown as E6x (config.FAULT_LCD) on the LCD, the log and the console.
-        self.fault = None
+        self.config_fault = None
         try:
             prov = board.provisioning()
         except config.ConfigError as e:
             # no file, or not JSON: not even the metering constant is known,
             # so the store's safe state (relay open, nothing written)
-            prov, self.fault = {}, (e.code, str(e))
+            prov, self.config_fault = {}, (e.code, str(e))
         self.cfg = config.load(prov)
         self.cfg_unknown = config.unknown_keys(prov)
         self.meter_id = self.cfg["meter_id"]
         self.key = None
-        if self.fault is None:
+        if self.config_fault is None:
             # without its key the meter meters and enforces credit as usual,
             # but starts no link: it never signs with a made-up key
-            self.key, self.fault = config.link_key(self.cfg)
-        held = self.fault if self.fault and self.fault[0].startswith("config") else None
-        self.core = MeterCore(board, self.cfg, held and (held[0], config.FAULT_LCD[held[0]]))
+            self.key, self.config_fault = config.link_key(self.cfg)
+        f = self.config_fault
+        held = (f[0], config.FAULT_LCD[f[0]]) if f and f[0].startswith("config") else None
+        self.core = MeterCore(board, self.cfg, held)
         self.sup = Supervisor(board)
         self.renderer = render.Renderer()
         self.button = keys.Key(lambda: board.button_down("query"))
@@ -212,12 +213,12 @@ class App:
     # --- views
     def fault_lcd(self):
         """E-number of the provisioning fault, else 0."""
-        return config.FAULT_LCD[self.fault[0]] if self.fault else 0
+        return config.FAULT_LCD[self.config_fault[0]] if self.config_fault else 0
 
     def snapshot(self):
         s = self.core.snapshot()
         s["meter_id"] = self.meter_id
-        if self.fault:
+        if self.config_fault:
             s["link_fault"] = self.fault_lcd()
         s["link_up"] = bool(self.session and self.session.up)
         if self.modem:
@@ -262,7 +263,7 @@ class App:
             raw = req["raw"].encode() if "raw" in req else _j.dumps(req["body"]).encode()
             return {"ok": True, "reply": _j.loads(self.handle_command(raw))}
         if cmd == "config":
-            f = self.fault
+            f = self.config_fault
             return {"ok": True, "fault": f and f[0], "lcd": self.fault_lcd(), "why": f and f[1],
                     "unknown": self.cfg_unknown}
         if cmd == "meter_state":
@@ -348,8 +349,8 @@ class App:
         for k in self.cfg_unknown:
             self.log("config", "unknown key", k, "(ignored; a typo?)")
             log.add("cfg", "unknown " + k)
-        if self.fault:
-            code, why = self.fault
+        if self.config_fault:
+            code, why = self.config_fault
             self.log("fault", "E%d" % self.fault_lcd(), code, "-", why, "- link not started")
             log.add("fault", "E%d %s" % (self.fault_lcd(), code))
 

@@ -58,8 +58,9 @@ class Console:
     def _config_lines(self):
         app = self.app
         out = []
-        if app.fault:
-            out.append("config fault E%d %s: %s; link not started" % (app.fault_lcd(), app.fault[0], app.fault[1]))
+        f = app.config_fault
+        if f:
+            out.append("config fault E%d %s: %s; link not started" % (app.fault_lcd(), f[0], f[1]))
         if app.cfg_unknown:
             out.append("config unknown keys (ignored): " + " ".join(app.cfg_unknown))
         return out
