@@ -23,10 +23,10 @@ class App:
         self.config_fault = None
         try:
             prov = board.provisioning()
-        except config.ConfigError as e:
+        except (OSError, ValueError) as e:
             # no file, or not JSON: not even the metering constant is known,
             # so the store's safe state (relay open, nothing written)
-            prov, self.config_fault = {}, (e.code, str(e))
+            prov, self.config_fault = {}, (config.read_fault(e), str(e))
         self.cfg = config.load(prov)
         self.cfg_unknown = config.unknown_keys(prov)
         self.meter_id = self.cfg["meter_id"]

@@ -27,17 +27,17 @@ DEFAULTS = {
 }
 
 # Known keys without a default here: the module that reads them has its own,
-# or their absence means "not used" (no TLS, no PAP login).
-OPTIONAL = (
-    "key_hex",                # the meter's key, 64 hex digits; none = no link (E61)
-    "broker_ca_hex",          # broker CA (DER, hex): TLS with verification
-    "apn", "ppp_user", "ppp_key",                         # link/modem.py, boards/esp32.py
-    "tariff", "mode", "warn_minor", "repeat_level",       # credit/ (meter._CREDIT_KEYS)
-    "silence_s", "reconnect", "emergency_minor", "emergency_below_minor",
-    "friendly", "unsynced_friendly_s", "protection",
-    "metering_source", "crosscheck_pct",                  # metering/revenue.py
-    "risk_wh", "risk_s", "tick_wh",                       # store/policy.py
-)
+# or their absence means "not used" (no TLS, no PAP login). One string, not a
+# tuple of strings: it stays in the code image, where each word of a tuple
+# would be interned in the heap (the heap is the ESP32's scarcest resource).
+OPTIONAL = (" key_hex"              # the meter's key, 64 hex digits; none = no link (E61)
+            " broker_ca_hex"        # broker CA (DER, hex): TLS with verification
+            " apn ppp_user ppp_key"                            # link/modem.py, boards/esp32.py
+            " tariff mode warn_minor repeat_level silence_s"   # credit/ (meter._CREDIT_KEYS)
+            " reconnect emergency_minor emergency_below_minor"
+            " friendly unsynced_friendly_s protection"
+            " metering_source crosscheck_pct"                  # metering/revenue.py
+            " risk_wh risk_s tick_wh ")                        # store/policy.py
 
 # Provisioning faults: code -> number shown on the LCD as "E<n>". The store's
 # are E51-E55 (store/store.py FAULT_LCD); these are the E6x family.
@@ -49,31 +49,28 @@ FAULT_LCD = {
 }
 
 
-class ConfigError(ValueError):
-    """The provisioning file cannot be used. `code` is a FAULT_LCD key; the
-    message names the file."""
-
-    def __init__(self, code, msg):
-        super().__init__(msg)
-        self.code = code
-
-
 def read(path):
-    """The provisioning file at `path` as a dict. Raises ConfigError naming
-    the file (MicroPython's json gives no position; its message is kept)."""
+    """The provisioning file at `path` as a dict. Raises OSError (no file) or
+    ValueError (not a JSON object) with a message that names the file
+    (MicroPython's json gives no position; its message is kept)."""
     import json
     try:
         f = open(path)
     except OSError as e:
-        raise ConfigError("config_missing", "config %s: cannot open (%s)" % (path, e))
+        raise OSError("config %s: cannot open (%s)" % (path, e))
     try:
         with f:
             obj = json.load(f)
     except (ValueError, OSError) as e:
-        raise ConfigError("config_bad", "config %s: not valid JSON (%s)" % (path, e))
+        raise ValueError("config %s: not valid JSON (%s)" % (path, e))
     if not isinstance(obj, dict):
-        raise ConfigError("config_bad", "config %s: not a JSON object" % path)
+        raise ValueError("config %s: not a JSON object" % path)
     return obj
+
+
+def read_fault(err):
+    """The fault code of an exception from read()."""
+    return "config_missing" if isinstance(err, OSError) else "config_bad"
 
 
 def load(provisioning):
@@ -85,7 +82,11 @@ def load(provisioning):
 def unknown_keys(provisioning):
     """Keys of the provisioning file the firmware does not read (a typo, or a
     setting from another firmware), sorted."""
-    return sorted(k for k in (provisioning or {}) if k not in DEFAULTS and k not in OPTIONAL)
+    return sorted(k for k in (provisioning or {}) if not known(k))
+
+
+def known(key):
+    return key in DEFAULTS or (" " + key + " ") in OPTIONAL
 
 
 def link_key(cfg):

@@ -465,15 +465,15 @@ def case_flash():
 
 
 def case_provisioning():
-    from firmware.config import ConfigError
+    from firmware.config import read_fault
     b = fresh_board(partition=False)
     out = {}
 
     def attempt():
         try:
             return ["ok", b.provisioning()]
-        except ConfigError as e:
-            return [e.code, str(e)]
+        except (OSError, ValueError) as e:
+            return [read_fault(e), str(e)]
     b.CONFIG_PATH = TMP + "/missing.json"
     out["missing"] = attempt()
     b.CONFIG_PATH = TMP + "/config.json"

@@ -184,7 +184,7 @@ import sys, json
 from firmware import config
 keys = json.loads(sys.stdin.readline())
 print(json.dumps({"unknown": config.unknown_keys(dict((k, 1) for k in keys)),
-                  "schema": sorted(list(config.DEFAULTS) + list(config.OPTIONAL))}))
+                  "schema": sorted(list(config.DEFAULTS) + config.OPTIONAL.split())}))
 """, keys)
     assert out["unknown"] == []
     # and the table of docs/provisioning.md lists the whole schema
@@ -214,15 +214,16 @@ out = {}
 for name, path in json.loads(sys.stdin.readline()).items():
     try:
         out[name] = ["ok", config.read(path)]
-    except config.ConfigError as e:
-        out[name] = [e.code, str(e), isinstance(e, ValueError)]
+    except (OSError, ValueError) as e:
+        out[name] = [config.read_fault(e), str(e), type(e).__name__]
 print(json.dumps(out))
 """, paths)
     assert out["good"] == ["ok", {"meter_id": "x"}]
     assert out["missing"][0] == "config_missing" and paths["missing"] in out["missing"][1]
     assert out["broken"][:2] == ["config_bad", "config %s: not valid JSON (syntax error in JSON)" % paths["broken"]]
     assert out["list"][:2] == ["config_bad", "config %s: not a JSON object" % paths["list"]]
-    assert out["broken"][2]   # still a ValueError, for callers that caught that
+    # the same exception types as before, now with the file named
+    assert [out[k][2] for k in ("missing", "broken", "list")] == ["OSError", "ValueError", "ValueError"]
 
 
 @pytest.mark.parametrize("damage, code, lcd", [("missing", "config_missing", "E63"),

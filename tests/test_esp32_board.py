@@ -266,7 +266,7 @@ def test_flash_with_data_that_does_not_mount_is_reported_and_never_formatted(see
 def test_provisioning_reads_config_json_and_names_a_missing_or_broken_one(seen):
     r = seen["provisioning"]
     assert r["given"] == ["ok", {"meter_id": "m-0042", "broker_port": 8883}]
-    # a ConfigError naming the file: the app boots into its E63/E64 fault state
+    # an error naming the file: the app boots into its E63/E64 fault state
     code, msg = r["missing"]
     assert code == "config_missing" and r["tmp"] + "/missing.json" in msg
     code, msg = r["broken"]

@@ -402,9 +402,9 @@ class Esp32Board:
         return FLASH_ROOT
 
     def provisioning(self):
-        """The factory config (meter id, keys, broker). Raises
-        config.ConfigError, naming the file, when it is missing or not a JSON
-        object: the app then boots into its safe fault state (E63/E64,
+        """The factory config (meter id, keys, broker). Raises OSError or
+        ValueError naming the file when it is missing or not a JSON object
+        (config.read): the app then boots into its safe fault state (E63/E64,
         docs/simulator.md "Provisioning") instead of metering under the
         default meter id, or crash-looping."""
         from firmware import config
@@ -442,10 +442,9 @@ class Esp32Board:
 
     def modem_ppp(self, uart):
         """What firmware/link/modem.py asks for once the modem says CONNECT."""
-        from firmware.config import ConfigError
         try:
             p = self.provisioning()
-        except ConfigError:   # no PAP login then (the app starts no link without a config)
+        except (OSError, ValueError):   # no PAP login then (no link starts without a config)
             p = {}
         return self.ppp_start(uart, p.get("ppp_user"), p.get("ppp_key"))
 

@@ -245,8 +245,8 @@ class SimBoard:
         return "/flash"
 
     def provisioning(self):
-        """The --config file; {} without one. Raises config.ConfigError
-        (naming the file) when it is missing or not a JSON object."""
+        """The --config file; {} without one. Raises OSError or ValueError
+        naming the file when it is missing or not a JSON object (config.read)."""
         if not self._config_path:
             return {}
         from firmware import config
