@@ -65,6 +65,10 @@ class App:
             if self.core.tick():
                 self.state_dirty = True
                 self.lcd_due = True  # show a relay change at once, not at the next refresh
+            if self.key is None and self.core.link_events:
+                # no link will ever send the fault state's live events: drop
+                # them, or the list grows for as long as the fault lasts
+                del self.core.link_events[:]
             self.sup.checkin("meter")
             # Collect garbage while it is little, once a tick (~2 ms on an
             # ESP32), instead of when an allocation fails: short-lived
