@@ -17,9 +17,27 @@ LCD_EVERY_MS = 1000
 class App:
     def __init__(self, board):
         self.board = board
-        self.cfg = config.load(board.provisioning())
+        # A provisioning the meter cannot use never stops the boot (that would
+        # be a crash loop at every reset): it becomes a fault, (code, why),
+        # shown as E6x (config.FAULT_LCD) on the LCD, the log and the console.
+        self.config_fault = None
+        try:
+            prov = board.provisioning()
+        except (OSError, ValueError) as e:
+            # no file, or not JSON: not even the metering constant is known,
+            # so the store's safe state (relay open, nothing written)
+            prov, self.config_fault = {}, (config.read_fault(e), str(e))
+        self.cfg = config.load(prov)
+        self.cfg_unknown = config.unknown_keys(prov)
         self.meter_id = self.cfg["meter_id"]
-        self.core = MeterCore(board, self.cfg)
+        self.key = None
+        if self.config_fault is None:
+            # without its key the meter meters and enforces credit as usual,
+            # but starts no link: it never signs with a made-up key
+            self.key, self.config_fault = config.link_key(self.cfg)
+        f = self.config_fault
+        held = (f[0], config.FAULT_LCD[f[0]]) if f and f[0].startswith("config") else None
+        self.core = MeterCore(board, self.cfg, held)
         self.sup = Supervisor(board)
         self.renderer = render.Renderer()
         self.button = keys.Key(lambda: board.button_down("query"))
@@ -38,8 +56,6 @@ class App:
         self.topic_ack = (t + "ack").encode()
         self.topic_status = (t + "status").encode()
         self.topic_evt = (t + "evt").encode()
-        import binascii
-        self.key = binascii.unhexlify(self.cfg.get("key_hex", "00" * 32))
 
     # --- tasks
     async def meter_task(self):
@@ -49,6 +65,10 @@ class App:
             if self.core.tick():
                 self.state_dirty = True
                 self.lcd_due = True  # show a relay change at once, not at the next refresh
+            if self.key is None and self.core.link_events:
+                # no link will ever send the fault state's live events: drop
+                # them, or the list grows for as long as the fault lasts
+                del self.core.link_events[:]
             self.sup.checkin("meter")
             # Collect garbage while it is little, once a tick (~2 ms on an
             # ESP32), instead of when an allocation fails: short-lived
@@ -195,9 +215,15 @@ class App:
             self.session.publish(self.topic_ack, ack, False, 1)
 
     # --- views
+    def fault_lcd(self):
+        """E-number of the provisioning fault, else 0."""
+        return config.FAULT_LCD[self.config_fault[0]] if self.config_fault else 0
+
     def snapshot(self):
         s = self.core.snapshot()
         s["meter_id"] = self.meter_id
+        if self.config_fault:
+            s["link_fault"] = self.fault_lcd()
         s["link_up"] = bool(self.session and self.session.up)
         if self.modem:
             h = self.modem.health()
@@ -213,6 +239,8 @@ class App:
                 self.core.commlog.add("conn", str(self.session.stats()["connects"]) if self.session else "")
             elif parts[1] == "down":
                 self.core.commlog.add("disc", str(parts[2] if len(parts) > 2 else "")[:24])
+            elif parts[1] == "connect failed":  # rate-limited by the session
+                self.core.commlog.add("fail", str(parts[3])[:24])
         elif parts and parts[0] == "modem" and len(parts) > 1:
             self.core.commlog.add("modem", " ".join(str(p) for p in parts[1:])[:24])
 
@@ -238,6 +266,10 @@ class App:
             import json as _j
             raw = req["raw"].encode() if "raw" in req else _j.dumps(req["body"]).encode()
             return {"ok": True, "reply": _j.loads(self.handle_command(raw))}
+        if cmd == "config":
+            f = self.config_fault
+            return {"ok": True, "fault": f and f[0], "lcd": self.fault_lcd(), "why": f and f[1],
+                    "unknown": self.cfg_unknown}
         if cmd == "meter_state":
             return {"ok": True, "state": self.core.state()}
         if cmd == "mem":
@@ -253,6 +285,13 @@ class App:
         command left the ESP32-sized heap too fragmented for a commit within
         a few dozen commands. Its state (the replay counter and the order
         record) is committed in the meter's snapshot."""
+        if self.key is None:
+            # no key to check the command's signature nor sign the ack with:
+            # refused, unsigned, with the reason (the link is not started, so
+            # only a local path such as the sim's control socket gets here)
+            import json
+            return json.dumps({"v": 1, "kind": "ack", "meter": self.meter_id, "result": "rejected",
+                               "reason": "no_key", "fault": "E%d" % self.fault_lcd()}).encode()
         d = self.core.dispatcher
         if d is None:
             from firmware.link.commands import Dispatcher
@@ -294,16 +333,30 @@ class App:
 
     async def run(self):
         self.log("boot", "reset_cause=" + self.board.reset_cause())
+        self._report_config()
         if hasattr(self.board, "serve_control"):
             self.board.app_hook = self.control
             await self.board.serve_control()
         gc.collect()
-        fns = [self.meter_task, self.ui_task, self.publish_task, self.link_task, self.sup.run]
+        fns = [self.meter_task, self.ui_task, self.sup.run]
+        if self.key is not None:
+            fns[2:2] = [self.publish_task, self.link_task]
         if getattr(self.board, "console", True):
             from firmware.console import Console
             fns.append(Console(self).run)
         tasks = [asyncio.create_task(self._guard(f)) for f in fns]
         await asyncio.gather(*tasks)
+
+    def _report_config(self):
+        # to the console log and to the commlog (console `log`, head-end query)
+        log = self.core.commlog
+        for k in self.cfg_unknown:
+            self.log("config", "unknown key", k, "(ignored; a typo?)")
+            log.add("cfg", "unknown " + k)
+        if self.config_fault:
+            code, why = self.config_fault
+            self.log("fault", "E%d" % self.fault_lcd(), code, "-", why, "- link not started")
+            log.add("fault", "E%d %s" % (self.fault_lcd(), code))
 
     async def _guard(self, task_fn):
         # A bug in one task must not stop metering: log it and restart the

@@ -34,11 +34,11 @@ class Console:
                     "1.8.0 %d Wh  2.8.0 %d Wh  tariff v%d  warn L%d" % (
                         s["obis_1_8_0"], s["obis_2_8_0"], s["tariff_version"], s["level"]),
                     "seq %d  clock %s %d" % (s["seq"], "synced" if s["synced"] else "UNSYNCED", s["t"]),
-                    "fault %s" % s.get("fault", "none")]
+                    "fault %s" % s.get("fault", "none")] + self._config_lines()
         if cmd == "link":
             sess = app.session
             if sess is None:
-                return ["link not started"]
+                return ["link not started"] + self._config_lines()
             st = sess.stats()
             return ["%s %s" % (k, _fmt(st[k])) for k in sorted(st)]
         if cmd == "modem":
@@ -54,6 +54,16 @@ class Console:
         if cmd == "help":
             return list(HELP)
         return ["unknown command %r; try help" % cmd]
+
+    def _config_lines(self):
+        app = self.app
+        out = []
+        f = app.config_fault
+        if f:
+            out.append("config fault E%d %s: %s; link not started" % (app.fault_lcd(), f[0], f[1]))
+        if app.cfg_unknown:
+            out.append("config unknown keys (ignored): " + " ".join(app.cfg_unknown))
+        return out
 
     async def run(self):
         reader = asyncio.StreamReader(self.stream or sys.stdin)

@@ -48,7 +48,9 @@ def _credit_cfg(cfg):
 
 
 class MeterCore:
-    def __init__(self, board, cfg):
+    def __init__(self, board, cfg, fault=None):
+        # fault: (code, LCD number) of a provisioning the app cannot use
+        # (firmware/config.py): the store's safe state under that code
         self.board = board
         self.cfg = cfg
         self.meter_id = cfg["meter_id"]
@@ -66,6 +68,9 @@ class MeterCore:
         self.dispatcher = None
         state, status = self.store.load()
         self.boot_status = status
+        if fault and not status.startswith("fault:"):
+            self.store.hold(fault[0], fault[1])
+            status = "fault:" + fault[0]
         if status.startswith("fault:"):
             self._enter_fault(status[6:], state)
         else:

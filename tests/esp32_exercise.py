@@ -465,22 +465,26 @@ def case_flash():
 
 
 def case_provisioning():
+    from firmware.config import read_fault
     b = fresh_board(partition=False)
     out = {}
+
+    def attempt():
+        try:
+            return ["ok", b.provisioning()]
+        except (OSError, ValueError) as e:
+            return [read_fault(e), str(e)]
     b.CONFIG_PATH = TMP + "/missing.json"
-    out["missing"] = b.provisioning()
+    out["missing"] = attempt()
     b.CONFIG_PATH = TMP + "/config.json"
     with open(b.CONFIG_PATH, "w") as f:
         f.write('{"meter_id": "m-0042", "broker_port": 8883}')
-    out["given"] = b.provisioning()
+    out["given"] = attempt()
     b.CONFIG_PATH = TMP + "/broken.json"
     with open(b.CONFIG_PATH, "w") as f:
         f.write('{"meter_id": ')
-    try:
-        b.provisioning()
-        out["broken"] = "no error"
-    except ValueError:
-        out["broken"] = "ValueError"
+    out["broken"] = attempt()
+    out["tmp"] = TMP
     return out
 
 

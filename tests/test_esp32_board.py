@@ -263,11 +263,14 @@ def test_flash_with_data_that_does_not_mount_is_reported_and_never_formatted(see
     assert r["no_partition"] == [True, 19]
 
 
-def test_provisioning_reads_config_json_and_refuses_a_broken_one(seen):
+def test_provisioning_reads_config_json_and_names_a_missing_or_broken_one(seen):
     r = seen["provisioning"]
-    assert r["missing"] == {}
-    assert r["given"] == {"meter_id": "m-0042", "broker_port": 8883}
-    assert r["broken"] == "ValueError"
+    assert r["given"] == ["ok", {"meter_id": "m-0042", "broker_port": 8883}]
+    # an error naming the file: the app boots into its E63/E64 fault state
+    code, msg = r["missing"]
+    assert code == "config_missing" and r["tmp"] + "/missing.json" in msg
+    code, msg = r["broken"]
+    assert code == "config_bad" and r["tmp"] + "/broken.json" in msg and "not valid JSON" in msg
 
 
 def test_modem_uart_control_pins_and_ppp_data_call(seen):

@@ -48,6 +48,10 @@ def heap_bytes(spec):
     return n * struct.calcsize("P") // 4 if words else n
 
 
+# The key a sim meter is provisioned with unless its config gives one (the
+# one tests/signed.py signs with). A meter without a key starts no link.
+SIM_KEY_HEX = "11" * 32
+
 COMPILED = os.path.join(ROOT, "build", "mpy-host")
 
 
@@ -87,8 +91,12 @@ class SimMeter:
         self.meter_id = meter_id
         self.dir = os.path.join(workdir, meter_id)
         os.makedirs(self.dir, exist_ok=True)
-        self.config = {"meter_id": meter_id, "broker_host": "127.0.0.1", "broker_port": broker_port}
+        self.config = {"meter_id": meter_id, "broker_host": "127.0.0.1", "broker_port": broker_port,
+                       "key_hex": SIM_KEY_HEX}
         self.config.update(config or {})
+        # an entry given as None is left out of the file: {"key_hex": None}
+        # provisions a meter without a key
+        self.config = {k: v for k, v in self.config.items() if v is not None}
         self.config_path = os.path.join(self.dir, "config.json")
         with open(self.config_path, "w") as f:
             json.dump(self.config, f)

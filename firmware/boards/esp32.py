@@ -402,15 +402,13 @@ class Esp32Board:
         return FLASH_ROOT
 
     def provisioning(self):
-        """The factory config (meter id, keys, broker); {} when none was
-        written. A config that is not valid JSON raises: better a board that
-        stays in the REPL than one that meters under the default meter id."""
-        try:
-            f = open(self.CONFIG_PATH)
-        except OSError:
-            return {}
-        with f:
-            return json.load(f)
+        """The factory config (meter id, keys, broker). Raises OSError or
+        ValueError naming the file when it is missing or not a JSON object
+        (config.read): the app then boots into its safe fault state (E63/E64,
+        docs/simulator.md "Provisioning") instead of metering under the
+        default meter id, or crash-looping."""
+        from firmware import config
+        return config.read(self.CONFIG_PATH)
 
     # --- LTE modem: the AT driver (lib/) owns the sequencing, this only wires it
     def modem_uart(self):
@@ -444,8 +442,11 @@ class Esp32Board:
 
     def modem_ppp(self, uart):
         """What firmware/link/modem.py asks for once the modem says CONNECT."""
-        return self.ppp_start(uart, self.provisioning().get("ppp_user"),
-                              self.provisioning().get("ppp_key"))
+        try:
+            p = self.provisioning()
+        except (OSError, ValueError):   # no PAP login then (no link starts without a config)
+            p = {}
+        return self.ppp_start(uart, p.get("ppp_user"), p.get("ppp_key"))
 
     def ppp_connected(self):
         return self._ppp is not None and self._ppp.isconnected()

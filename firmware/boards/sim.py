@@ -245,10 +245,12 @@ class SimBoard:
         return "/flash"
 
     def provisioning(self):
+        """The --config file; {} without one. Raises OSError or ValueError
+        naming the file when it is missing or not a JSON object (config.read)."""
         if not self._config_path:
             return {}
-        with open(self._config_path) as f:
-            return json.load(f)
+        from firmware import config
+        return config.read(self._config_path)
 
     def maintenance_held(self):
         return self.maintenance

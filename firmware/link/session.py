@@ -122,6 +122,7 @@ class Session:
     STABLE_MS = 30000            # a session this old resets the backoff
     FLAP_ATTEMPTS = 2            # after a shorter one, retry as if at attempt 3 at most
     NET_POLL_MS = 250            # how often to look at a down modem link
+    FAIL_LOG_MS = 600000         # at most one "connect failed" line per 10 min of outage
 
     def __init__(self, client_id, host, port, user=None, password=None, keepalive_s=120,
                  ssl_ctx=None, status_topic=None, clock=None, log=None, net=None):
@@ -158,6 +159,9 @@ class Session:
         self._inflight = {}      # QoS 1 pid -> ticks sent
         self._attempts = 0
         self._broken = None
+        self._fails = 0          # failed connects not yet in the log
+        self._fail_logged = None  # ticks of the last "connect failed" line; None: none this outage
+        self._last_reason = None
         self._stats = {"connects": 0, "drops": 0, "last_error": None, "rtt_ms": None,
                        "bytes_in": 0, "bytes_out": 0, "pings": 0, "backoff_ms": 0,
                        "connect_ms": None, "session_present": None}
@@ -206,6 +210,7 @@ class Session:
                 self.up = True
                 self.state = "up"
                 self._stats["connects"] += 1
+                self._fail_logged = None
                 self.log("link", "up")
                 await self._serve()
             except Exception as e:
@@ -213,6 +218,8 @@ class Session:
             if since is not None:
                 self._stats["drops"] += 1
                 self.log("link", "down", self._stats["last_error"])
+            else:
+                self._connect_failed()
             self.up = False
             self._close()
             if since is not None:
@@ -227,6 +234,22 @@ class Session:
             self._stats["backoff_ms"] = delay
             self.state = "backoff"
             await asyncio.sleep_ms(delay)
+
+    def _connect_failed(self):
+        # The first failure of an outage is logged at once, with the address
+        # and the reason; then one line per FAIL_LOG_MS with the tries since,
+        # so a broker gone for a week does not flood the log.
+        self._fails += 1
+        now = time.ticks_ms()
+        last = self._fail_logged
+        if last is not None:
+            d = time.ticks_diff(now, last)
+            if 0 <= d < self.FAIL_LOG_MS:
+                return
+        self.log("link", "connect failed", "%s:%d" % (self.host, self.port),
+                 self._last_reason, "tries %d" % self._fails)
+        self._fail_logged = now
+        self._fails = 0
 
     def backoff_ms(self, attempt):
         """Delay before retry `attempt` (1, 2, ...): doubling from the minimum
@@ -350,6 +373,7 @@ class Session:
 
     def _fail(self, err):
         self._stats["last_error"] = repr(err)
+        self._last_reason = _reason(err)
         if not isinstance(err, (_Drop, MQTTException)):
             self._addr = None  # resolve again next time: the address may have moved
         self.up = False
@@ -451,6 +475,18 @@ class Session:
             self._on_message(topic, payload)
         except Exception as e:
             self.log("link", "on_message failed", repr(e))
+
+
+def _reason(err):
+    # a failure in words for the log: "connect refused", "errno 113"
+    a = err.args
+    if a and isinstance(err, _Drop):
+        return str(a[0])
+    if a and isinstance(err, OSError):
+        return "errno %s" % a[0]
+    if a and isinstance(err, MQTTException):
+        return "connack rc %s" % a[0]   # 4 bad credentials, 5 not authorised
+    return repr(err)
 
 
 async def _readable(sock):

@@ -73,6 +73,7 @@ class Store:
         self._factory = False
         self.ready = False
         self.fault = None  # fault code while in fault, else None
+        self._held_lcd = 0  # LCD number of a fault from outside the store (hold())
 
     def _faulted(self, code, evidence):
         self.fault = code
@@ -81,7 +82,15 @@ class Store:
 
     def lcd_code(self):
         """The error number the LCD shows while in fault, else 0."""
-        return FAULT_LCD.get(self.fault, 0) if self.fault else 0
+        return FAULT_LCD.get(self.fault, self._held_lcd) if self.fault else 0
+
+    def hold(self, code, lcd):
+        """Fault for a reason found outside the store (a provisioning file the
+        app cannot use, firmware/config.py): the same safe state, nothing
+        written, until the next boot."""
+        self.fault = code
+        self.ready = False
+        self._held_lcd = lcd
 
     def load(self):
         """Read the newest intact state. Returns (state, status):

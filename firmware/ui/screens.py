@@ -28,6 +28,8 @@ def balance(s):
         lines.append("LOW CREDIT L%d" % s["warning"])
     if s.get("relay_reason") and not s["relay_closed"]:
         lines.append("CUT: " + s["relay_reason"])
+    if s.get("link_fault"):  # metering goes on; the meter has no link (firmware/config.py)
+        lines.append("E%d CALL SERVICE" % s["link_fault"])
     return lines
 
 
@@ -43,7 +45,7 @@ def tariff(s):
 
 
 def status(s):
-    link = "UP" if s.get("link_up") else "DOWN"
+    link = "UP" if s.get("link_up") else ("OFF E%d" % s["link_fault"] if s.get("link_fault") else "DOWN")
     return ["METER " + s.get("meter_id", "?"), "LINK " + link,
             "SIG %s dBm" % s.get("signal_dbm", "--"), "SEQ %d" % s.get("seq", 0),
             "CLOCK " + ("OK" if s.get("clock_synced") else "UNSYNC")]

@@ -1,0 +1,309 @@
+"""Provisioning faults (firmware/config.py, firmware/app.py): a meter without a
+usable key meters but starts no link; unknown keys are reported; a config file
+that is missing or not JSON boots the safe fault state, naming the file; a
+broker that cannot be reached is logged, rate-limited."""
+import json
+import os
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+import signed
+from mpy import ROOT, run_mpy_json
+from simmeter import free_port
+
+
+class Listener:
+    """A loopback TCP port that counts the connections made to it (a broker
+    that would see every CONNECT, if one came)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.sock.settimeout(0.2)
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            c.close()
+
+    def close(self):
+        self._stop = True
+        self._t.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    ln = Listener()
+    yield ln
+    ln.close()
+
+
+def _wait_log(m, pattern, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for line in list(m.log_lines):
+            if re.search(pattern, line):
+                return line
+        time.sleep(0.05)
+    raise TimeoutError("no log line %r in:\n%s" % (pattern, "\n".join(m.log_lines[-20:])))
+
+
+# --- the key -----------------------------------------------------------------
+
+def test_a_meter_without_a_key_meters_charges_and_cuts_but_never_dials_the_broker(sim_meters, listener):
+    m = sim_meters("nk", listener.port, config={"key_hex": None, "initial_balance_minor": 150,
+                                                "price_milli_per_kwh": 150000}).start()
+    line = _wait_log(m, r"fault E61 key_missing")
+    assert "link not started" in line
+    # metering and credit enforcement run as on any meter: 1 kWh costs 150
+    m.control({"cmd": "pulses", "n": 999})
+    st = m.wait_for(lambda s: s["meter"]["import_wh"] == 999)
+    assert st["relay_closed"] and st["meter"]["balance_minor"] == 1
+    assert "E61 CALL SERVICE" in st["lcd"]
+    m.control({"cmd": "pulses", "n": 1})
+    st = m.wait_for(lambda s: not s["relay_closed"])
+    assert st["meter"]["balance_minor"] == 0 and st["meter"]["relay_reason"] == "credit"
+    assert "E61 CALL SERVICE" in st["lcd"] and st["meter"]["link_fault"] == 61
+    # the status screen says why there is no link
+    for title in ("ENERGY 1.8.0", "TARIFF v1", "METER nk"):
+        m.control({"cmd": "press", "ms": 120})
+        st = m.wait_for(lambda s: s["lcd"][0] == title, timeout=5)
+    assert "LINK OFF E61" in st["lcd"]
+    # the console and its log report it
+    status = m.console("status")
+    assert "config fault E61 key_missing: no key_hex; link not started" in status
+    assert m.console("link") == ["link not started", status[-1]]
+    assert any(l.endswith(" fault E61 key_missing") for l in m.console("log"))
+    # every command is refused with the reason, and changes nothing
+    r = m.control({"cmd": "command", "raw": signed.command("nk", "topup", order=1, amount_minor=500).decode()})
+    assert r["reply"]["result"] == "rejected" and r["reply"]["reason"] == "no_key"
+    assert r["reply"]["fault"] == "E61"
+    assert m.state()["meter"]["balance_minor"] == 0
+    # seconds of metering later, the broker has seen nothing
+    assert listener.accepted == 0
+
+
+def test_the_same_meter_with_its_key_does_dial_the_listener(sim_meters, listener):
+    # the control for the test above: the listener sees a meter that has a key
+    m = sim_meters("wk", listener.port, config={"initial_balance_minor": 150}).start()
+    deadline = time.time() + 10
+    while listener.accepted == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert listener.accepted >= 1
+    assert "link_fault" not in m.state()["meter"]
+
+
+@pytest.mark.parametrize("key_hex, why", [
+    ("", "no key_hex"),
+    ("zz" * 32, "key_hex is not hex"),
+    ("11" * 16, "key_hex has 32 digits, needs 64"),
+    ("00" * 32, "key_hex is all zeros"),
+    (1234, "key_hex is not a string"),
+])
+def test_a_malformed_short_or_zero_key_is_a_fault_and_no_link(sim_meters, listener, key_hex, why):
+    m = sim_meters("bk", listener.port, config={"key_hex": key_hex, "initial_balance_minor": 500}).start()
+    code = "E61 key_missing" if key_hex == "" else "E62 key_bad"
+    _wait_log(m, "fault %s - %s - link not started" % (code, why))
+    m.control({"cmd": "pulses", "n": 100})
+    st = m.wait_for(lambda s: s["meter"]["import_wh"] == 100)
+    assert st["meter"]["balance_minor"] == 485 and st["relay_closed"]
+    assert "%s CALL SERVICE" % code[:3] in st["lcd"]
+    assert "config fault %s: %s; link not started" % (code, why) in m.console("status")
+    assert m.control({"cmd": "config"})["fault"] == code[4:]
+    assert listener.accepted == 0
+
+
+def test_link_key_accepts_only_32_bytes_of_hex_that_are_not_all_zero():
+    out = run_mpy_json("""
+import sys, json
+from firmware import config
+out = []
+for k in json.loads(sys.stdin.readline()):
+    key, fault = config.link_key(config.load({} if k == "absent" else {"key_hex": k}))
+    out.append([len(key) if key else None, fault and list(fault)])
+print(json.dumps(out))
+""", ["absent", None, "", "11" * 32, "AB" * 32, "00" * 32, "00" * 31 + "01", "11" * 33, "g" * 64, []])
+    assert out == [
+        [None, ["key_missing", "no key_hex"]], [None, ["key_missing", "no key_hex"]],
+        [None, ["key_missing", "no key_hex"]], [32, None], [32, None],
+        [None, ["key_bad", "key_hex is all zeros"]], [32, None],
+        [None, ["key_bad", "key_hex has 66 digits, needs 64"]],
+        [None, ["key_bad", "key_hex is not hex"]], [None, ["key_bad", "key_hex is not a string"]]]
+
+
+# --- unknown keys --------------------------------------------------------------
+
+def test_a_misspelt_key_is_reported_in_the_log_and_the_console(sim_meters):
+    m = sim_meters("uk", config={"inital_balance_minor": 500, "zz_other": 1}).start()
+    assert m.state()["meter"]["balance_minor"] == 0   # the misspelt key took no effect
+    _wait_log(m, r"config unknown key inital_balance_minor \(ignored")
+    _wait_log(m, r"config unknown key zz_other \(ignored")
+    assert "config unknown keys (ignored): inital_balance_minor zz_other" in m.console("status")
+    log = m.console("log")
+    assert any(l.endswith(" cfg unknown inital_balance_m") for l in log), log
+    assert m.control({"cmd": "config"})["unknown"] == ["inital_balance_minor", "zz_other"]
+    # a key is not a fault: nothing else is reported
+    assert m.control({"cmd": "config"})["fault"] is None
+
+
+def _keys_the_firmware_reads():
+    """Every config key named in the firmware that reads the provisioning."""
+    keys = set()
+    # cfg["k"] / cfg.get("k"), not an assignment cfg["k"] = ... (a server setting kept there)
+    pat = re.compile(r"""(?:\bcfg|\bc|\bp|\bself\.cfg|provisioning\(\))(?:\.get\(|\[)"([a-z_0-9]+)"(?!\]\s*=[^=])""")
+    for rel in ("firmware/app.py", "firmware/meter.py", "firmware/config.py", "firmware/boards/esp32.py"):
+        with open(os.path.join(ROOT, rel)) as f:
+            src = f.read()
+        keys |= set(pat.findall(src))
+        m = re.search(r"_CREDIT_KEYS = \((.*?)\)", src, re.S)
+        if m:
+            keys |= set(re.findall(r'"([a-z_0-9]+)"', m.group(1)))
+    return sorted(keys)
+
+
+def test_every_key_the_firmware_reads_is_in_the_config_schema():
+    keys = _keys_the_firmware_reads()
+    assert {"key_hex", "imp_per_kwh", "tariff", "apn", "ppp_user", "risk_wh"} <= set(keys)
+    out = run_mpy_json("""
+import sys, json
+from firmware import config
+keys = json.loads(sys.stdin.readline())
+print(json.dumps({"unknown": config.unknown_keys(dict((k, 1) for k in keys)),
+                  "schema": sorted(list(config.DEFAULTS) + config.OPTIONAL.split())}))
+""", keys)
+    assert out["unknown"] == []
+    # and the table of docs/provisioning.md lists the whole schema
+    with open(os.path.join(ROOT, "docs", "provisioning.md")) as f:
+        doc = f.read()
+    documented = set()
+    for row in doc.splitlines():
+        if row.startswith("| `"):
+            documented |= set(re.findall(r"`([a-z_0-9]+)`", row.split("|")[1]))
+    assert [k for k in out["schema"] if k not in documented] == []
+
+
+# --- the file itself -------------------------------------------------------------
+
+def test_read_names_the_file_when_it_is_missing_not_json_or_not_an_object(tmp_path):
+    files = {"missing": None, "broken": '{"meter_id": "x", ', "list": "[1, 2]", "good": '{"meter_id": "x"}'}
+    paths = {}
+    for name, text in files.items():
+        paths[name] = str(tmp_path / (name + ".json"))
+        if text is not None:
+            with open(paths[name], "w") as f:
+                f.write(text)
+    out = run_mpy_json("""
+import sys, json
+from firmware import config
+out = {}
+for name, path in json.loads(sys.stdin.readline()).items():
+    try:
+        out[name] = ["ok", config.read(path)]
+    except (OSError, ValueError) as e:
+        out[name] = [config.read_fault(e), str(e), type(e).__name__]
+print(json.dumps(out))
+""", paths)
+    assert out["good"] == ["ok", {"meter_id": "x"}]
+    assert out["missing"][0] == "config_missing" and paths["missing"] in out["missing"][1]
+    assert out["broken"][:2] == ["config_bad", "config %s: not valid JSON (syntax error in JSON)" % paths["broken"]]
+    assert out["list"][:2] == ["config_bad", "config %s: not a JSON object" % paths["list"]]
+    # the same exception types as before, now with the file named
+    assert [out[k][2] for k in ("missing", "broken", "list")] == ["OSError", "ValueError", "ValueError"]
+
+
+@pytest.mark.parametrize("damage, code, lcd", [("missing", "config_missing", "E63"),
+                                               ("not json", "config_bad", "E64")])
+def test_an_unusable_config_file_boots_the_safe_fault_state_naming_the_file(sim_meters, listener, damage, code, lcd):
+    # Choice: not even the metering constant is known, so the meter takes the
+    # store's safe state (relay open, energy counted in RAM, nothing written)
+    # and shows the code; it does not crash, so it does not reset in a loop.
+    m = sim_meters("cf", listener.port, config={"initial_balance_minor": 777})
+    good = m.config_path + ".good"
+    os.rename(m.config_path, good)
+    if damage == "not json":
+        with open(m.config_path, "w") as f:
+            f.write('{"meter_id": "cf", "initial_balance_minor": 777,')
+    m.start()
+    st = m.wait_for(lambda s: s["lcd"] and s["lcd"][0] == "METER FAULT")
+    assert st["lcd"][1].strip() == lcd and not st["relay_closed"]
+    line = _wait_log(m, "fault %s %s - config %s" % (lcd, code, re.escape(m.config_path)))
+    assert "link not started" in line
+    status = m.console("status")
+    assert "fault %s" % code in status
+    assert any(l.startswith("config fault %s %s: config %s" % (lcd, code, m.config_path)) for l in status)
+    m.control({"cmd": "pulses", "n": 50})
+    st = m.wait_for(lambda s: s["meter"]["import_wh"] == 50)   # energy still counted
+    assert not st["relay_closed"]
+    r = m.control({"cmd": "command", "raw": signed.command("cf", "topup", order=1, amount_minor=5).decode()})
+    assert r["reply"]["reason"] == "no_key"
+    time.sleep(0.5)   # give a crash loop a chance to show
+    assert m.alive() and m.exits == [] and listener.accepted == 0
+    # fixed by a technician: the meter starts from its provisioning, because
+    # the fault state wrote no factory state from the defaults
+    m.kill()
+    os.replace(good, m.config_path)
+    m.start()
+    st = m.wait_for(lambda s: s["meter"]["balance_minor"] == 777 and s["relay_closed"])
+    assert "link_fault" not in st["meter"] and not st["meter"]["fault"]
+
+
+# --- the broker ------------------------------------------------------------------
+
+def test_a_broker_that_cannot_be_reached_is_logged_with_address_and_reason(sim_meters):
+    port = free_port()   # nothing listens there
+    m = sim_meters("nb", port, config={"initial_balance_minor": 500}).start()
+    _wait_log(m, r"\[nb\] link connect failed 127\.0\.0\.1:%d connect refused tries 1$" % port)
+    log = m.console("log")
+    assert any(l.endswith(" fail connect refused") for l in log), log
+    assert "state backoff" in m.console("link") or "state connecting" in m.console("link")
+
+
+def test_connect_failures_are_rate_limited_with_the_tries_counted():
+    port = free_port()
+    out = run_mpy_json("""
+import sys, json, time, asyncio
+from firmware.link.session import Session
+port = json.loads(sys.stdin.readline())
+lines = []
+s = Session("rl", "127.0.0.1", port, log=lambda *a: lines.append([str(x) for x in a]))
+s.BACKOFF_MIN_MS = 10
+s.BACKOFF_MAX_MS = 20
+s.FAIL_LOG_MS = 250
+tries = [0]
+inner = s._connect_failed
+def counted():
+    tries[0] += 1
+    inner()
+s._connect_failed = counted
+async def main():
+    asyncio.create_task(s.run(lambda t, p: None))
+    t0 = time.ticks_ms()
+    while tries[0] < 60:
+        await asyncio.sleep_ms(5)
+    return time.ticks_diff(time.ticks_ms(), t0)
+ms = asyncio.run(main())
+print(json.dumps({"lines": lines, "tries": tries[0], "unlogged": s._fails, "ms": ms}))
+""", port)
+    lines = out["lines"]
+    assert lines[0] == ["link", "connect failed", "127.0.0.1:%d" % port, "connect refused", "tries 1"]
+    assert all(l[:4] == lines[0][:4] for l in lines)
+    # one line per FAIL_LOG_MS at most, and no try goes uncounted
+    assert 2 <= len(lines) <= out["ms"] // 250 + 1, out
+    logged = sum(int(l[4].split()[1]) for l in lines)
+    assert logged + out["unlogged"] == out["tries"] == 60
+    assert max(int(l[4].split()[1]) for l in lines[1:]) > 1
