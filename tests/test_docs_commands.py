@@ -24,6 +24,10 @@ Each fenced block says what it is by its language:
 
   Options: with=broker starts a mosquitto and the block's 1883 becomes its
   port; with=provisioning.json writes that file (meter id, key, broker);
+  with=demo starts `make run`'s demo in a private tmux and waits for its
+  build/demo.json (for blocks that drive the demo meter from a second
+  terminal), then quits it after the block; expect=RE must then be in the
+  block's output;
   timeout=S. Always: /tmp/ becomes a private folder, 47001 a free port, and
   1883 a free port when no broker is asked for, so blocks touch nothing
   outside the test.
@@ -273,10 +277,37 @@ class Run:
             br = Broker(os.path.join(self.tmp, "broker")).start()
             self.cleanup.append(br.stop)
             self.ports["1883"] = str(br.port)
+        if "demo" in wanted:
+            self.start_demo()
         if "provisioning.json" in wanted:
             with open(os.path.join(self.repo, "provisioning.json"), "w") as f:
                 json.dump({"meter_id": "MTR-0001", "key_hex": DEMO_KEY_HEX, "broker_host": "127.0.0.1",
                            "broker_port": int(self.ports["1883"])}, f)
+
+    def start_demo(self):
+        demo_file = os.path.join(self.repo, "build", "demo.json")
+        if os.path.exists(demo_file):
+            os.unlink(demo_file)
+        tmux = ["tmux", "-L", "doc-demo-%d" % os.getpid()]
+        cmd = "cd %s && %s tools/run_demo.py; sleep 30" % (shlex.quote(self.repo),
+                                                         shlex.quote(os.path.join(self.repo, ".venv", "bin", "python")))
+        subprocess.run(tmux + ["new-session", "-d", "-s", "demo", "-x", "100", "-y", "32", cmd], check=True,
+                       env=dict(self.env(), TERM="xterm-256color"))
+
+        def stop():
+            subprocess.run(tmux + ["send-keys", "-t", "demo", "-l", "q"], capture_output=True)
+            deadline = time.time() + 15
+            while os.path.exists(demo_file) and time.time() < deadline:
+                time.sleep(0.1)
+            subprocess.run(tmux + ["kill-server"], capture_output=True)
+        self.cleanup.append(stop)
+        deadline = time.time() + 60
+        while not os.path.exists(demo_file):
+            if time.time() > deadline:
+                screen = subprocess.run(tmux + ["capture-pane", "-p", "-t", "demo"], capture_output=True,
+                                        text=True).stdout
+                self.fail("make run's demo wrote no build/demo.json within 60 s", screen)
+            time.sleep(0.2)
 
     def env(self):
         # temp files of the commands (make run's demo folder) stay in the block's folder
@@ -330,7 +361,10 @@ def run_to_end(r, env=None, cwd=None):
 
 
 def do_run(r):
-    run_to_end(r)
+    out = run_to_end(r)
+    expect = r.b.opts.get("expect")
+    if expect and not re.search(expect, out):
+        r.fail("its output did not show %r" % expect, out)
 
 
 def do_dry(r):
