@@ -362,6 +362,7 @@ def run_to_end(r, env=None, cwd=None):
 
 def do_run(r):
     out = run_to_end(r)
+    print(out[-2000:])
     expect = r.b.opts.get("expect")
     if expect and not re.search(expect, out):
         r.fail("its output did not show %r" % expect, out)
