@@ -23,7 +23,7 @@
 import math
 
 from firmware.metering.fixmath import isqrt
-from firmware.metering.waveform import Analyzer, DEFAULT_CAL
+from firmware.metering.waveform import Analyzer, DEFAULT_CAL, FLAG_CLIPPED
 
 # unit gains: readings come out in milli-counts and milli-counts^2
 _UNIT = {"v_uv_per_count": 1000000, "i_ua_per_count": 1000000, "delay_q8": 0,
@@ -59,13 +59,16 @@ def calibrate(vbuf, ibuf, n, rate_hz, ref_v_mv, ref_i_ma, ref_pf_milli, lagging=
               base=None, fast=True):
     """Return a calibration dict that makes this buffer read the reference.
 
-    Raises ValueError when the buffer holds no mains cycles or no current.
+    Raises ValueError when the buffer holds no mains cycles or no current,
+    or when a sample hit the ADC's rails (the reference is beyond full scale).
     Offsets (p_offset_mw, i_floor_q4) are kept from `base`; measure them with
     `calibrate_offsets()` at no load.
     """
     ref = _probe(vbuf, ibuf, n, rate_hz, 0, fast)
     if ref.cycles < 2 or ref.ms_i_q4 <= 0:
         raise ValueError("no reference signal")
+    if ref.flags & FLAG_CLIPPED:
+        raise ValueError("reference clipped")
     theta = 2 * math.pi * ref.freq_mhz / 1000.0 / rate_hz
     plus = _probe(vbuf, ibuf, n, rate_hz, 256, fast).p_mw
     minus = _probe(vbuf, ibuf, n, rate_hz, -256, fast).p_mw
