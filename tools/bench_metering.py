@@ -25,6 +25,7 @@ CHUNK_MS = 200
 
 TARGETS = {
     "adc_points_outside_class05s": ("==", 0),
+    "adc_heldout_outside_class05s": ("==", 0),
     "pulse_lost": ("==", 0),
     "creep_wh": ("==", 0),
     "adc_viper_speedup": (">=", 2.0),
@@ -257,6 +258,23 @@ print(true, c, wh)
             "pulse_wh_error": wh - true * 1000 // 3200}
 
 
+def held_out():
+    """The technician's calibration (docs/metering.md) on the held-out front
+    end, then every current x PF x 49/50/51 Hz point."""
+    info = {}
+    rows, cal = measure_points(wf.iec_grid(), fe=wf.HELD_OUT, info=info)
+    print_table(rows)
+    print("held-out calibration:", cal, info)
+    return {
+        "adc_heldout_points": len(rows),
+        "adc_heldout_outside_class05s": sum(1 for r in rows if abs(r[5]) > r[6]),
+        "adc_heldout_in_class02s": sum(1 for r in rows
+                                       if abs(r[5]) <= wf.class02s_limit_pct(r[1], r[2])),
+        "adc_heldout_max_abs_error_pct": round(max(abs(r[5]) for r in rows), 4),
+        "adc_cal_offset_captures": info.get("offset_captures", 0),
+    }
+
+
 def run():
     rows, cal = measure_points(wf.iec_points(full=True))
     print_table(rows)
@@ -266,6 +284,7 @@ def run():
         "adc_points_outside_class05s": sum(1 for r in rows if abs(r[5]) > r[6]),
         "adc_max_abs_error_pct": round(max(abs(r[5]) for r in rows), 4),
     }
+    res.update(held_out())
     with tempfile.TemporaryDirectory() as tmp:
         creep, _ = sparse_capture_job(tmp, "noload", wf.VN * 1.15, 0.0, 3600)
         start, start_ref = sparse_capture_job(tmp, "start", wf.VN, wf.IN * 0.004, 600)
