@@ -17,9 +17,10 @@
 #
 # Gains: they come from the analyzer's exact mean squares (ms_v_q4, ms_i_q4,
 # counts^2 * 16), not from its Vrms/Irms readings. Those are the integer
-# square root of the mean square, a quarter count of resolution: 0.12 % of
-# the current at Ib on the reference front end, which set every reading
-# above half Ib 0.15-0.23 % high. The square root here keeps 16 more bits.
+# square root of the mean square, a quarter count of resolution: up to
+# 0.12 % of the current at Ib (about 200 counts rms), always upwards in the
+# gain, so that on held-out waveforms every point from half Ib read 0.07 to
+# 0.23 % high. The square root here keeps 16 more bits.
 import math
 
 from firmware.metering.fixmath import isqrt
