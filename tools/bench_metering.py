@@ -259,10 +259,10 @@ print(true, c, wh)
 
 
 def held_out():
-    """The technician's calibration (docs/metering.md) on the held-out front
-    end, then every current x PF x 49/50/51 Hz point."""
+    """The technician's calibration (docs/metering.md: at Imax) on the
+    held-out front end, then every current x PF x 49/50/51 Hz point."""
     info = {}
-    rows, cal = measure_points(wf.iec_grid(), fe=wf.HELD_OUT, info=info)
+    rows, cal = measure_points(wf.iec_grid(), fe=wf.HELD_OUT, ref_frac=wf.IMAX / wf.IN, info=info)
     print_table(rows)
     print("held-out calibration:", cal, info)
     return {
