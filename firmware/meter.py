@@ -84,6 +84,7 @@ class MeterCore:
         self.carry_ms = 0
         self.unsaved_wh = 0
         self.unsaved_since_ms = self.last_ms
+        self.exported_wh = 0       # export Wh the last tick registered
         self.dirty = False
         self.last_w = 0
         self.last_v = 0
@@ -211,6 +212,9 @@ class MeterCore:
             self.revenue.pulse.rem = hot[3]
         self.regs.add(wh, 0, led.open_period, hot[5])
         self.seq = hot[4]
+        # a hot record is written only after a tick took everything it read,
+        # so Wh left untaken in the snapshot are in it already
+        self.revenue.forget_untaken()
 
     # --- persistence
     def state_dict(self):
@@ -323,30 +327,29 @@ class MeterCore:
             n = 0
             if self.vbuf is not None:
                 n = b.adc_capture(self.vbuf, self.ibuf)
-            imp = self.revenue.tick(b.pulse_count(), self.vbuf, self.ibuf, n, dt, utc, b.tamper_open())
+            self.revenue.tick(b.pulse_count(), self.vbuf, self.ibuf, n, dt, utc, b.tamper_open())
             if hasattr(b, "measured"):
                 self.last_v, self.last_w = b.measured()
             elif self.revenue.adc:
                 self.last_v = self.revenue.adc.vrms_mv // 1000
                 self.last_w = self.revenue.adc.p_mw // 1000
             if self.fault:
-                self.regs.add(imp, self.revenue.export_wh, 0, local)
-                return imp > 0
+                self.revenue.unbilled_wh = 0   # the fault state bills nothing (RAM only)
+                return self._register(0, local) > 0
             ms = self.carry_ms + dt
             span_s = ms // 1000
             self.carry_ms = ms - span_s * 1000
             entry_key = self._entry_key()
-            events = self.engine.tick(imp, local, span_s, self.clock.synced, self.last_v, self.last_w)
-            self.regs.add(imp, self.revenue.export_wh, self.engine.ledger.open_period, local)
+            events = self._bill(local, span_s)
+            self._register(self.engine.ledger.open_period, local)
             if events:
                 self._engine_events()
             self._frozen_events()
-            self.unsaved_wh += imp
             # Charging alone is not news: the periodic state (state_every_s)
             # carries it. A state per metered second cost 22 MB a day of
             # cellular data; relay moves and events are published at once.
             changed = self._after_change() or bool(events)
-            if self.dirty or entry_key != self._entry_key() or self.revenue.export_wh:
+            if self.dirty or entry_key != self._entry_key() or self.exported_wh:
                 self.commit()
             elif self.policy.due(self.unsaved_wh, now - self.unsaved_since_ms,
                                  self.unsaved_wh > 0 or self.revenue.pulse is None):
@@ -354,6 +357,37 @@ class MeterCore:
             return changed
         finally:
             self.end()
+
+    # Energy read from the pulse counter (or the ADC) waits in the revenue's
+    # untaken counts until the engine has charged it and the registers hold
+    # it. A MemoryError anywhere after the read leaves it there for the next
+    # tick, and what a taker did take before failing is read back from its
+    # own total, so each Wh is billed and registered exactly once.
+    def _bill(self, local, span_s):
+        rev = self.revenue
+        led = self.engine.ledger
+        before = led.charged_wh
+        try:
+            return self.engine.tick(rev.unbilled_wh, local, span_s, self.clock.synced,
+                                    self.last_v, self.last_w)
+        finally:
+            rev.unbilled_wh -= led.charged_wh - before
+
+    def _register(self, period, local):
+        """Register the untaken Wh; returns the import Wh registered."""
+        rev = self.revenue
+        r = self.regs
+        imp0 = r.import_wh
+        exp0 = r.export_wh
+        try:
+            r.add(rev.unregistered_wh, rev.unregistered_export_wh, period, local)
+        finally:
+            imp = r.import_wh - imp0
+            rev.unregistered_wh -= imp
+            rev.unregistered_export_wh -= r.export_wh - exp0
+            self.exported_wh = r.export_wh - exp0
+            self.unsaved_wh += imp
+        return imp
 
     def _entry_key(self):
         led = self.engine.ledger

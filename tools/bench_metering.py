@@ -25,6 +25,7 @@ CHUNK_MS = 200
 
 TARGETS = {
     "adc_points_outside_class05s": ("==", 0),
+    "adc_heldout_outside_class05s": ("==", 0),
     "pulse_lost": ("==", 0),
     "creep_wh": ("==", 0),
     "adc_viper_speedup": (">=", 2.0),
@@ -47,11 +48,26 @@ if c:
     with open(c["path"], "rb") as f:
         f.readinto(vb); f.readinto(ib)
     cal = calibrate(vb, ib, n, rate, c["v_mv"], c["i_ma"], c["pf_milli"], c["lagging"])
-    with open(c["path0"], "rb") as f:
-        f.readinto(vb); f.readinto(ib)
-    cal = calibrate_offsets(vb, ib, n, rate, cal)
+    # then no load: 200 ms captures, as the board's adc_capture gives them
+    m = c["chunk0"]
+    vb = array.array('h', bytes(2 * m)); ib = array.array('h', bytes(2 * m))
+    f0 = open(c["path0"], "rb")
+    used = [0]
+    def capture(v, i):
+        used[0] += 1
+        if f0.readinto(v) < 2 * m or f0.readinto(i) < 2 * m:
+            return 0      # the stream ran out: analyze() then sees no mains
+        return m
+    res = None
+    if not c.get("skip_offsets"):
+        try:
+            cal = calibrate_offsets(capture, vb, ib, rate, cal, c["v_mv"], c["ib_ma"])
+        except ValueError as e:
+            res = str(e)
+    f0.close()
     vb = ib = None
-out = {"cal": cal, "jobs": []}
+    calinfo = {"offset_captures": used[0], "offset_refused": res}
+out = {"cal": cal, "jobs": [], "calinfo": calinfo if c else None}
 for job in req["jobs"]:
     n = job["chunk"]
     vb = array.array('h', bytes(2 * n)); ib = array.array('h', bytes(2 * n))
@@ -63,10 +79,12 @@ for job in req["jobs"]:
             flags |= an.analyze(vb, ib, n)
             an.accumulate(job["dt_ms"])
     s = an.state()
-    out["jobs"].append({"imp_wh": s["imp_wh"], "imp_rem": s["imp_rem"], "exp_wh": s["exp_wh"],
+    # one line per job: the whole table at once does not fit the 108 KB heap
+    print("job", json.dumps({"imp_wh": s["imp_wh"], "imp_rem": s["imp_rem"], "exp_wh": s["exp_wh"],
                         "exp_rem": s["exp_rem"], "flags": flags, "v_mv": an.vrms_mv,
                         "i_ma": an.irms_ma, "p_mw": an.p_mw, "pf_milli": an.pf_milli,
-                        "f_mhz": an.freq_mhz})
+                        "f_mhz": an.freq_mhz}))
+    vb = ib = an = None
 print(json.dumps(out))
 """
 
@@ -87,31 +105,47 @@ def energy_mj(job, key="imp"):
     return wh * 3600000 + mj + uj / 1000.0
 
 
-def reference_cal(tmp, fe=wf.TYPICAL, seed=99):
-    """Request part that calibrates the analyzer in MicroPython at In, PF 0.5L,
-    then measures the offsets at no load, as a factory would."""
+def reference_cal(tmp, fe=wf.TYPICAL, seed=99, ref_frac=1.0, noload_captures=3000):
+    """Request part that calibrates the analyzer in MicroPython as a technician
+    would (docs/metering.md, "Calibrating a meter"): one second of a clean
+    reference load at ref_frac of In, PF 0.5L, then 200 ms captures at no load
+    until the offset settles (the stream holds noload_captures of them)."""
     n = wf.RATE_HZ
-    v, i, _ = wf.synth(n, wf.VN, wf.IN, 0.5, True, 50.0, seed=seed, fe=fe, harmonics=False)
+    v, i, _ = wf.synth(n, wf.VN, wf.IN * ref_frac, 0.5, True, 50.0, seed=seed, fe=fe,
+                       harmonics=False)
     p1 = os.path.join(tmp, "cal.bin")
     with open(p1, "wb") as f:
         f.write(v.astype("<i2").tobytes() + i.astype("<i2").tobytes())
-    v, i, _ = wf.synth(n, wf.VN, 0.0, 1.0, True, 50.0, seed=seed + 1, fe=fe, harmonics=False)
     p0 = os.path.join(tmp, "cal0.bin")
-    with open(p0, "wb") as f:
-        f.write(v.astype("<i2").tobytes() + i.astype("<i2").tobytes())
-    return {"n": n, "path": p1, "path0": p0, "v_mv": int(wf.VN * 1000), "i_ma": int(wf.IN * 1000),
+    open(p0, "wb").close()
+    if noload_captures:
+        v, i, _ = wf.synth(noload_captures * CHUNK, wf.VN, 0.0, 1.0, True, 50.0, seed=seed + 1,
+                           fe=fe, harmonics=False)
+        _write_chunks(p0, v, i, CHUNK)
+    return {"n": n, "path": p1, "path0": p0, "chunk0": CHUNK, "v_mv": int(wf.VN * 1000),
+            "i_ma": int(round(wf.IN * ref_frac * 1000)), "ib_ma": int(wf.IN * 1000),
             "pf_milli": 500, "lagging": True}
 
 
-def run_jobs(jobs, tmp, fe=wf.TYPICAL):
-    """Calibrate in MicroPython as a factory would, then run the energy jobs."""
-    req = {"rate": wf.RATE_HZ, "calibrate": reference_cal(tmp, fe), "jobs": jobs}
-    return run_mpy_json(_ENERGY_SCRIPT, req, timeout=600)
+def run_jobs(jobs, tmp, fe=wf.TYPICAL, ref_frac=1.0, cal=None):
+    """Calibrate in MicroPython as a technician would (or take `cal` as
+    given), then run the energy jobs."""
+    req = {"rate": wf.RATE_HZ, "jobs": jobs}
+    if cal is None:
+        req["calibrate"] = reference_cal(tmp, fe, ref_frac=ref_frac)
+    else:
+        req["cal"] = cal
+    lines = run_mpy(_ENERGY_SCRIPT, json.dumps(req) + "\n", timeout=900).splitlines()
+    out = json.loads(lines[-1])
+    out["jobs"] = [json.loads(l[4:]) for l in lines[:-1] if l.startswith("job ")]
+    return out
 
 
-def measure_points(points, fe=wf.TYPICAL, seed=7, fast=True):
+def measure_points(points, fe=wf.TYPICAL, seed=7, fast=True, ref_frac=1.0, cal=None,
+                   info=None):
     """Run the accuracy points; returns (rows, cal). Each row:
-    (name, i_frac, pf, ref_mj, got_mj, err_pct, limit_pct)."""
+    (name, i_frac, pf, ref_mj, got_mj, err_pct, limit_pct). `info`, a dict,
+    receives what calibration reported (captures used, a refusal)."""
     with tempfile.TemporaryDirectory() as tmp:
         jobs, refs = [], []
         for k, (name, frac, pf, lag, hz, secs) in enumerate(points):
@@ -123,7 +157,9 @@ def measure_points(points, fe=wf.TYPICAL, seed=7, fast=True):
                          "fast": fast})
             # the analyzer integrates power over the capture's nominal duration
             refs.append(p_w * chunks * CHUNK_MS)  # W * ms = mJ
-        out = run_jobs(jobs, tmp, fe)
+        out = run_jobs(jobs, tmp, fe, ref_frac, cal)
+    if info is not None and out.get("calinfo"):
+        info.update(out["calinfo"])
     rows = []
     for (name, frac, pf, lag, hz, secs), ref, job in zip(points, refs, out["jobs"]):
         got = energy_mj(job)
@@ -222,6 +258,23 @@ print(true, c, wh)
             "pulse_wh_error": wh - true * 1000 // 3200}
 
 
+def held_out():
+    """The technician's calibration (docs/metering.md: at Imax) on the
+    held-out front end, then every current x PF x 49/50/51 Hz point."""
+    info = {}
+    rows, cal = measure_points(wf.iec_grid(), fe=wf.HELD_OUT, ref_frac=wf.IMAX / wf.IN, info=info)
+    print_table(rows)
+    print("held-out calibration:", cal, info)
+    return {
+        "adc_heldout_points": len(rows),
+        "adc_heldout_outside_class05s": sum(1 for r in rows if abs(r[5]) > r[6]),
+        "adc_heldout_in_class02s": sum(1 for r in rows
+                                       if abs(r[5]) <= wf.class02s_limit_pct(r[1], r[2])),
+        "adc_heldout_max_abs_error_pct": round(max(abs(r[5]) for r in rows), 4),
+        "adc_cal_offset_captures": info.get("offset_captures", 0),
+    }
+
+
 def run():
     rows, cal = measure_points(wf.iec_points(full=True))
     print_table(rows)
@@ -231,6 +284,7 @@ def run():
         "adc_points_outside_class05s": sum(1 for r in rows if abs(r[5]) > r[6]),
         "adc_max_abs_error_pct": round(max(abs(r[5]) for r in rows), 4),
     }
+    res.update(held_out())
     with tempfile.TemporaryDirectory() as tmp:
         creep, _ = sparse_capture_job(tmp, "noload", wf.VN * 1.15, 0.0, 3600)
         start, start_ref = sparse_capture_job(tmp, "start", wf.VN, wf.IN * 0.004, 600)

@@ -39,6 +39,17 @@ class Revenue:
         self.reverse = False
         self.cover_open = False
         self.export_wh = 0               # export Wh added by the last tick()
+        # Wh metered and not yet taken, one count per taker: the bill and the
+        # registers. tick() adds to them in the statement after the energy
+        # leaves the pulse counter or the ADC integrator, with nothing that
+        # allocates in between, so a MemoryError (or an event handler
+        # failing) later in the tick cannot lose it. The caller subtracts
+        # what each taker actually took; what a failed tick left arrives
+        # with the next one, exactly once.
+        self.unbilled_wh = 0
+        self.unregistered_wh = 0
+        self.unregistered_export_wh = 0
+        self._adc_bills = source == "adc"
 
     def _event(self, kind, utc_s, value):
         if self.on_event:
@@ -46,18 +57,27 @@ class Revenue:
 
     def tick(self, pulse_count, vbuf, ibuf, n, dt_ms, utc_s, cover_open=False):
         """Meter one tick; returns the import Wh to bill. Export Wh of the same
-        tick is left in self.export_wh for the registers."""
+        tick is left in self.export_wh. Both are also added to the counts
+        not yet taken (unbilled_wh, unregistered_wh, unregistered_export_wh),
+        which is what the meter core bills and registers from."""
         pulse_wh = adc_wh = 0
         self.export_wh = 0
         if self.pulse:
             pulse_wh = self.pulse.feed(pulse_count - self.last_count)
             self.last_count = pulse_count
+            self.unbilled_wh += pulse_wh
+            self.unregistered_wh += pulse_wh
         an = self.adc
         if an and n:
             flags = an.analyze(vbuf, ibuf, n)
             before = an.export_wh
             adc_wh = an.accumulate(dt_ms)
-            self.export_wh = an.export_wh - before
+            exp = an.export_wh - before
+            self.unregistered_export_wh += exp
+            if self._adc_bills:
+                self.unbilled_wh += adc_wh
+                self.unregistered_wh += adc_wh
+            self.export_wh = exp
             reverse = bool(flags & self._flag_reverse)
             if reverse and not self.reverse:   # once per episode, not every second
                 self._event(EV_REVERSE, utc_s, an.p_mw)
@@ -69,12 +89,23 @@ class Revenue:
             self._event(EV_COVER_OPEN if cover_open else EV_COVER_CLOSED, utc_s, 0)
         return adc_wh if self.source == "adc" else pulse_wh
 
+    def untaken(self):
+        """True while metered energy waits for the bill or the registers."""
+        return bool(self.unbilled_wh or self.unregistered_wh or self.unregistered_export_wh)
+
+    def forget_untaken(self):
+        self.unbilled_wh = self.unregistered_wh = self.unregistered_export_wh = 0
+
     def state(self):
         d = {"source": self.source}
         if self.pulse:
             d["pulse"] = self.pulse.state()
         if self.adc:
             d["adc"] = self.adc.state()
+        if self.untaken():
+            # a snapshot taken between a failed tick and the next one: the
+            # pulse remainder it holds no longer includes these Wh
+            d["untaken"] = [self.unbilled_wh, self.unregistered_wh, self.unregistered_export_wh]
         return d
 
     def restore(self, d):
@@ -82,3 +113,7 @@ class Revenue:
             self.pulse.restore(d["pulse"])
         if self.adc and "adc" in d:
             self.adc.restore(d["adc"])
+        u = d.get("untaken")
+        if u:
+            self.unbilled_wh, self.unregistered_wh, self.unregistered_export_wh = (
+                int(u[0]), int(u[1]), int(u[2]))

@@ -276,6 +276,10 @@ class Analyzer:
         self.freq_mhz = 0
         self.cycles = 0
         self.flags = 0
+        # mean squares in counts^2 * 16, DC removed (Irms's after the noise
+        # floor): exact, for calibration, which needs more than Irms's 1 mA
+        self.ms_v_q4 = 0
+        self.ms_i_q4 = 0
 
     def analyze(self, vbuf, ibuf, n):
         """Measure the whole cycles in the first `n` samples. Returns flags."""
@@ -339,6 +343,8 @@ class Analyzer:
             mvv = 0
         if mii < 0:
             mii = 0
+        self.ms_v_q4 = mvv
+        self.ms_i_q4 = mii
         self.cycles = count - 1
         self.freq_mhz = muldiv(self.cycles * self.rate_hz, 256000, t)
         # rms in counts * 4, then microunits per count / 4000 -> milli-units
