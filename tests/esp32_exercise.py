@@ -83,7 +83,7 @@ def case_pulses_across_wraps():
     p.pulses(board_mod.PCNT_MAX, deliver=False)
     total += board_mod.PCNT_MAX
     seen.append([total, b.pulse_count()])
-    return {"seen": seen, "wraps": b._wraps, "pcnt_max": board_mod.PCNT_MAX,
+    return {"seen": seen, "wraps": b._cf.wraps, "pcnt_max": board_mod.PCNT_MAX,
             "config": [p._rising, p._falling, p._min, p._max, p._filter, p._running,
                        p._trigger, p._pin._id]}
 
@@ -119,7 +119,7 @@ def case_pcnt_handler_allocates_nothing():
         err = repr(e)
     finally:
         micropython.heap_unlock()
-    return {"error": err, "wraps": b._wraps, "count": b.pulse_count(), "want": board_mod.PCNT_MAX + 10}
+    return {"error": err, "wraps": b._cf.wraps, "count": b.pulse_count(), "want": board_mod.PCNT_MAX + 10}
 
 
 def case_power_fail_isr():

@@ -69,7 +69,10 @@ class SimMeter:
         self.meter_id = meter_id
         self.dir = os.path.join(workdir, meter_id)
         os.makedirs(self.dir, exist_ok=True)
-        self.config = {"meter_id": meter_id, "broker_host": "127.0.0.1", "broker_port": broker_port}
+        # cf1_mhz_per_v: the sim board's CF1 gain (SimBoard.CF1_MHZ_PER_V), as a
+        # factory calibration would provision it; without it the voltage is unknown
+        self.config = {"meter_id": meter_id, "broker_host": "127.0.0.1", "broker_port": broker_port,
+                       "cf1_mhz_per_v": 6720}
         self.config.update(config or {})
         self.config_path = os.path.join(self.dir, "config.json")
         with open(self.config_path, "w") as f:
