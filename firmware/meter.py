@@ -145,7 +145,7 @@ class MeterCore:
             self.engine = CreditEngine(_credit_cfg(cfg))
         self.regs = Registers.from_dict(state["regs"]) if "regs" in state else Registers()
         self.revenue = Revenue(cfg.get("metering_source", "pulse"), cfg["imp_per_kwh"],
-                               getattr(self.board, "ADC_RATE_HZ", 3200), state.get("cal"),
+                               self.board.ADC_RATE_HZ, state.get("cal"),
                                cfg.get("crosscheck_pct", 3), on_event=self._metering_event,
                                pulse_base=self.board.pulse_count())
         if "rev" in state:

@@ -56,8 +56,10 @@ def wait_for(pred, ms=200):
 
 
 def case_identity():
+    import asyncio
     b = fresh_board()
-    return {"name": b.name, "adc_rate_hz": b.ADC_RATE_HZ, "flash_root": b.flash_root()}
+    return {"name": b.name, "adc_rate_hz": b.ADC_RATE_HZ, "flash_root": b.flash_root(),
+            "console": b.console, "control_server": asyncio.run(b.serve_control())}
 
 
 def case_pinmap():
