@@ -334,14 +334,14 @@ class App:
     async def run(self):
         self.log("boot", "reset_cause=" + self.board.reset_cause())
         self._report_config()
-        if hasattr(self.board, "serve_control"):
-            self.board.app_hook = self.control
-            await self.board.serve_control()
+        # the sim's control socket for tests; a real board has none (returns None)
+        self.board.app_hook = self.control
+        await self.board.serve_control()
         gc.collect()
         fns = [self.meter_task, self.ui_task, self.sup.run]
         if self.key is not None:
             fns[2:2] = [self.publish_task, self.link_task]
-        if getattr(self.board, "console", True):
+        if self.board.console:
             from firmware.console import Console
             fns.append(Console(self).run)
         tasks = [asyncio.create_task(self._guard(f)) for f in fns]

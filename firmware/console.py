@@ -9,6 +9,10 @@ import sys
 HELP = ("commands: status  link  modem  mem  log  help",)
 
 
+def _known(v):
+    return "--" if v is None else str(v)
+
+
 def _fmt(v):
     return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
 
@@ -33,6 +37,8 @@ class Console:
                     "relay %s  reason %s" % ("closed" if s["relay_closed"] else "open", s["relay_reason"]),
                     "1.8.0 %d Wh  2.8.0 %d Wh  tariff v%d  warn L%d" % (
                         s["obis_1_8_0"], s["obis_2_8_0"], s["tariff_version"], s["level"]),
+                    "price %d milli/kWh  load %s W  voltage %s V" % (
+                        s["price_milli_per_kwh"], _known(core.meas.power_w), _known(core.meas.voltage_v)),
                     "seq %d  clock %s %d" % (s["seq"], "synced" if s["synced"] else "UNSYNCED", s["t"]),
                     "fault %s" % s.get("fault", "none")] + self._config_lines()
         if cmd == "link":

@@ -22,6 +22,7 @@ from firmware.clock import Clock
 from firmware.credit.engine import CreditEngine
 from firmware.link.commlog import CommLog
 from firmware.link.outbox import CRITICAL, Outbox
+from firmware.metering.instruments import Instruments
 from firmware.metering.registers import Registers
 from firmware.metering.revenue import Revenue
 from firmware.store.policy import CheckpointPolicy
@@ -30,6 +31,7 @@ from firmware.ui import buzzer
 
 ADC_SAMPLES = 640
 BILLING_PAGE = 31  # frozen records per billing reply (31 daily ones: ~1 KB)
+STORE_FAULT = "store_fault"  # the relay's reason while the store has failed
 
 # config keys the credit engine takes from the provisioning config
 _CREDIT_KEYS = ("initial_balance_minor", "mode", "tariff", "warn_minor", "repeat_level",
@@ -86,8 +88,10 @@ class MeterCore:
         self.unsaved_since_ms = self.last_ms
         self.exported_wh = 0       # export Wh the last tick registered
         self.dirty = False
-        self.last_w = 0
-        self.last_v = 0
+        # power and voltage, from what this board can measure (metering/instruments.py)
+        self.meas = Instruments(cfg["imp_per_kwh"], board.pulse_count(), board.cf1_count(),
+                                self.last_ms, cfg.get("cf1_mhz_per_v"),
+                                cfg.get("pulse_power_timeout_s", 300))
         self.beeps_seen = self.engine.policy.beeps
         self.chirp_until = 0
         self.last_days_n = self.regs.days_n
@@ -147,7 +151,7 @@ class MeterCore:
             self.engine = CreditEngine(_credit_cfg(cfg))
         self.regs = Registers.from_dict(state["regs"]) if "regs" in state else Registers()
         self.revenue = Revenue(cfg.get("metering_source", "pulse"), cfg["imp_per_kwh"],
-                               getattr(self.board, "ADC_RATE_HZ", 3200), state.get("cal"),
+                               self.board.ADC_RATE_HZ, state.get("cal"),
                                cfg.get("crosscheck_pct", 3), on_event=self._metering_event,
                                pulse_base=self.board.pulse_count())
         if "rev" in state:
@@ -176,6 +180,9 @@ class MeterCore:
         self.cal = None
         self.board.relay_set(False)
         self.link_events.append({"kind": "fault", "code": code, "lcd": self.store.lcd_code()})
+        # the opening has its reason, as every other opening does (no balance:
+        # the stored one cannot be trusted)
+        self.link_events.append({"kind": "relay", "closed": 0, "reason": STORE_FAULT})
 
     def attach_dispatcher(self, dispatcher):
         self.dispatcher = dispatcher
@@ -327,12 +334,9 @@ class MeterCore:
             n = 0
             if self.vbuf is not None:
                 n = b.adc_capture(self.vbuf, self.ibuf)
-            self.revenue.tick(b.pulse_count(), self.vbuf, self.ibuf, n, dt, utc, b.tamper_open())
-            if hasattr(b, "measured"):
-                self.last_v, self.last_w = b.measured()
-            elif self.revenue.adc:
-                self.last_v = self.revenue.adc.vrms_mv // 1000
-                self.last_w = self.revenue.adc.p_mw // 1000
+            count = b.pulse_count()
+            self.revenue.tick(count, self.vbuf, self.ibuf, n, dt, utc, b.tamper_open())
+            self.meas.update(now, count, b.cf1_count(), self.revenue.adc, self.relay_now()[0])
             if self.fault:
                 self.revenue.unbilled_wh = 0   # the fault state bills nothing (RAM only)
                 return self._register(0, local) > 0
@@ -369,7 +373,7 @@ class MeterCore:
         before = led.charged_wh
         try:
             return self.engine.tick(rev.unbilled_wh, local, span_s, self.clock.synced,
-                                    self.last_v, self.last_w)
+                                    self.meas.voltage_v, self.meas.power_w)
         finally:
             rev.unbilled_wh -= led.charged_wh - before
 
@@ -393,9 +397,19 @@ class MeterCore:
         led = self.engine.ledger
         return (led.open_ver, led.open_tier, led.open_period, led.open_day, led.seq)
 
+    def relay_now(self):
+        """(closed, reason): the one answer to "is the supply on, and why".
+        The board's relay is driven from it (_after_change) and the state, the
+        LCD and the console all read it; the relay events carry the same
+        reasons (the engine's, and STORE_FAULT from _enter_fault)."""
+        if self.fault:
+            return False, STORE_FAULT
+        e = self.engine
+        return bool(e.relay_closed), e.relay_reason
+
     def _after_change(self):
-        """Drive the relay from the engine's decision. True if it moved."""
-        want = bool(self.engine.relay_closed) and not self.fault
+        """Drive the relay from relay_now(). True if it moved."""
+        want = self.relay_now()[0]
         if self.board.relay_closed() == want:
             return False
         self.board.relay_set(want)
@@ -548,14 +562,16 @@ class MeterCore:
     def state(self):
         """The state snapshot the head-end keeps (retained on .../state)."""
         e = self.engine
+        closed, reason = self.relay_now()
         s = {}
         t = self.regs.telemetry()
         for k in t:
             # OBIS codes in wire keys: "1.8.0" travels as "obis_1_8_0"
             s["obis_" + k.replace(".", "_") if k[0] in "0123456789" else k] = t[k]
-        s.update({"balance_minor": e.balance_minor(), "relay_closed": bool(e.relay_closed) and not self.fault,
-                  "relay_reason": e.relay_reason, "mode": e.policy.mode,
+        s.update({"balance_minor": e.balance_minor(), "relay_closed": closed,
+                  "relay_reason": reason, "mode": e.policy.mode,
                   "tariff_version": e.tariff.version, "level": e.level,
+                  "price_milli_per_kwh": e.price_now()[0],
                   "seq": self.seq, "t": self.clock.utc_s(), "synced": self.clock.synced,
                   "owed_minor": e.ledger.owed_minor(),
                   "evt_dropped": list(self.outbox.dropped),
@@ -566,14 +582,16 @@ class MeterCore:
         return s
 
     def snapshot(self):
-        """What the LCD screens show."""
+        """What the LCD screens show (None: not known on this meter)."""
         e = self.engine
+        closed, reason = self.relay_now()
         return {"balance_minor": e.balance_minor(), "import_wh": self.regs.import_wh,
-                "today_wh": self.regs.today_wh, "relay_closed": bool(self.board.relay_closed()),
-                "relay_reason": e.relay_reason, "warning": e.level, "load_w": self.last_w,
+                "today_wh": self.regs.today_wh, "relay_closed": closed,
+                "relay_reason": reason, "warning": e.level, "load_w": self.meas.power_w,
+                "voltage_v": self.meas.voltage_v,
                 "seq": self.seq, "decimals": self.cfg["decimals"], "currency": self.cfg["currency"],
                 "tariff_version": e.tariff.version, "mode": e.policy.mode,
-                "price_minor_per_kwh_x1000": e.tariff.source.get("price_milli_per_kwh", 0),
+                "price_milli_per_kwh": e.price_now()[0],
                 "clock_synced": self.clock.synced, "fault": self.fault,
                 "error_code": self.store.lcd_code() if self.fault else 0,
                 "owed_minor": e.ledger.owed_minor()}

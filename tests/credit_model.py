@@ -319,11 +319,11 @@ class Model:
         else:
             self.latched = False
             closed, reason = True, ("friendly" if bal <= 0 else why)
-        if closed != self.closed:
+        standing = ("remote_connect", "postpaid", "friendly")
+        if closed != self.closed or (reason != self.reason and (
+                not closed or reason in standing or self.reason in standing)):
             self.ev.append(["relay", int(closed), reason, bal])
             self.closed, self.reason = closed, reason
-        elif not closed:
-            self.reason = reason
         level = sum(1 for t in self.warn if bal <= t) if self.mode == "prepaid" else 0
         if level != self.level:
             self.ev.append(["warn", self.level, level, bal])

@@ -56,8 +56,10 @@ def wait_for(pred, ms=200):
 
 
 def case_identity():
+    import asyncio
     b = fresh_board()
-    return {"name": b.name, "adc_rate_hz": b.ADC_RATE_HZ, "flash_root": b.flash_root()}
+    return {"name": b.name, "adc_rate_hz": b.ADC_RATE_HZ, "flash_root": b.flash_root(),
+            "console": b.console, "control_server": asyncio.run(b.serve_control())}
 
 
 def case_pinmap():
@@ -83,7 +85,7 @@ def case_pulses_across_wraps():
     p.pulses(board_mod.PCNT_MAX, deliver=False)
     total += board_mod.PCNT_MAX
     seen.append([total, b.pulse_count()])
-    return {"seen": seen, "wraps": b._wraps, "pcnt_max": board_mod.PCNT_MAX,
+    return {"seen": seen, "wraps": b._cf.wraps, "pcnt_max": board_mod.PCNT_MAX,
             "config": [p._rising, p._falling, p._min, p._max, p._filter, p._running,
                        p._trigger, p._pin._id]}
 
@@ -119,7 +121,97 @@ def case_pcnt_handler_allocates_nothing():
         err = repr(e)
     finally:
         micropython.heap_unlock()
-    return {"error": err, "wraps": b._wraps, "count": b.pulse_count(), "want": board_mod.PCNT_MAX + 10}
+    return {"error": err, "wraps": b._cf.wraps, "count": b.pulse_count(), "want": board_mod.PCNT_MAX + 10}
+
+
+def case_cf1_counter():
+    b = fresh_board()
+    p = esp32.pcnt_unit(pins.CF1_PCNT_UNIT)
+    p.pulses(board_mod.PCNT_MAX + 1545)        # past one wrap of the 16-bit unit
+    out = {"count": b.cf1_count(), "want": board_mod.PCNT_MAX + 1545,
+           "config": [p._rising, p._falling, p._min, p._max, p._filter, p._running,
+                      p._trigger, p._pin._id],
+           "energy_counter_untouched": b.pulse_count()}
+    saved = pins.CF1
+    pins.CF1 = None                            # a model without the CF1 input
+    try:
+        out["without_cf1"] = fresh_board().cf1_count()
+    finally:
+        pins.CF1 = saved
+    return out
+
+
+def _pulses_for(w, imp, t_ms):
+    return w * t_ms * imp // 3600000000
+
+
+def _run_meter(cf1, calibrated, phases):
+    """A MeterCore on the ESP32 board, meter time stepped a second a tick, CF
+    (and CF1) pulses delivered as the metering IC would make them."""
+    from firmware import config
+    from firmware.meter import MeterCore
+    from firmware.ui import screens
+    saved = pins.CF1
+    if not cf1:
+        pins.CF1 = None
+    try:
+        b = fresh_board()
+    finally:
+        pins.CF1 = saved
+    t = [0]
+    b.mono_ms = lambda: t[0]                   # meter time, stepped by the test
+    prov = {"meter_id": "esp-1", "initial_balance_minor": 1000000, "reconnect": "auto",
+            "protection": {"over_power": {"limit": 5000, "hold_s": 5, "retry_s": 600},
+                           "under_voltage": {"limit": 200, "hold_s": 5, "retry_s": 600},
+                           "over_voltage": {"limit": 260, "hold_s": 5, "retry_s": 600}}}
+    if calibrated:
+        prov["cf1_mhz_per_v"] = 6720
+    core = MeterCore(b, config.load(prov))
+    cf = esp32.pcnt_unit(pins.PULSE_PCNT_UNIT)
+    trace = []
+    sent = cf1_sent = 0
+    cf_total = cf1_total = 0
+    for watts, volts, seconds in phases:
+        t_start, cf_base, cf1_base = t[0], cf_total, cf1_total
+        t_phase = t[0]
+        for _ in range(seconds):
+            t[0] += 1000
+            dt = t[0] - t_start
+            if b.relay_closed():
+                cf_total = cf_base + _pulses_for(watts, 1000, dt)
+            else:
+                cf_base, t_start = cf_total, t[0]   # no current through an open relay
+            cf.pulses(cf_total - sent)
+            sent = cf_total
+            if cf1:
+                # the IC measures the supply side: CF1 runs whatever the relay does
+                cf1_total = cf1_base + volts * 6720 * (t[0] - t_phase) // 1000000
+                esp32.pcnt_unit(pins.CF1_PCNT_UNIT).pulses(cf1_total - cf1_sent)
+                cf1_sent = cf1_total
+            core.tick()
+            closed, reason = core.relay_now()
+            trace.append([t[0] // 1000, watts, volts, core.meas.power_w, core.meas.voltage_v,
+                          closed, reason, b.relay_closed()])
+    lcd = screens.render_lines(screens.HOME, core.snapshot())
+    events = [json.loads(e[3]) for e in core.outbox.entries]
+    return {"trace": trace, "lcd": lcd, "state": core.state(),
+            "relay_events": [[e["closed"], e["reason"]] for e in events if e["kind"] == "relay"],
+            "protection_events": [[e["event"], e["what"]] for e in events if e["kind"] == "protection"]}
+
+
+def case_pulse_only_meter():
+    # MeterCore needs the LittleFS the fake partition mounts in MicroPython
+    if not ON_MPY:
+        return {}
+    out = {}
+    # no CF1 on the board, then CF1 wired but not calibrated: the voltage is
+    # unknown either way, with under- and over-voltage configured
+    for name, cf1 in (("no_cf1", False), ("uncalibrated", True)):
+        r = _run_meter(cf1, False, [[1000, 230, 120], [8000, 230, 60]])
+        out[name] = r
+    # calibrated CF1: the voltage is measured, and a low supply trips
+    out["calibrated"] = _run_meter(True, True, [[1000, 230, 60], [1000, 150, 30]])
+    return out
 
 
 def case_power_fail_isr():

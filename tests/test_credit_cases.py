@@ -277,14 +277,16 @@ def test_reconnection_waits_for_a_press_or_is_automatic_as_configured(r):
     rc = r["reconnect"]
     assert rc["press"] == [[False, "credit"], [False, "await_press"], [True, "press"]]
     assert rc["auto"] == [[False, "credit"], [True, "topup"], [True, "topup"]]
-    assert [x[1:3] for x in rc["press_events"]] == [[0, "credit"], [1, "press"]]
+    # the reason changing while the relay stays open is an event too
+    assert [x[1:3] for x in rc["press_events"]] == [[0, "credit"], [0, "await_press"], [1, "press"]]
 
 
 def test_remote_override_and_postpaid_mode(r):
     s = r["remote"]
     assert s[:5] == ["ok", False, "remote_disconnect", "ok", True]
-    # postpaid: negative, still on, no warning (the reason names the last operation)
-    assert s[5:9] == [True, "remote", -5000, 0]
+    # postpaid: negative, still on, no warning; the reason is the mode, not
+    # the remote command that closed the relay before it
+    assert s[5:9] == [True, "postpaid", -5000, 0]
     assert s[9:11] == [False, "remote_disconnect"]    # but remote disconnect is honoured
     assert s[11:] == [False, "credit", True, -5000]   # back to prepaid: registers kept, off
 
@@ -303,7 +305,8 @@ def test_over_power_trips_retries_and_gives_up_then_a_press_resets_it(r):
     kinds = [x[0] for x in p["events"] if x[0] != "relay"]
     assert kinds == ["trip", "retry", "trip", "lockout", "prot_reset", "trip"]
     relays = [x[2] for x in p["events"] if x[0] == "relay"]
-    assert relays == ["over_power", "protection", "over_power", "press", "under_voltage"]
+    assert relays == ["over_power", "protection", "over_power", "over_power_lockout", "press",
+                      "under_voltage"]
 
 
 def test_warnings_raise_events_both_ways_and_a_press_silences_the_repeat(r):

@@ -20,9 +20,21 @@ from mpy import ROOT, run_mpy
 FAKES = os.path.join(ROOT, "tests", "fakes")
 EXERCISE = os.path.join(ROOT, "tests", "esp32_exercise.py")
 # The fakes are compiled from source in the same heap as the board, which the
-# device never does (it runs .mpy, without fakes): give them room.
-HEAP_WITH_FAKES = "512k"
+# device never does (it runs .mpy, without fakes): give them room. The meter
+# core (pulse_only_meter) is compiled from source here too.
+HEAP_WITH_FAKES = "1m"
 PCNT_MAX = 32767
+
+
+def lcd_cut_reason(lines):
+    """The reason on the LCD's "CUT: " line, joined when wrapped after a '_'."""
+    for i, line in enumerate(lines):
+        if line.startswith("CUT: "):
+            text = line[5:]
+            if text.endswith("_") and i + 1 < len(lines):
+                text += lines[i + 1]
+            return text
+    return None
 
 
 def _timestamps():
@@ -47,7 +59,8 @@ def seen(tmp_path_factory):
 
 
 def test_board_reports_its_name_sample_rate_and_flash_root(seen):
-    assert seen["identity"] == {"name": "esp32", "adc_rate_hz": 3200, "flash_root": "/flash"}
+    assert seen["identity"] == {"name": "esp32", "adc_rate_hz": 3200, "flash_root": "/flash",
+                                "console": True, "control_server": None}
 
 
 def test_pin_map_uses_each_gpio_once_and_keeps_off_flash_console_and_strapping_pins(seen):
@@ -55,8 +68,10 @@ def test_pin_map_uses_each_gpio_once_and_keeps_off_flash_console_and_strapping_p
     gpio = {k: v for k, v in p.items()
             if not k.endswith(("_LEVEL", "_ON", "_ID", "_UNIT", "_BAUD"))}
     assert len(set(gpio.values())) == len(gpio), gpio
-    forbidden = {1, 3, 6, 7, 8, 9, 10, 11, 0, 2, 12, 15}
+    forbidden = {1, 3, 6, 7, 8, 9, 10, 11, 0, 2, 12}
     assert not forbidden & set(gpio.values())
+    # strapping pin 15 only selects the ROM's boot log: it may take an input, the CF1 line
+    assert [k for k, v in gpio.items() if v == 15] == ["CF1"]
     # 34-39 cannot drive: only inputs live there
     inputs = {"PULSE_CF", "POWER_FAIL", "ADC_VOLTAGE", "ADC_CURRENT", "BUTTON_QUERY", "TAMPER", "MODEM_RX"}
     assert all(k in inputs for k, v in gpio.items() if v >= 34)
@@ -90,6 +105,52 @@ def test_pcnt_wrap_handler_allocates_nothing(seen):
     r = seen["pcnt_handler_allocates_nothing"]
     assert r["error"] is None
     assert r["wraps"] == 1 and r["count"] == r["want"]
+
+
+def test_cf1_is_counted_by_its_own_pcnt_unit_across_wraps_and_is_none_when_not_fitted(seen):
+    r = seen["cf1_counter"]
+    assert r["count"] == r["want"] and r["energy_counter_untouched"] == 0
+    rising, falling, lo, hi, filt, running, trigger, pin = r["config"]
+    assert (rising, falling, lo, hi, running, trigger) == (1, 0, 0, PCNT_MAX, True, 0x20)
+    assert pin == seen["pinmap"]["CF1"] and seen["pinmap"]["CF1_PCNT_UNIT"] != seen["pinmap"]["PULSE_PCNT_UNIT"]
+    assert r["without_cf1"] is None
+
+
+@pytest.mark.parametrize("variant", ["no_cf1", "uncalibrated"])
+def test_a_pulse_only_meter_never_trips_on_a_voltage_it_cannot_measure_but_trips_on_pulse_power(seen, variant):
+    r = seen["pulse_only_meter"][variant]
+    trace = r["trace"]
+    # the voltage is unknown, never 0 V: no under-voltage trip on a healthy supply
+    assert all(row[4] is None for row in trace)
+    assert not any("voltage" in str(row[6]) for row in trace)
+    assert not any("voltage" in e[1] for e in r["protection_events"])
+    # 1 kW for two minutes: the supply stays on, the load reads from the pulse interval
+    first = [row for row in trace if row[0] <= 120]
+    assert all(row[5] and row[7] for row in first)
+    settled = [row[3] for row in first if row[0] >= 30]
+    assert settled and all(abs(w - 1000) <= 60 for w in settled), settled
+    # 8 kW (limit 5000 W, hold 5 s): over-power trips from the pulse power
+    tripped = [row for row in trace if not row[5]]
+    assert tripped and tripped[0][6] == "over_power" and tripped[0][0] <= 120 + 20
+    assert all(row[7] is False for row in tripped)           # the board's relay is open
+    assert ["trip", "over_power"] in r["protection_events"]
+    assert r["relay_events"][-1] == [0, "over_power"]
+    assert r["state"]["relay_closed"] is False and r["state"]["relay_reason"] == "over_power"
+    # the LCD: "--" for the unknown voltage, 0 W through the open relay, and why it is off
+    assert "VOLTAGE -- V" in r["lcd"] and "LOAD 0 W" in r["lcd"]
+    assert lcd_cut_reason(r["lcd"]) == "over_power"
+
+
+def test_a_calibrated_cf1_measures_the_supply_and_a_low_one_trips_under_voltage(seen):
+    r = seen["pulse_only_meter"]["calibrated"]
+    trace = r["trace"]
+    healthy = [row for row in trace if 5 <= row[0] <= 60]
+    assert all(row[4] is not None and abs(row[4] - 230) <= 1 and row[5] for row in healthy)
+    low = [row for row in trace if row[0] > 60]
+    assert any(row[4] is not None and abs(row[4] - 150) <= 1 for row in low)
+    assert trace[-1][5] is False and trace[-1][6] == "under_voltage"
+    assert r["relay_events"][-1] == [0, "under_voltage"]
+    assert "VOLTAGE 150 V" in r["lcd"] and lcd_cut_reason(r["lcd"]) == "under_voltage"
 
 
 def test_power_fail_hard_isr_allocates_nothing_and_schedules_the_app_callback_once(seen):

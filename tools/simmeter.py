@@ -91,8 +91,10 @@ class SimMeter:
         self.meter_id = meter_id
         self.dir = os.path.join(workdir, meter_id)
         os.makedirs(self.dir, exist_ok=True)
+        # cf1_mhz_per_v: the sim board's CF1 gain (SimBoard.CF1_MHZ_PER_V), as a
+        # factory calibration would provision it; without it the voltage is unknown
         self.config = {"meter_id": meter_id, "broker_host": "127.0.0.1", "broker_port": broker_port,
-                       "key_hex": SIM_KEY_HEX}
+                       "key_hex": SIM_KEY_HEX, "cf1_mhz_per_v": 6720}
         self.config.update(config or {})
         # an entry given as None is left out of the file: {"key_hex": None}
         # provisions a meter without a key

@@ -5,8 +5,8 @@
 # tests/test_esp32_board.py runs every line of it against tests/fakes/.
 #
 # Two handlers run outside the normal flow and must not allocate:
-# - _on_pcnt_max: the PCNT's IRQ_MAX handler (run by the scheduler) that
-#   extends the 16-bit hardware counter;
+# - _WrappedPcnt._on_max: the PCNTs' IRQ_MAX handler (run by the scheduler)
+#   that extends a 16-bit hardware counter (CF and CF1);
 # - _on_power_fail_edge: a hard pin ISR that hands the app's power-fail
 #   callback to micropython.schedule.
 # Every bound method they use is made once in __init__, for the same reason.
@@ -129,9 +129,41 @@ def _blank_beyond_superblock(part):
     return True
 
 
+class _WrappedPcnt:
+    """A PCNT unit counting rising edges on `pin`, extended past its 16 bits
+    by counting IRQ_MAX events."""
+
+    def __init__(self, unit, pin):
+        self.wraps = 0
+        self._flag_max = esp32.PCNT.IRQ_MAX
+        self.pcnt = esp32.PCNT(unit, pin=Pin(pin, Pin.IN),
+                               rising=esp32.PCNT.INCREMENT, falling=esp32.PCNT.IGNORE,
+                               filter=_PCNT_FILTER, min=0, max=PCNT_MAX, value=0)
+        self._handler = self._on_max
+        self.irq = self.pcnt.irq(handler=self._handler, trigger=esp32.PCNT.IRQ_MAX)
+        self.pcnt.start()
+
+    def _on_max(self, pcnt):
+        # flags() clears the events; value() spins until they are clear
+        if self.irq.flags() & self._flag_max:
+            self.wraps += 1
+
+    def count(self):
+        """Cumulative count. value() first runs any pending IRQ_MAX handler;
+        a wrap can still land between the two reads, so read the wrap count
+        on both sides and retry until they agree."""
+        while True:
+            wraps = self.wraps
+            v = self.pcnt.value()
+            if wraps == self.wraps:
+                return wraps * PCNT_MAX + v
+
+
 class Esp32Board:
     name = "esp32"
     ADC_RATE_HZ = _ADC_RATE_HZ
+    console = True                  # the technician's console on UART0
+    app_hook = None                 # the sim's control-socket hook; unused here
     CONFIG_PATH = "/config.json"    # factory provisioning, on MicroPython's own filesystem
 
     def __init__(self):
@@ -169,31 +201,19 @@ class Esp32Board:
     def rtc_set(self, utc_s):
         self._rtc.datetime(utc_to_datetime(utc_s))
 
-    # --- pulse counter: 16-bit PCNT extended by counting its IRQ_MAX events
+    # --- pulse counters: CF (energy) and CF1 (voltage), 16-bit PCNTs extended
     def _init_pulses(self):
-        self._wraps = 0
-        self._pcnt_flag_max = esp32.PCNT.IRQ_MAX
-        self._pcnt = esp32.PCNT(pins.PULSE_PCNT_UNIT, pin=Pin(pins.PULSE_CF, Pin.IN),
-                                rising=esp32.PCNT.INCREMENT, falling=esp32.PCNT.IGNORE,
-                                filter=_PCNT_FILTER, min=0, max=PCNT_MAX, value=0)
-        self._pcnt_handler = self._on_pcnt_max
-        self._pcnt_irq = self._pcnt.irq(handler=self._pcnt_handler, trigger=esp32.PCNT.IRQ_MAX)
-        self._pcnt.start()
-
-    def _on_pcnt_max(self, pcnt):
-        # flags() clears the events; value() spins until they are clear
-        if self._pcnt_irq.flags() & self._pcnt_flag_max:
-            self._wraps += 1
+        self._cf = _WrappedPcnt(pins.PULSE_PCNT_UNIT, pins.PULSE_CF)
+        self._cf1 = _WrappedPcnt(pins.CF1_PCNT_UNIT, pins.CF1) if pins.CF1 is not None else None
 
     def pulse_count(self):
-        """Cumulative CF pulses since boot. value() first runs any pending
-        IRQ_MAX handler; a wrap can still land between the two reads, so read
-        the wrap count on both sides and retry until they agree."""
-        while True:
-            wraps = self._wraps
-            v = self._pcnt.value()
-            if wraps == self._wraps:
-                return wraps * PCNT_MAX + v
+        """Cumulative CF pulses since boot."""
+        return self._cf.count()
+
+    def cf1_count(self):
+        """Cumulative CF1 pulses since boot (a frequency proportional to Vrms);
+        None on a board without the CF1 input."""
+        return self._cf1.count() if self._cf1 is not None else None
 
     # --- ADC sample buffers
     def _init_adc(self):
@@ -397,6 +417,10 @@ class Esp32Board:
             vfs.VfsLfs2.mkfs(part)
             vfs.mount(vfs.VfsLfs2(part), FLASH_ROOT)
         return part
+
+    async def serve_control(self):
+        """No control socket on a real board (the sim's test interface)."""
+        return None
 
     def flash_root(self):
         return FLASH_ROOT

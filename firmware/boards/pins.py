@@ -3,9 +3,10 @@
 # here, so a board revision changes this one file.
 #
 # Pins kept free on purpose: 1/3 (UART0, the REPL and technician console),
-# 6-11 (the module's SPI flash), and the strapping pins 0, 2, 12 and 15 (their
+# 6-11 (the module's SPI flash), and the strapping pins 0, 2 and 12 (their
 # level at reset selects boot mode and flash voltage; anything wired to them
-# can stop the board booting). 34-39 are inputs only and have no internal
+# can stop the board booting). The fourth, 15, only selects the boot log: it
+# takes the CF1 input (below). 34-39 are inputs only and have no internal
 # pulls, so each input placed there has its pull resistor on the board.
 from micropython import const
 
@@ -14,6 +15,16 @@ from micropython import const
 # hardware by PCNT unit PULSE_PCNT_UNIT; 10k pull-up on the board.
 PULSE_CF = const(34)
 PULSE_PCNT_UNIT = const(0)
+# CF1 output of the same BL0937/HLW8012-class IC: a square wave whose
+# frequency is proportional to Vrms while the IC's SEL input selects voltage.
+# SEL is strapped to that level on the board (power comes from CF, so the
+# current output is never needed and no GPIO drives SEL). Counted by PCNT
+# unit CF1_PCNT_UNIT. GPIO15 is a strapping pin, but its level at reset only
+# chooses whether the ROM prints its boot log (like GPIO5, the LCD's CS): a
+# toggling CF1 cannot stop the board booting. None on a model without CF1:
+# the supply voltage is then unknown to the firmware.
+CF1 = const(15)
+CF1_PCNT_UNIT = const(1)
 # Voltage and current channels, biased at mid-rail. ADC1 only: ADC2 is taken
 # by the radio driver whenever WiFi/BT is up.
 ADC_VOLTAGE = const(36)        # SENSOR_VP, ADC1 channel 0: mains divider

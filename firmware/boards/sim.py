@@ -32,6 +32,9 @@ def _args(argv):
 class SimBoard:
     name = "sim"
     ADC_RATE_HZ = 3200
+    # gain of the simulated IC's CF1 output (mHz per volt); tools/simmeter.py
+    # provisions the same figure as the meter's cf1_mhz_per_v calibration
+    CF1_MHZ_PER_V = 6720
 
     def __init__(self, argv=None):
         o = _args(argv if argv is not None else sys.argv[1:])
@@ -70,6 +73,9 @@ class SimBoard:
         self.imp_per_kwh = int(o.get("imp", 1000))
         self._pulses = 0
         self._energy_wms = 0  # W*ms not yet turned into pulses
+        self._has_cf1 = "no-cf1" not in o
+        self._cf1_pulses = 0
+        self._cf1_acc = 0     # CF1 pulses not yet whole, in 1e-6 pulses
         self._last_sim_ms = self.mono_ms()
         self._relay = True
         self._buzzer = False
@@ -131,6 +137,12 @@ class SimBoard:
         now = self.mono_ms()
         dt = now - self._last_sim_ms
         self._last_sim_ms = now
+        if dt > 0 and self.volts > 0:
+            # CF1: volts * mHz/V * ms = 1e-6 pulses
+            self._cf1_acc += self.volts * self.CF1_MHZ_PER_V * dt
+            n = self._cf1_acc // 1000000
+            self._cf1_pulses += n
+            self._cf1_acc -= n * 1000000
         if dt <= 0 or not self._relay or self.load_w <= 0:
             return  # the metering IC's CF output pulses for import only
         self._energy_wms += self.load_w * dt
@@ -164,9 +176,15 @@ class SimBoard:
         return sim_adc.fill(vbuf, ibuf, self.ADC_RATE_HZ, self.volts, watts,
                             self.pf_milli, self.freq_hz, self.mono_ms())
 
-    def measured(self):
-        """Instantaneous V and W as the metering front end reports them."""
-        return self.volts, (self.load_w if self._relay else 0)
+    def cf1_count(self):
+        """Cumulative CF1 pulses of the simulated BL0937-class IC, its SEL
+        strapped to voltage: a frequency of CF1_MHZ_PER_V per volt of the
+        supply, which is there whatever the relay does (the IC measures on
+        the supply side). None with --no-cf1: a board without that output."""
+        if not self._has_cf1:
+            return None
+        self._integrate()
+        return self._cf1_pulses
 
     # --- outputs
     def relay_set(self, closed):

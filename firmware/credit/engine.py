@@ -130,7 +130,8 @@ class CreditEngine:
             tier = tar.tier_of(self.month_wh)
             room = tar.tier_room_wh(tier, self.month_wh)
             take = wh if (room < 0 or room >= wh) else room
-            led.charge(take, tar.prices[tier][period], tar.version, tier, period, day, self.events)
+            led.charge(take, tar.price_milli_per_kwh(tier, period), tar.version, tier, period, day,
+                       self.events)
             self.month_wh += take
             wh -= take
 
@@ -255,6 +256,22 @@ class CreditEngine:
         return "ok"
 
     # --- views
+    def price_now(self):
+        """(price_milli_per_kwh, tier, period) for the next Wh: the tier the
+        billing month's Wh have reached and the period in force at the last
+        tick's local time (the tariff's unsynced period while the clock is not
+        synced), exactly as _charge() would look them up. The LCD, the state
+        and the console show this, never the tariff's source dict."""
+        tar = self.tariff
+        tier = tar.tier_of(self.month_wh)
+        if self.synced:
+            day = self.now_s // DAY_S
+            dt = self._dt if day == self._dt_day else tar.calendar.day_type(day)
+            period = tar.period_of(dt, self.now_s - day * DAY_S)
+        else:
+            period = tar.unsynced_period
+        return tar.price_milli_per_kwh(tier, period), tier, period
+
     def balance_minor(self):
         return self.ledger.balance_minor
 

@@ -3,6 +3,7 @@
 # protection state and the time, and it appends events.
 #
 # Relay, highest priority first (docs/credit.md):
+#   0. (above the policy: firmware/meter.py relay_now) a store fault -> open "store_fault"
 #   1. remote disconnect                 -> open  "remote_disconnect"
 #   2. a protection trip or lockout      -> open  "over_power", "under_voltage_lockout", ...
 #   3. remote connect                    -> closed "remote_connect"
@@ -19,6 +20,9 @@ POSTPAID = "postpaid"
 REMOTE_AUTO = "auto"
 REMOTE_CONNECT = "connect"
 REMOTE_DISCONNECT = "disconnect"
+
+# closed for as long as their condition holds (not for one action)
+STANDING = ("remote_connect", "postpaid", "friendly")
 
 QUIET = 0
 BEEP_ONCE = 1   # one short beep, at most once per local day (level >= 1)
@@ -110,12 +114,17 @@ class Policy:
             self.credit_open = False
             closed = True
             reason = "friendly" if balance_minor <= 0 else why
-        if closed != self.relay_closed:
+        # The reason always says why the relay is where it is now, and every
+        # change of it is a relay event, so the LCD, the state, the events
+        # and the console give one answer. Open: any new reason (credit ->
+        # await_press, over_power -> over_power_lockout). Closed: a standing
+        # reason (remote_connect, postpaid, friendly) that starts or ends;
+        # otherwise the reason stays the action that closed it ("topup").
+        if closed != self.relay_closed or (reason != self.relay_reason and (
+                not closed or reason in STANDING or self.relay_reason in STANDING)):
             events.append(("relay", 1 if closed else 0, reason, balance_minor))
             self.relay_closed = closed
             self.relay_reason = reason
-        elif not closed and reason != self.relay_reason:
-            self.relay_reason = reason  # still open, for a different reason now
 
         level = self.warn_level(balance_minor)
         if level != self.level:

@@ -9,6 +9,9 @@
 #              sets it armed with a fresh trip count
 # The trip count goes back to 0 after `clear_s` seconds back in range.
 # Times are meter seconds accumulated from the tick spans, never wall time.
+# A value the meter cannot measure is None (a pulse-only board knows no
+# voltage: metering/instruments.py): an armed trip never acts on it, so an
+# unknown voltage is never taken for a low one.
 ARMED = 0
 TRIPPED = 1
 LOCKED = 2

@@ -69,17 +69,33 @@ class Tariff:
         self.tou = n_periods > 1
         self.next_switch_s = DAY_S  # set by period_at()
 
-    def period_at(self, day_type, sod):
-        """Period in force at second-of-day `sod`; sets next_switch_s to when it ends."""
-        sched = self.days[day_type]
-        p = sched[1]
+    def _row_after(self, sched, sod):
+        # index of the first row starting after `sod` (the row before it is in force)
         i = 2
         n = len(sched)
         while i < n and sched[i] <= sod:
-            p = sched[i + 1]
             i += 2
-        self.next_switch_s = sched[i] if i < n else DAY_S
-        return p
+        return i
+
+    def period_at(self, day_type, sod):
+        """Period in force at second-of-day `sod`; sets next_switch_s to when it ends."""
+        sched = self.days[day_type]
+        i = self._row_after(sched, sod)
+        self.next_switch_s = sched[i] if i < len(sched) else DAY_S
+        return sched[i - 1]
+
+    def period_of(self, day_type, sod):
+        """Period in force at second-of-day `sod`, without touching next_switch_s
+        (for views, which run between the engine's ticks)."""
+        sched = self.days[day_type]
+        return sched[self._row_after(sched, sod) - 1]
+
+    def price_milli_per_kwh(self, tier, period):
+        """What a kWh costs in `tier` during `period`. The engine charges with
+        this lookup and every display of the price goes through it too, so
+        the price shown is the price charged whatever form the tariff came in
+        (a flat "price_milli_per_kwh" or a "prices_milli_per_kwh" table)."""
+        return self.prices[tier][period]
 
     def tier_of(self, month_wh):
         """Index of the tier that the next Wh of the month falls into."""

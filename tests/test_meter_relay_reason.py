@@ -1,0 +1,160 @@
+"""One answer to "why is the relay open?" (issue 12): for every cause, the
+state, the LCD, the latest relay event and the console's `status` report the
+same position and the same reason, on the running sim meter."""
+import json
+import time
+
+import signed
+from mqttc import Watcher
+from test_meter_faults import corrupt
+
+
+def cmd(m, kind, **fields):
+    return m.control({"cmd": "command", "raw": signed.command(m.meter_id, kind, **fields).decode()})["reply"]
+
+
+def lcd_cut_reason(lines):
+    """The reason on the LCD's "CUT: " line, joined when wrapped after a '_'."""
+    for i, line in enumerate(lines):
+        if line.startswith("CUT: "):
+            text = line[5:]
+            if text.endswith("_") and i + 1 < len(lines):
+                text += lines[i + 1]
+            return text
+    return None
+
+
+class Views:
+    def __init__(self, m, watcher):
+        self.m = m
+        self.w = watcher
+        self.relay_events = []
+
+    def latest_relay_event(self, closed, reason, timeout=10):
+        """The newest relay event published so far, once it is (closed, reason)."""
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            with self.w.cond:
+                evs = [json.loads(p) for t, p, _ in self.w.msgs if t.endswith("/evt")]
+            relays = [e for e in evs if e.get("kind") == "relay"]
+            last = relays[-1] if relays else None
+            if last and last["closed"] == closed and last["reason"] == reason:
+                return last
+            time.sleep(0.05)
+        raise AssertionError("latest relay event %r, wanted %r" % (last, (closed, reason)))
+
+    def home(self):
+        """A press also moves the LCD to its next screen: walk on to the
+        balance screen (a press with the supply on and credit changes nothing)."""
+        for _ in range(4):
+            st = self.m.state()
+            if st["lcd"] and st["lcd"][0] == "BALANCE":
+                return
+            self.m.control({"cmd": "press"})
+            self.m.wait_for(lambda s: s["lcd"] and s["lcd"][0] != st["lcd"][0], timeout=5)
+        raise AssertionError("the LCD did not come back to the balance screen")
+
+    def check(self, closed, reason):
+        """Wait until the meter reports (closed, reason), then read every view."""
+        m = self.m
+        st = m.wait_for(lambda s: s["meter"]["relay_closed"] == closed
+                        and s["meter"]["relay_reason"] == reason, timeout=15)
+        if closed:
+            self.home()
+        # the LCD says it too (it refreshes within a second)
+        st = m.wait_for(lambda s: ("SUPPLY ON" if closed else "SUPPLY OFF") in s["lcd"]
+                        and (closed or lcd_cut_reason(s["lcd"]) == reason), timeout=5)
+        assert st["relay_closed"] is closed                     # the board's relay
+        state = m.control({"cmd": "meter_state"})["state"]
+        assert (state["relay_closed"], state["relay_reason"]) == (closed, reason)
+        ev = self.latest_relay_event(1 if closed else 0, reason)
+        assert ev["closed"] == (1 if closed else 0) and ev["reason"] == reason
+        line = [l for l in m.console("status") if l.startswith("relay ")][0]
+        assert line == "relay %s  reason %s" % ("closed" if closed else "open", reason)
+        retained = self.w.wait(lambda t, b: t.endswith("/state") and b.get("relay_reason") == reason
+                               and b.get("relay_closed") == (1 if closed else 0))
+        assert retained["relay_reason"] == reason
+
+
+def test_every_opening_and_closing_is_reported_alike_everywhere(sim_meters, broker):
+    m = sim_meters("rr1", broker.port, config={
+        "initial_balance_minor": 100, "key_hex": signed.KEY_HEX, "reconnect": "press",
+        "protection": {"over_power": {"limit": 5000, "hold_s": 2, "retry_s": 4, "tries": 1},
+                       "under_voltage": {"limit": 200, "hold_s": 2, "retry_s": 4, "tries": 3}}})
+    w = Watcher(broker.port, ["meters/rr1/evt", "meters/rr1/state"])
+    try:
+        m.start()
+        m.wait_for(lambda s: s["meter"]["link_up"], timeout=20)
+        v = Views(m, w)
+        m.control({"cmd": "pulses", "n": 1000})            # 1 kWh at 1.50: credit used up
+        v.check(False, "credit")
+        assert cmd(m, "topup", order=1, amount_minor=10000)["result"] == "credited"
+        v.check(False, "await_press")                      # still off: a press is wanted
+        assert cmd(m, "mode", mode="postpaid")["result"] == "ok"
+        v.check(True, "postpaid")                          # the mode change clears it
+        assert cmd(m, "mode", mode="prepaid")["result"] == "ok"
+        v.check(True, "mode")                              # not the stale "postpaid"
+        # over-power from the pulse interval, then its lockout after one try
+        m.control({"cmd": "load", "w": 8000})
+        v.check(False, "over_power")
+        v.check(False, "over_power_lockout")
+        m.control({"cmd": "load", "w": 0})
+        m.control({"cmd": "press"})                        # the customer resets it
+        v.check(True, "press")
+        # a low supply, measured from the IC's CF1 output
+        m.control({"cmd": "load", "w": 0, "v": 150})
+        v.check(False, "under_voltage")
+        assert cmd(m, "relay", action="disconnect")["result"] == "ok"
+        v.check(False, "remote_disconnect")                # the higher-priority reason shows
+        m.control({"cmd": "load", "w": 0, "v": 230})     # the trip's retry comes, unseen
+        assert cmd(m, "relay", action="connect")["result"] == "ok"
+        v.check(True, "remote_connect")
+        assert cmd(m, "mode", mode="postpaid")["result"] == "ok"
+        v.check(True, "remote_connect")                    # the override outranks the mode
+    finally:
+        w.close()
+
+
+def test_a_store_fault_opens_the_relay_with_its_reason_in_every_view(sim_meters, broker):
+    m = sim_meters("rr2", broker.port, config={"initial_balance_minor": 500, "key_hex": signed.KEY_HEX})
+    m.start()
+    m.control({"cmd": "command", "raw": signed.command("rr2", "topup", order=1, amount_minor=100).decode()})
+    m.kill()
+    corrupt(m, ["a/snap", "b/snap"])
+    w = Watcher(broker.port, ["meters/rr2/evt", "meters/rr2/state"])
+    try:
+        m.start()
+        st = m.wait_for(lambda s: s["lcd"] and s["lcd"][0] == "METER FAULT", timeout=5)
+        assert lcd_cut_reason(st["lcd"]) == "store_fault" and "SUPPLY OFF" in st["lcd"]
+        assert st["relay_closed"] is False
+        assert st["meter"]["relay_closed"] is False and st["meter"]["relay_reason"] == "store_fault"
+        state = m.control({"cmd": "meter_state"})["state"]
+        assert (state["relay_closed"], state["relay_reason"]) == (False, "store_fault")
+        ev = w.wait(lambda t, b: t.endswith("/evt") and b.get("kind") == "relay")
+        assert ev["closed"] == 0 and ev["reason"] == "store_fault"
+        signed.verify(json.dumps(ev).encode())
+        line = [l for l in m.console("status") if l.startswith("relay ")][0]
+        assert line == "relay open  reason store_fault"
+        retained = w.wait(lambda t, b: t.endswith("/state") and b.get("fault"))
+        assert retained["relay_closed"] == 0 and retained["relay_reason"] == "store_fault"
+    finally:
+        w.close()
+
+
+def test_the_supply_voltage_is_shown_where_the_board_measures_it_and_dashes_where_not(sim_meters):
+    m = sim_meters("rr3", config={"initial_balance_minor": 500,
+                                  "protection": {"under_voltage": {"limit": 200, "hold_s": 2}}}).start()
+    m.wait_for(lambda s: "VOLTAGE 230 V" in s["lcd"], timeout=5)
+    m.kill()
+    # the same meter on a board without the CF1 output: the voltage is unknown
+    m.extra_args = ["--no-cf1"]
+    m.start()
+    m.control({"cmd": "load", "w": 1000})
+    st = m.wait_for(lambda s: "VOLTAGE -- V" in s["lcd"], timeout=5)
+    line = [l for l in m.console("status") if l.startswith("price ")][0]
+    assert line.endswith("voltage -- V")
+    # under-voltage is configured, but never trips on a voltage the meter cannot see
+    m.wait_for(lambda s: any(l.startswith("LOAD ") and l != "LOAD 0 W" for l in s["lcd"]), timeout=10)
+    st = m.state()
+    assert st["relay_closed"] and st["meter"]["relay_reason"] != "under_voltage"
