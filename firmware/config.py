@@ -37,6 +37,7 @@ OPTIONAL = (" key_hex"              # the meter's key, 64 hex digits; none = no 
             " reconnect emergency_minor emergency_below_minor"
             " friendly unsynced_friendly_s protection"
             " metering_source crosscheck_pct"                  # metering/revenue.py
+            " cf1_mhz_per_v pulse_power_timeout_s"             # metering/instruments.py
             " risk_wh risk_s tick_wh ")                        # store/policy.py
 
 # Provisioning faults: code -> number shown on the LCD as "E<n>". The store's
