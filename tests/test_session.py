@@ -230,11 +230,12 @@ out = {"len": [], "backoff": []}
 import gc
 for header, size, cut in d["frames"]:
     gc.collect()
-    b = bytes.fromhex(header) + bytes(min(size, 4200))
-    try:
-        out["len"].append([_packet_len(bytearray(b[:cut])), _packet_len(bytearray(b))])
-    except Exception as e:
-        out["len"].append(repr(e))
+    b = bytes.fromhex(header) + bytes(min(size, 64))
+    out["len"].append([_packet_len(bytearray(b[:cut])), _packet_len(bytearray(b))])
+try:
+    _packet_len(bytearray(b"\x30\xff\xff\xff\xff\x01"))
+except Exception as e:
+    out["bad"] = repr(e)
 s = Session("m1", "127.0.0.1", 1, keepalive_s=600)
 out["keepalive_clamped"] = s.keepalive_s
 Session.BACKOFF_MIN_MS = 1000
@@ -255,20 +256,19 @@ def encode_len(n):
             return bytes(out)
 
 
-def test_packet_framing_size_limit_backoff_and_keepalive_limits():
+def test_packet_framing_backoff_and_keepalive_limits():
     import random
     rng = random.Random(7)
     frames = []
     for _ in range(200):
         size = rng.choice([0, 2, 50, 127, 128, 300, 4000, 5000, 16384])
         header = bytes([0x30]) + encode_len(size)
-        frames.append([header.hex(), size, rng.randrange(len(header) + size)])
+        frames.append([header.hex(), size, rng.randrange(len(header))])
     out = run_mpy_json(UNIT_SCRIPT, {"frames": frames})
     for (header, size, cut), got in zip(frames, out["len"]):
-        if len(header) // 2 + size > 4096:       # refused, not buffered
-            assert got == "_Drop('packet too big',)"
-        else:
-            assert got == [0, len(header) // 2 + size]
+        # the whole packet's length and its fixed header's, once the header is in
+        assert got == [[0, 0], [len(header) // 2 + size, len(header) // 2]]
+    assert out["bad"] == "_Drop('bad length',)"
     assert out["keepalive_clamped"] == 240
     for attempt, delays in enumerate(out["backoff"], 1):
         base = min(60000, 1000 << (attempt - 1))
