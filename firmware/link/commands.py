@@ -24,8 +24,10 @@
 #
 # Order of checks (docs/protocol.md): size, JSON, version, meter id, MAC, fields;
 # then a top-up already in the order record is answered "duplicate" with its
-# original balance and seq even when its counter is stale (QoS 1 redelivery);
-# then counter (firmware/link/replay.py), expiry, order window; then the facade.
+# original balance and seq even when its counter is stale (QoS 1 redelivery),
+# and one outside the record "order_forgotten" or "order_too_old" alike
+# (firmware/link/orders.py); then counter (firmware/link/replay.py), expiry;
+# then the facade.
 import sys
 
 from micropython import const
@@ -280,14 +282,20 @@ class Dispatcher:
                 ack["seq"] = hit[1]
                 self.ctrs.accept(ctr)   # a no-op for a used counter
                 return
+            # outside the record: the same answer to a redelivery (a stale
+            # counter) as to a reissue (a fresh one), so the head-end never
+            # sees a retryable "replayed" for an order no counter can help
+            if self.orders.forgotten(order):
+                ack["order_floor"] = self.orders.floor
+                return self._reject(ack, P.ORDER_FORGOTTEN)
+            if self.orders.too_old(order):
+                return self._reject(ack, P.ORDER_TOO_OLD)
         if not self.ctrs.fresh(ctr):
             return self._reject(ack, P.REPLAYED)
         # a clock far ahead must not lock out the time sync that would fix it
         now = self.facade.utc_now()
         if kind != "time" and now is not None and now > obj["exp"]:
             return self._reject(ack, P.EXPIRED)
-        if kind == "topup" and self.orders.too_old(obj["order"]):
-            return self._reject(ack, P.ORDER_TOO_OLD)
         if ctr == self.poisoned_ctr:
             # this very command stopped the meter before (see the app): once
             # is a mishap, twice would be a reset loop

@@ -34,7 +34,8 @@ UNKNOWN_FIELD = "unknown_field"  # a field that this kind does not take
 BAD_FIELD = "bad_field"          # wrong type or out of range
 REPLAYED = "replayed"            # counter used before, or at or below the floor (replay.py)
 EXPIRED = "expired"              # meter clock (synced) is past "exp"
-ORDER_TOO_OLD = "order_too_old"  # top-up order below the applied-order window
+ORDER_FORGOTTEN = "order_forgotten"  # top-up order at or below the order floor: credited long ago, or never
+ORDER_TOO_OLD = "order_too_old"  # top-up order below the full order record, above its floor: never credited
 # Reasons the meter facade may return are listed in commands.py.
 
 _HEX = "0123456789abcdef"
