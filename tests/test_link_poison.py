@@ -131,3 +131,17 @@ def test_the_broker_limit_shown_in_the_docs_loads_and_refuses_a_flood(tmp_path):
         w.close()
     finally:
         b.stop()
+
+
+def test_the_docs_state_the_command_size_limit_once_each_and_as_the_firmware_has_it():
+    import re
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    src = open(os.path.join(root, "firmware", "link", "protocol.py")).read()
+    limit = int(re.search(r"^MAX_CMD_BYTES = const\((\d+)\)", src, re.M).group(1))
+    for name in ("protocol.md", "link.md"):
+        doc = open(os.path.join(root, "docs", name)).read()
+        # stated once, next to the constant's name; no other incoming limit (the
+        # old "packets over 4 KB drop the connection") left beside it
+        assert doc.count(str(limit)) == 1 and "2,048" not in doc, name
+        assert re.search(str(limit) + r" bytes\*?\*?\s*\(`?(the protocol's command size limit, `)?MAX_CMD_BYTES", doc), name
+        assert "drop the connection" not in doc, name
