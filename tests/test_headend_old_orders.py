@@ -115,3 +115,23 @@ def test_orders_outside_a_rolled_over_record_are_settled_right_and_never_credite
         assert st["meter"]["balance_minor"] == balance
     finally:
         he.stop()
+
+
+def test_the_head_end_settles_a_forgotten_order_from_its_event_however_often_the_meter_says_so(tmp_path):
+    from test_headend_gaps import KEY_HEX, MID as GID, Recorder, meter_msg
+    he = HeadEnd(str(tmp_path / "he.sqlite"))
+    he.client = Recorder()
+    he.provision(GID, KEY_HEX)
+    oid = he.topup(GID, 700)
+    o = he.order(oid)
+    forgotten = meter_msg(ctr=o["ctr"], kind="topup", order=o["order_no"], result="rejected",
+                          reason="order_forgotten", order_floor=9)
+    for _ in range(2):                       # an ack may come twice (QoS 1)
+        he.handle(GID, "ack", forgotten)
+        assert he.order(oid)["state"] == "unsettled"
+    assert he.tick() == 0 and he.issue(oid) is None     # never reissued
+    # its topup event turns up (a gap filled): credited, with the meter's figures
+    he.handle(GID, "evt", meter_msg(seq=4, kind="topup", t=1, order=o["order_no"], amount_minor=700,
+                                    balance_minor=1700))
+    o = he.order(oid)
+    assert (o["state"], o["balance_after_minor"], o["seq"]) == ("credited", 1700, 4)

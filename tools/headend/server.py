@@ -279,11 +279,12 @@ class HeadEnd:
                 row = self.con.execute("SELECT * FROM orders WHERE meter_id=? AND ctr=?", (meter_id, ctr)).fetchone()
             if row is None or row["state"] in ("credited", "rejected"):
                 return
-            if ack.get("reason") in SETTLE_FROM_EVENTS and row["state"] != "unsettled":
+            if ack.get("reason") in SETTLE_FROM_EVENTS:
                 # whichever attempt it answers: it is a fact about the order
-                # (done_at holds when the meter said so, until it is settled)
-                self.con.execute("UPDATE orders SET state='unsettled', reason=?, done_at=? WHERE order_id=?",
-                                 (ack["reason"], now, row["order_id"]))
+                # (done_at holds when the meter first said so, until it is settled)
+                if row["state"] != "unsettled":
+                    self.con.execute("UPDATE orders SET state='unsettled', reason=?, done_at=? WHERE order_id=?",
+                                     (ack["reason"], now, row["order_id"]))
                 self._settle(meter_id, now)
                 return
             if ack["result"] in ("credited", "duplicate"):
