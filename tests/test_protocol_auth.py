@@ -205,3 +205,18 @@ def test_an_order_outside_a_rolled_over_record_gets_one_answer_however_it_comes_
     assert meter.send(topup(112, order=4))["ack"]["reason"] == "order_too_old"
     assert meter.send(firsts[8])["ack"]["result"] == "duplicate"
     assert meter.send(topup(113, order=10))["ack"]["result"] == "credited"
+
+
+def test_query_state_is_answered_in_wire_form_and_an_unanswerable_query_keeps_its_counter(meter):
+    meter.call(op="reset")
+    meter.call(op="extra", what="flags")     # what the meter's state has: flags and nulls
+    ack = meter.send(signed(ctr=10, kind="query", what="state"))["ack"]
+    assert ack["result"] == "ok" and ack["data"]["flag"] == 1 and ack["data"]["off"] == 0
+    assert "none" not in ack["data"]
+    meter.call(op="extra", what="float")     # a value with no canonical form: a bug
+    fp = meter.call(op="now", now=NOW)["fp"]
+    out = meter.send(signed(ctr=11, kind="query", what="state"))
+    assert (out["ack"]["result"], out["ack"]["reason"], out["ack"]["ctr"]) == ("rejected", "internal", 11)
+    assert "data" not in out["ack"] and out["fp"] == fp       # its counter is not used up
+    assert meter.send(signed(ctr=11, kind="relay", action="connect"))["ack"]["result"] == "ok"
+    meter.call(op="extra", what="flags")
