@@ -145,3 +145,47 @@ def test_the_docs_state_the_command_size_limit_once_each_and_as_the_firmware_has
         assert doc.count(str(limit)) == 1 and "2,048" not in doc, name
         assert re.search(str(limit) + r" bytes\*?\*?\s*\(`?(the protocol's command size limit, `)?MAX_CMD_BYTES", doc), name
         assert "drop the connection" not in doc, name
+
+
+COMMLOG_SCRIPT = r"""
+import json
+from firmware.link import commands   # early, while the heap is whole (as the link task does)
+from firmware.boards.sim import SimBoard
+from firmware.app import App
+
+board = SimBoard(["--flash", %(dir)r, "--config", %(cfg)r])
+app = App(board)
+sent = []
+class Link:   # stands in for the session: what the app publishes
+    up = True
+    def publish(self, topic, payload, retain=False, qos=0):
+        sent.append([topic.decode(), payload.decode()])
+        return True
+app.session = Link()
+head = b'{"ctr":4242,"exp":9,"kind":"tariff","mac":"00'
+app.on_oversized(b"meters/other/cmd", head, 70000)     # not this meter's topic
+app.on_oversized(None, b"", 80000)                     # a topic too long to keep
+app.on_oversized(app.topic_cmd, head, 90000)
+app.on_oversized(app.topic_cmd, b"\x00\xff garbage", 100000)
+print(json.dumps({"log": app.core.commlog.entries(), "sent": sent}))
+"""
+
+
+def test_an_oversized_command_is_answered_when_it_can_be_and_logged_when_it_cannot(tmp_path):
+    from mpy import run_mpy
+    from simmeter import COMPILED, ensure_compiled
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text('{"meter_id": "L1", "key_hex": "%s"}' % signed.KEY_HEX)
+    ensure_compiled()
+    out = run_mpy(COMMLOG_SCRIPT % {"dir": str(tmp_path / "sim"), "cfg": str(cfg)}, heap="108wk",
+                  extra_path=(COMPILED, os.path.join(COMPILED, "lib")))
+    import json
+    res = json.loads(out.strip().splitlines()[-1])
+    log = [e[1:] for e in res["log"]]
+    assert ["big", "70000 ?"] in log and ["big", "80000 ?"] in log
+    acks = [signed.verify(p.encode()) for t, p in res["sent"]]
+    assert [t for t, p in res["sent"]] == ["meters/L1/ack"] * 2
+    assert [(a["ctr"], a.get("kind"), a["result"], a["reason"]) for a in acks] == [
+        (4242, "tariff", "rejected", "oversized"), (0, None, "rejected", "oversized")]
+    i = log.index(["cmd", "tariff:4242"])
+    assert log[i:i + 3] == [["cmd", "tariff:4242"], ["big", "90000"], ["ack", "oversized"]]
