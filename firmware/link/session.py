@@ -15,7 +15,10 @@
 #   the broker keeps our subscriptions and queued commands while we are away;
 # - retained "offline" last will, matched by a retained "online" on connect;
 # - keepalive <= 240 s (cellular NATs forget idle flows after a few minutes);
-# - reconnect with jittered exponential backoff.
+# - reconnect with jittered exponential backoff;
+# - a PUBLISH bigger than one command (protocol.MAX_CMD_BYTES) is read
+#   through and dropped as it arrives, never held and never a reason to drop
+#   the link; it is PUBACKed and handed to on_oversized (docs/link.md).
 # States, timeouts and backoff are described in docs/link.md.
 import asyncio
 import random
