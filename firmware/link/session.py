@@ -411,6 +411,8 @@ class Session:
                 if pkt is None:
                     break
                 self._dispatch(pkt)
+                if isinstance(pkt, _Big):
+                    break   # one oversized message per pass: the others wait their turn
             self._flush()
             self._keepalive()
             await self._idle(POLL_MS)
