@@ -12,6 +12,7 @@ from firmware.watchdog import Supervisor
 METER_EVERY_MS = 1000
 UI_POLL_MS = 40
 LCD_EVERY_MS = 1000
+ACK_DRAIN_MS = 2000   # a failed command's ack gets this long to leave before the restart
 
 
 class App:
@@ -50,6 +51,7 @@ class App:
         self.errors = 0
         self.modem = None
         self.hang = None  # test hook: name of a task told to hang
+        self._failed_ctr = None  # a command that raised halfway: restart once its ack is out
         t = "meters/" + self.meter_id + "/"
         self.topic_state = (t + "state").encode()
         self.topic_cmd = (t + "cmd").encode()
@@ -122,7 +124,7 @@ class App:
                                ssl_ctx=self._tls(), status_topic=self.topic_status,
                                clock=self.core.clock, log=self.log, net=net)
         self.session.subscribe(self.topic_cmd, 1)
-        await self.session.run(self.on_message)
+        await self.session.run(self.on_message, self.on_oversized)
 
     def _network_time(self, utc_s):
         # the cell network's time (+CCLK) syncs the clock, as a server time command would
@@ -189,16 +191,17 @@ class App:
             await asyncio.sleep_ms(20 if busy else 200)
 
     def state_report(self):
-        s = {}
-        st = self.core.state()
-        for k in st:  # the signed wire form has integers for flags and no nulls
-            v = st[k]
-            if v is None:
-                continue
-            s[k] = int(v) if v is True or v is False else v
+        s = self.state_body()
         s["v"] = 1
         s["meter"] = self.meter_id
         s["kind"] = "state"
+        return s
+
+    def state_body(self):
+        """The state snapshot in its wire form (integers for flags, no
+        nulls): the retained state message and the "query state" answer."""
+        from firmware.link.protocol import wire
+        s = wire(self.core.state())
         if self.session:
             s["link"] = {"connects": self.session.stats()["connects"]}
         if self.modem:
@@ -211,8 +214,29 @@ class App:
     # --- commands from the server
     def on_message(self, topic, payload):
         ack = self.handle_command(payload)
-        if self.session:
-            self.session.publish(self.topic_ack, ack, False, 1)
+        self._send_ack(ack)
+
+    def on_oversized(self, topic, head, size):
+        """A command too big to hold, read through and dropped by the
+        session (docs/protocol.md, "Oversized commands")."""
+        if topic != self.topic_cmd:
+            # not this meter's command topic (or a topic too long to read):
+            # nobody to answer; the communication log keeps it
+            self.core.commlog.add("big", "%d ?" % size)
+            return
+        d = self._dispatcher()
+        self._send_ack(d.oversized(head, size))
+
+    def _send_ack(self, ack):
+        s = self.session
+        if s:
+            s.publish(self.topic_ack, ack, False, 1)
+        if self._failed_ctr is not None:
+            # the command raised halfway: its ack (and the command's PUBACK)
+            # go out first, then the meter restarts from its flash state
+            if s:
+                s.drain(ACK_DRAIN_MS)
+            self._reset_after_failed(self._failed_ctr)
 
     # --- views
     def fault_lcd(self):
@@ -265,7 +289,12 @@ class App:
         if cmd == "command":  # same path as a server command, without the link
             import json as _j
             raw = req["raw"].encode() if "raw" in req else _j.dumps(req["body"]).encode()
-            return {"ok": True, "reply": _j.loads(self.handle_command(raw))}
+            reply = {"ok": True, "reply": _j.loads(self.handle_command(raw))}
+            if self._failed_ctr is not None:
+                # the reply cannot be held back for the restart: the meter
+                # restarts at once, and the caller sees its socket close
+                self._reset_after_failed(self._failed_ctr)
+            return reply
         if cmd == "config":
             f = self.config_fault
             return {"ok": True, "fault": f and f[0], "lcd": self.fault_lcd(), "why": f and f[1],
@@ -292,13 +321,7 @@ class App:
             import json
             return json.dumps({"v": 1, "kind": "ack", "meter": self.meter_id, "result": "rejected",
                                "reason": "no_key", "fault": "E%d" % self.fault_lcd()}).encode()
-        d = self.core.dispatcher
-        if d is None:
-            from firmware.link.commands import Dispatcher
-            d = Dispatcher(self.meter_id, self.key, self.core,
-                           commlog=self.core.commlog, outbox=self.core.outbox)
-            d.poisoned_ctr = _read_int(self.board.flash_root() + "/" + _FAILED_CMD)
-            self.core.attach_dispatcher(d)
+        d = self._dispatcher()
         gc.collect()
         core = self.core
         core.begin()   # a power-fail now waits for the command's commit
@@ -307,12 +330,24 @@ class App:
         finally:
             core.end()
         if d.last_error:
-            self.log("command", "facade error", d.last_error)
+            self.log("command", "internal error", d.last_error)
             d.last_error = None
-            if d.failed[0] != "query":
-                self._reset_after_failed(d.failed[1])
+        if d.failed_ctr is not None:
+            # its ack must leave before the restart (on_message, control)
+            self._failed_ctr = d.failed_ctr
+            d.failed_ctr = None
         self.state_dirty = self.lcd_due = True
         return ack
+
+    def _dispatcher(self):
+        d = self.core.dispatcher
+        if d is None:
+            from firmware.link.commands import Dispatcher
+            d = Dispatcher(self.meter_id, self.key, self.core, commlog=self.core.commlog,
+                           outbox=self.core.outbox, state=self.state_body)
+            d.poisoned_ctr = _read_int(self.board.flash_root() + "/" + _FAILED_CMD)
+            self.core.attach_dispatcher(d)
+        return d
 
     def _reset_after_failed(self, ctr):
         # A command that raised halfway (out of memory, a bug) may have left
@@ -320,10 +355,10 @@ class App:
         # record, a tariff taken but no event. Nothing of it is durable yet
         # unless its commit completed, so the safe way on is the one a power
         # cut takes: restart from the flash state (energy at risk as for a
-        # cut without warning). The command goes unacknowledged; the broker
-        # delivers it again (QoS 1) or the head-end reissues it. Its counter
-        # is noted first so that, should it fail again, it is refused rather
-        # than resetting the meter in a loop.
+        # cut without warning). Its ack ("internal", retryable) has left by
+        # now; should the broker deliver it again all the same (the ack or
+        # its PUBACK did not make it out) its counter, noted here, has it
+        # refused rather than resetting the meter in a loop.
         try:
             with open(self.board.flash_root() + "/" + _FAILED_CMD, "w") as f:
                 f.write(str(ctr))

@@ -115,7 +115,8 @@ def test_orders_below_the_window_are_refused_not_credited_again(meter):
     for order in range(1, 11):                      # orders 1 and 2 leave the window
         assert meter.send(topup(100 + order, order))["ack"]["result"] == "credited"
     old = meter.send(topup(200, order=2))
-    assert old["ack"]["result"] == "rejected" and old["ack"]["reason"] == "order_too_old"
+    assert old["ack"]["result"] == "rejected" and old["ack"]["reason"] == "order_forgotten"
+    assert old["ack"]["order_floor"] == 2
     kept = meter.send(topup(201, order=3))
     assert kept["ack"]["result"] == "duplicate"
     late = meter.send(topup(202, order=12))          # new orders may arrive out of order
@@ -170,3 +171,52 @@ def test_queries_answer_state_billing_and_the_communication_log(meter):
     codes = [e[1] for e in log]
     assert codes[:4] == ["cmd", "ack", "cmd", "ack"] and log[0][2] == "topup:10" and log[1][2] == "credited"
     assert all(e[0] == NOW for e in log)
+
+
+def test_an_order_outside_a_rolled_over_record_gets_one_answer_however_it_comes_back(meter):
+    # window 4; orders 1 and 4 never reach the meter; 2, 3, 5 .. 8 are credited
+    fp0 = meter.call(op="reset", window=4)["fp"]
+    firsts = {}
+    for ctr, order in enumerate([2, 3, 5, 6, 7, 8], 10):
+        firsts[order] = topup(ctr, order)
+        assert meter.send(firsts[order])["ack"]["result"] == "credited"
+    # the record holds 5 .. 8; 2 and 3 left it: the floor is 3
+    fp = meter.call(op="now", now=NOW)["fp"]
+    assert fp != fp0
+    for order in (2, 3):
+        # credited long ago: its QoS 1 redelivery (stale counter, even past its
+        # expiry) and a reissue (fresh counter) get the same final answer
+        meter.call(op="now", now=NOW + 3600)
+        again = meter.send(firsts[order])["ack"]
+        meter.call(op="now", now=NOW)
+        reissue = meter.send(topup(100 + order, order))["ack"]
+        for ack in (again, reissue):
+            assert (ack["result"], ack["reason"], ack["order"], ack["order_floor"]) == (
+                "rejected", "order_forgotten", order, 3), ack
+            assert "balance_minor" not in ack and "seq" not in ack
+    # never credited, at or below the floor: the meter cannot tell it from the above
+    assert meter.send(topup(110, order=1))["ack"]["reason"] == "order_forgotten"
+    # never credited, above the floor and below the full record: it knows
+    late = meter.send(topup(111, order=4))["ack"]
+    assert (late["reason"], late["order"]) == ("order_too_old", 4) and "order_floor" not in late
+    assert meter.call(op="now", now=NOW)["fp"] == fp    # nothing of it changed anything
+    meter.call(op="restart", window=4)                  # the same answers from the persisted record
+    assert meter.send(firsts[2])["ack"]["reason"] == "order_forgotten"
+    assert meter.send(topup(112, order=4))["ack"]["reason"] == "order_too_old"
+    assert meter.send(firsts[8])["ack"]["result"] == "duplicate"
+    assert meter.send(topup(113, order=10))["ack"]["result"] == "credited"
+
+
+def test_query_state_is_answered_in_wire_form_and_an_unanswerable_query_keeps_its_counter(meter):
+    meter.call(op="reset")
+    meter.call(op="extra", what="flags")     # what the meter's state has: flags and nulls
+    ack = meter.send(signed(ctr=10, kind="query", what="state"))["ack"]
+    assert ack["result"] == "ok" and ack["data"]["flag"] == 1 and ack["data"]["off"] == 0
+    assert "none" not in ack["data"]
+    meter.call(op="extra", what="float")     # a value with no canonical form: a bug
+    fp = meter.call(op="now", now=NOW)["fp"]
+    out = meter.send(signed(ctr=11, kind="query", what="state"))
+    assert (out["ack"]["result"], out["ack"]["reason"], out["ack"]["ctr"]) == ("rejected", "internal", 11)
+    assert "data" not in out["ack"] and out["fp"] == fp       # its counter is not used up
+    assert meter.send(signed(ctr=11, kind="relay", action="connect"))["ack"]["result"] == "ok"
+    meter.call(op="extra", what="flags")

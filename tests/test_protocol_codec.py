@@ -93,7 +93,7 @@ for line in sys.stdin:
         hit = b.find(o)
         if hit is not None:
             out.append(["dup", hit[1]])
-        elif b.too_old(o):
+        elif b.forgotten(o) or b.too_old(o):
             out.append(["old"])
         else:
             b.add(o, o * 10, len(out) + 1)

@@ -59,7 +59,9 @@ class FakeMeter:
     def utc_now(self):
         return self.now
     def state(self):
-        return {"balance_minor": self.balance, "seq": self.seq}
+        s = {"balance_minor": self.balance, "seq": self.seq}
+        s.update(extra)
+        return s
     def billing(self, since):
         return [{"seq": since + 1, "energy_wh": 5}]
     def billing_monthly(self, since):
@@ -76,6 +78,7 @@ def fingerprint():
     return "%%d|%%d|%%d|%%d|%%d|%%d" %% (disp.ctrs.last, len(meter.calls), meter.commits, meter.balance,
                                      crc32(disp.orders.dump()), crc32(json.dumps(disp.ctrs.rows())))
 
+extra = {}   # more state fields, set by the "extra" op (flags, nulls, values with no wire form)
 make(64)
 while True:
     line = sys.stdin.readline()
@@ -88,6 +91,9 @@ while True:
         out = {"ack": ack.decode(), "fp": fingerprint(), "calls": meter.calls[-1:]}
     elif op == "now":
         meter.now = req["now"]
+        out = {"fp": fingerprint()}
+    elif op == "extra":
+        extra = {"flag": True, "off": False, "none": None} if req["what"] == "flags" else {"x": 1.5}
         out = {"fp": fingerprint()}
     elif op == "reset":
         make(req.get("window", 64))

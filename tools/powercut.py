@@ -399,7 +399,7 @@ class Campaign:
             if o in self.ack and (ack.get("balance_minor"), ack.get("seq")) != self.ack[o]:
                 self.bad("duplicate of order %d answered %r, first ack %r"
                          % (o, (ack.get("balance_minor"), ack.get("seq")), self.ack[o]))
-        elif ack.get("reason") not in ("order_too_old", "replayed"):
+        elif ack.get("reason") not in ("order_forgotten", "order_too_old", "replayed"):
             self.bad("top-up %d rejected: %r" % (o, ack.get("reason")))
         return res
 

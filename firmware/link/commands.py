@@ -24,8 +24,10 @@
 #
 # Order of checks (docs/protocol.md): size, JSON, version, meter id, MAC, fields;
 # then a top-up already in the order record is answered "duplicate" with its
-# original balance and seq even when its counter is stale (QoS 1 redelivery);
-# then counter (firmware/link/replay.py), expiry, order window; then the facade.
+# original balance and seq even when its counter is stale (QoS 1 redelivery),
+# and one outside the record "order_forgotten" or "order_too_old" alike
+# (firmware/link/orders.py); then counter (firmware/link/replay.py), expiry;
+# then the facade.
 import sys
 
 from micropython import const
@@ -144,17 +146,24 @@ class Dispatcher:
     The used counters and the order record are the state that must survive
     power cuts: facade.commit() persists dump() together with the ledger."""
 
-    def __init__(self, meter_id, key, facade, orders=None, commlog=None, outbox=None):
+    def __init__(self, meter_id, key, facade, orders=None, commlog=None, outbox=None, state=None):
         self.meter_id = meter_id
         self.signer = P.Signer(key)
         self.facade = facade
         self.orders = orders or OrderBook()
         self.commlog = commlog
         self.outbox = outbox
+        # the "query state" answer: the body of the retained state message
+        # (the app adds the link's fields); the facade's own state() otherwise
+        self.state = state or facade.state
         self.ctrs = CounterWindow()
-        self.last_error = None   # repr of the last facade exception, for the app's log
-        self.failed = None       # (kind, ctr) of the command that raised it
+        self.last_error = None   # repr of the last internal error, for the app's log
+        # counter of a command that raised while changing the meter: its RAM
+        # state may be half changed, and the app restarts from the flash
+        # state once the command's ack has left
+        self.failed_ctr = None
         self.poisoned_ctr = -1   # a command counter to refuse without trying
+        self._query_ctr = None   # a query's counter, used once its answer is signed
 
     # -- persistence of the used counters and the order record
     def dump(self):
@@ -175,24 +184,65 @@ class Dispatcher:
 
     # -- the one entry point
     def handle(self, raw):
+        """One signed ack for one payload, whatever happens inside: an error
+        in the dispatcher or the facade, or an answer with no canonical form,
+        is answered "rejected"/"internal" (and kept in last_error)."""
+        if len(raw) > P.MAX_CMD_BYTES:
+            return self.oversized(bytes(raw[:P.HEAD_BYTES]), len(raw))
         ack = {"v": P.VERSION, "meter": self.meter_id, "ctr": 0}
-        self._run(raw, ack)
+        self._query_ctr = None
+        try:
+            self._run(raw, ack)
+        except Exception as e:   # a bug outside the facade: the ack still leaves
+            self._internal(ack, e)
+        return self._seal(ack)
+
+    def oversized(self, head, size):
+        """The ack for a payload over MAX_CMD_BYTES, of which the link kept
+        only the first bytes (`head`): docs/protocol.md, "Oversized
+        commands". Nothing is parsed beyond the counter and the kind, and
+        nothing changes: the counter is not authenticated, so not used."""
+        ack = {"v": P.VERSION, "meter": self.meter_id, "ctr": 0}
+        self._query_ctr = None
+        try:
+            ctr = P.head_int(head, b'"ctr":')
+            if _int_in(ctr, 1, MAX_CTR):
+                ack["ctr"] = ctr
+            kind = P.head_str(head, b'"kind":"')
+            if kind in KINDS:
+                ack["kind"] = kind
+        except Exception as e:
+            self._internal(ack, e)
+        if self.commlog:
+            self.commlog.add("cmd", "%s:%d" % (ack.get("kind", "?"), ack["ctr"]))
+            self.commlog.add("big", str(size))
+        self._reject(ack, P.OVERSIZED)
+        return self._seal(ack)
+
+    def _internal(self, ack, e):
+        self.last_error = repr(e)
+        for k in ("data", "balance_minor", "seq"):
+            ack.pop(k, None)
+        self._reject(ack, INTERNAL)
+
+    def _seal(self, ack):
         now = self.facade.utc_now()
         if now is not None:
             ack["t"] = now
-        log = self.commlog
-        if log:
-            log.add("ack", ack.get("reason") or ack["result"])
         try:
-            return P.sign(self.signer, ack)
-        except P.CanonError:
-            # the facade returned a value with no canonical form: a bug
-            self.last_error = "uncanonical reply"
-            for k in ("data", "balance_minor", "seq"):
-                ack.pop(k, None)
-            ack["result"] = "rejected"
-            ack["reason"] = INTERNAL
-            return P.sign(self.signer, ack)
+            wire = P.sign(self.signer, ack)
+        except Exception as e:
+            # the facade returned a value with no canonical form (a bug), or
+            # the heap had no room for the answer: the short ack has both
+            self._internal(ack, e if not isinstance(e, P.CanonError) else "uncanonical reply: %s" % e)
+            wire = P.sign(self.signer, ack)
+        if self._query_ctr is not None and ack["result"] == "ok":
+            # a query's counter is used only once its answer has left, so a
+            # refused answer leaves the counter as it was (nothing changed)
+            self.ctrs.accept(self._query_ctr)
+        if self.commlog:
+            self.commlog.add("ack", ack.get("reason") or ack["result"])
+        return wire
 
     def _reject(self, ack, reason):
         ack["result"] = "rejected"
@@ -232,14 +282,20 @@ class Dispatcher:
                 ack["seq"] = hit[1]
                 self.ctrs.accept(ctr)   # a no-op for a used counter
                 return
+            # outside the record: the same answer to a redelivery (a stale
+            # counter) as to a reissue (a fresh one), so the head-end never
+            # sees a retryable "replayed" for an order no counter can help
+            if self.orders.forgotten(order):
+                ack["order_floor"] = self.orders.floor
+                return self._reject(ack, P.ORDER_FORGOTTEN)
+            if self.orders.too_old(order):
+                return self._reject(ack, P.ORDER_TOO_OLD)
         if not self.ctrs.fresh(ctr):
             return self._reject(ack, P.REPLAYED)
         # a clock far ahead must not lock out the time sync that would fix it
         now = self.facade.utc_now()
         if kind != "time" and now is not None and now > obj["exp"]:
             return self._reject(ack, P.EXPIRED)
-        if kind == "topup" and self.orders.too_old(obj["order"]):
-            return self._reject(ack, P.ORDER_TOO_OLD)
         if ctr == self.poisoned_ctr:
             # this very command stopped the meter before (see the app): once
             # is a mishap, twice would be a reset loop
@@ -247,12 +303,10 @@ class Dispatcher:
         try:
             self._apply(kind, obj, ack)
         except Exception as e:
-            self.last_error = repr(e)
-            self.failed = (kind, ctr)
             sys.print_exception(e)  # to the serial console, for a technician
-            for k in ("data", "balance_minor", "seq"):
-                ack.pop(k, None)
-            return self._reject(ack, INTERNAL)
+            if kind != "query":     # a query changes nothing in the meter
+                self.failed_ctr = ctr
+            return self._internal(ack, e)
 
     def _apply(self, kind, obj, ack):
         f = self.facade
@@ -261,7 +315,9 @@ class Dispatcher:
             data = self._query(obj["what"], obj.get("since", 0))
             if type(data) is str:
                 return self._reject(ack, data)
-            self.ctrs.accept(ctr)   # persisted with the next commit; a replayed query is harmless
+            # accepted in _seal once the answer is signed; persisted with the
+            # next commit (a query replayed after a cut is harmless)
+            self._query_ctr = ctr
             ack["result"] = "ok"
             ack["data"] = data
             return
@@ -292,7 +348,7 @@ class Dispatcher:
 
     def _query(self, what, since):
         if what == "state":
-            return self.facade.state()
+            return P.wire(self.state())
         if what == "billing":
             return self.facade.billing(since)
         if what == "billing_monthly":

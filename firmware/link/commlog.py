@@ -6,6 +6,8 @@
 #   sig   signal strength (detail: dBm)
 #   cmd   command received (detail: "<kind>:<ctr>")
 #   ack   ack sent (detail: result or reason)
+#   big   oversized command read through and dropped (detail: payload bytes,
+#         then " ?" when it could not be answered)
 # RAM only, fixed size: a ring of preallocated slots, oldest overwritten.
 from micropython import const
 

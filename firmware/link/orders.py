@@ -4,6 +4,15 @@
 # original result; an order at or below the floor (the highest order number ever
 # forgotten) is refused, never forgotten and credited again.
 #
+# Invariant: every credited order is in the window or at or below the floor
+# (an order leaves the window only by raising the floor to at least itself).
+# So of an order not in the window the meter knows (docs/protocol.md, "Orders
+# outside the record"):
+# - at or below the floor: credited and forgotten, or never credited; it
+#   cannot tell which (only the floor itself was surely credited);
+# - above the floor but below a full window: never credited, and too old to
+#   credit now (it would leave the window at once).
+#
 # Order numbers are integers the head-end assigns per meter, increasing in the
 # order it creates them (docs/protocol.md). They may arrive out of order.
 # Pure: the owner persists dump() in the same atomic record as the ledger.
@@ -45,11 +54,17 @@ class OrderBook:
                 m = i
         return m
 
+    def forgotten(self, order):
+        """True for an order at or below the floor (and so not in the
+        window): credited long ago, or never; refused either way."""
+        return order <= self.floor
+
     def too_old(self, order):
-        """True when the order is below the window and not remembered: it may
-        have been credited and forgotten, so it must be refused."""
+        """True for an order above the floor, below the whole of a full
+        window: never credited, and refused, since crediting it would
+        push it out of the window (and under the floor) at once."""
         if order <= self.floor:
-            return True
+            return False
         return self.n == self.window and order < self._order[self._min_index()]
 
     def add(self, order, balance_after_minor, seq):

@@ -23,7 +23,7 @@ MAX_DEPTH = const(4)          # nesting of objects/lists below the top level
 MAC_HEX_LEN = const(64)
 
 # Reason codes sent back in rejection acks (docs/protocol.md, "Reason codes").
-OVERSIZED = "oversized"          # payload longer than MAX_CMD_BYTES
+OVERSIZED = "oversized"          # payload longer than MAX_CMD_BYTES (read through, not parsed)
 MALFORMED = "malformed"          # not JSON, not an object, or a value with no canonical form
 BAD_VERSION = "bad_version"      # "v" missing or not 1
 WRONG_METER = "wrong_meter"      # "meter" is not this meter's id
@@ -34,7 +34,8 @@ UNKNOWN_FIELD = "unknown_field"  # a field that this kind does not take
 BAD_FIELD = "bad_field"          # wrong type or out of range
 REPLAYED = "replayed"            # counter used before, or at or below the floor (replay.py)
 EXPIRED = "expired"              # meter clock (synced) is past "exp"
-ORDER_TOO_OLD = "order_too_old"  # top-up order below the applied-order window
+ORDER_FORGOTTEN = "order_forgotten"  # top-up order at or below the order floor: credited long ago, or never
+ORDER_TOO_OLD = "order_too_old"  # top-up order below the full order record, above its floor: never credited
 # Reasons the meter facade may return are listed in commands.py.
 
 _HEX = "0123456789abcdef"
@@ -230,6 +231,60 @@ def seal(signer, body_canonical):
 def sign(signer, body):
     """Wire bytes for a dict body (meter -> server acks, events, state)."""
     return _sealed(signer, _encode(body, "mac"))
+
+
+def wire(d):
+    """A copy of a flat dict in its wire form: flags as 0/1, absent values
+    (None) left out. The state snapshot reaches the head-end this way, on
+    .../state and in a "query state" answer alike."""
+    out = {}
+    for k in d:
+        v = d[k]
+        if v is None:
+            continue
+        out[k] = int(v) if v is True or v is False else v
+    return out
+
+
+# What the meter reads from the head of an oversized command (docs/protocol.md,
+# "Oversized commands"): the value after the first '"ctr":' and after the
+# first '"kind":"', in the first HEAD_BYTES of the payload.
+HEAD_BYTES = const(128)
+_CTR_DIGITS = const(15)     # 2**48 - 1 has 15
+_KIND_CHARS = const(16)
+
+
+def head_int(head, key):
+    """The canonical decimal integer right after `key` in `head`, or None."""
+    i = head.find(key)
+    if i < 0:
+        return None
+    i += len(key)
+    n = 0
+    j = i
+    while j < len(head) and j - i <= _CTR_DIGITS and 0x30 <= head[j] <= 0x39:
+        n = n * 10 + head[j] - 0x30
+        j += 1
+    if j == i or j - i > _CTR_DIGITS or j >= len(head) or head[j] not in b",}":
+        return None
+    if head[i] == 0x30 and j - i > 1:
+        return None   # a leading zero: not canonical
+    return n
+
+
+def head_str(head, key):
+    """The short string value right after `key` (which ends in '"'), or None."""
+    i = head.find(key)
+    if i < 0:
+        return None
+    i += len(key)
+    j = head.find(b'"', i, i + _KIND_CHARS + 1)
+    if j < 0:
+        return None
+    try:
+        return bytes(head[i:j]).decode()
+    except Exception:
+        return None
 
 
 def parse(raw):

@@ -15,7 +15,10 @@
 #   the broker keeps our subscriptions and queued commands while we are away;
 # - retained "offline" last will, matched by a retained "online" on connect;
 # - keepalive <= 240 s (cellular NATs forget idle flows after a few minutes);
-# - reconnect with jittered exponential backoff.
+# - reconnect with jittered exponential backoff;
+# - a PUBLISH bigger than one command (protocol.MAX_CMD_BYTES) is read
+#   through and dropped as it arrives, never held and never a reason to drop
+#   the link; it is PUBACKed and handed to on_oversized (docs/link.md).
 # States, timeouts and backoff are described in docs/link.md.
 import asyncio
 import random
@@ -27,12 +30,21 @@ from micropython import const
 from umqtt import simple
 from umqtt.simple import MQTTClient, MQTTException
 
+from firmware.link.protocol import MAX_CMD_BYTES, HEAD_BYTES
+
 POLL_MS = const(50)          # socket poll period while up
 _IPPROTO_TCP = const(6)
 _TCP_NODELAY = const(1)
 KEEPALIVE_MAX_S = const(240)
 TX_MAX = const(4096)         # queued bytes beyond which publish() says no
-RX_MAX = const(4096)         # a meter's commands are small: bigger is an attack or a bug
+# Incoming PUBLISH packets are held whole only up to one command's worth: the
+# protocol's payload limit plus the fixed header (<= 5), the topic (length
+# and <= TOPIC_MAX bytes) and the packet id. A bigger one is read through and
+# dropped as it arrives, never held (see _Big); other packets are tiny.
+TOPIC_MAX = const(64)        # meters/<id>/cmd is at most 43
+RX_MAX = MAX_CMD_BYTES + 5 + 2 + TOPIC_MAX + 2   # imported names are not const()
+DISCARD_PER_PASS = const(4096)  # bytes of an oversized packet dropped per loop pass
+_CAPTURE = 5 + 2 + TOPIC_MAX + 2 + HEAD_BYTES  # what is kept of one
 
 
 class _NeedMore(Exception):
@@ -91,13 +103,14 @@ class _Drop(Exception):
 
 
 def _packet_len(buf):
-    """Length of the first complete MQTT packet in buf, or 0 if incomplete."""
+    """(length of the first MQTT packet in buf, length of its fixed header),
+    or (0, 0) while its fixed header is incomplete."""
     n = 0
     shift = 0
     i = 1
     while True:
         if i >= len(buf):
-            return 0
+            return 0, 0
         b = buf[i]
         n |= (b & 0x7F) << shift
         i += 1
@@ -106,10 +119,58 @@ def _packet_len(buf):
         shift += 7
         if shift > 21:
             raise _Drop("bad length")
-    total = i + n
-    if total > RX_MAX:
-        raise _Drop("packet too big")
-    return total if len(buf) >= total else 0
+    return i + n, i
+
+
+class _Big:
+    """An oversized PUBLISH, read through as it arrives and dropped: only its
+    first _CAPTURE bytes (fixed header, topic, packet id, the head of the
+    payload) and the packet id are kept, whatever its length."""
+
+    def __init__(self, flags, total, hdr):
+        self.qos = (flags >> 1) & 3
+        self.total = total       # bytes of the whole packet
+        self.hdr = hdr           # bytes of its fixed header
+        self.seen = 0            # bytes of it consumed so far
+        self.cap = bytearray(_CAPTURE)
+        self.pid_off = -1        # offset of the packet id, once the topic length is in
+        self.pid = 0
+
+    @property
+    def left(self):
+        return self.total - self.seen
+
+    def take(self, mv):
+        """Consume the packet's next bytes (a memoryview no longer than left)."""
+        at = self.seen
+        n = len(mv)
+        if at < _CAPTURE:
+            k = min(n, _CAPTURE - at)
+            self.cap[at:at + k] = mv[:k]
+        self.seen = at + n
+        if self.pid_off < 0 and self.seen >= self.hdr + 2:
+            tl = self.cap[self.hdr] << 8 | self.cap[self.hdr + 1]
+            self.pid_off = self.hdr + 2 + tl
+        po = self.pid_off
+        if self.qos and po >= 0:
+            for k in (0, 1):  # the two bytes of the packet id, wherever they fall
+                if at <= po + k < at + n:
+                    self.pid = self.pid << 8 | mv[po + k - at]
+
+    def topic(self):
+        tl = self.pid_off - self.hdr - 2
+        if tl > TOPIC_MAX:
+            return None  # too long to have kept: not ours
+        return bytes(self.cap[self.hdr + 2:self.hdr + 2 + tl])
+
+    def head(self):
+        start = self.pid_off + (2 if self.qos else 0)
+        end = min(_CAPTURE, start + HEAD_BYTES, self.total)
+        return bytes(self.cap[start:end]) if start < end else b""
+
+    def size(self):
+        """Bytes of the payload."""
+        return self.total - self.pid_off - (2 if self.qos else 0)
 
 
 class Session:
@@ -141,7 +202,7 @@ class Session:
         self.client = MQTTClient(client_id, host, port, user, password, keepalive_s)
         if status_topic:
             self.client.set_last_will(status_topic, b"offline", retain=True, qos=1)
-        self.client.set_callback(self._deliver)
+        self.client.set_callback(self._decoded)
         self.pipe = _Pipe()
         self.client.sock = self.pipe
         self.subs = []
@@ -152,6 +213,9 @@ class Session:
         self._addr = None
         self._chunk = bytearray(256)
         self._rxbuf = bytearray()
+        self._big = None         # the oversized PUBLISH being read through
+        self._got = None         # (topic, payload) umqtt decoded from the last PUBLISH
+        self._on_oversized = None
         self._sent = 0           # bytes of pipe.tx already on the wire
         self._stall_since = 0
         self._last_tx = 0
@@ -164,7 +228,7 @@ class Session:
         self._last_reason = None
         self._stats = {"connects": 0, "drops": 0, "last_error": None, "rtt_ms": None,
                        "bytes_in": 0, "bytes_out": 0, "pings": 0, "backoff_ms": 0,
-                       "connect_ms": None, "session_present": None}
+                       "connect_ms": None, "session_present": None, "oversized": 0}
 
     # --- the application's side
     def subscribe(self, topic, qos=1):
@@ -195,9 +259,31 @@ class Session:
         s["inflight"] = len(self._inflight)
         return s
 
-    async def run(self, on_message):
-        """Forever: connect, serve, and after any failure back off and retry."""
+    def drain(self, ms):
+        """Send what is queued, waiting for the socket up to `ms`, without
+        yielding to other tasks: for the last words before a restart.
+        True when all of it went."""
+        deadline = time.ticks_add(time.ticks_ms(), ms)
+        try:
+            while self.up and self._sent < len(self.pipe.tx):
+                self._flush()
+                if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                    return False
+                if self._sent < len(self.pipe.tx):
+                    time.sleep_ms(5)
+        except Exception as e:
+            self._fail(e)
+            self._broken = e
+        return self._sent >= len(self.pipe.tx) or not self.pipe.tx
+
+    async def run(self, on_message, on_oversized=None):
+        """Forever: connect, serve, and after any failure back off and retry.
+        on_message(topic, payload) gets every PUBLISH up to one command's
+        size; on_oversized(topic, head, size) one read through and dropped
+        (topic None when too long to keep, head its first HEAD_BYTES), after
+        the session has acknowledged it to the broker (QoS 1 PUBACK)."""
         self._on_message = on_message
+        self._on_oversized = on_oversized
         while True:
             if self.net is not None and not self.net.up:
                 self.state = "waiting for network"
@@ -313,7 +399,7 @@ class Session:
                 break
             self._check_deadline(deadline, "no connack")
             await asyncio.sleep_ms(20)
-        if pkt[0] != 0x20 or len(pkt) < 4:
+        if isinstance(pkt, _Big) or pkt[0] != 0x20 or len(pkt) < 4:
             raise _Drop("not a connack")
         if pkt[3] != 0:
             raise MQTTException(pkt[3])  # 4 bad credentials, 5 not authorised
@@ -348,6 +434,8 @@ class Session:
                 if pkt is None:
                     break
                 self._dispatch(pkt)
+                if isinstance(pkt, _Big):
+                    break   # one oversized message per pass: the others wait their turn
             self._flush()
             self._keepalive()
             await self._idle(POLL_MS)
@@ -357,6 +445,7 @@ class Session:
         self.pipe.tx = bytearray()
         self.pipe.load(b"")
         self._rxbuf = bytearray()
+        self._big = None
         self._sent = 0
         self._ping_at = None
         self._inflight = {}
@@ -402,26 +491,84 @@ class Session:
             raise _Drop("send stalled")
 
     def _read_packet(self):
-        """One complete packet from the socket, or None if not all here yet."""
-        if not _packet_len(self._rxbuf):
-            n = self._sock.readinto(self._chunk)
-            if n == 0:
-                raise _Drop("closed by peer")
-            if n:
-                self._stats["bytes_in"] += n
-                self._rxbuf.extend(memoryview(self._chunk)[:n])
-        total = _packet_len(self._rxbuf)
+        """One complete packet from the socket (bytes), a _Big once an
+        oversized PUBLISH has been read through, or None if not all here yet.
+        Reads at most one chunk, or DISCARD_PER_PASS bytes of a _Big, per
+        call: the loop yields between calls, so metering never waits."""
+        if self._big is not None:
+            return self._discard()
+        total, hdr = _packet_len(self._rxbuf)
         if not total:
-            return None
+            self._recv()
+            total, hdr = _packet_len(self._rxbuf)
+            if not total:
+                return None
+        if total > RX_MAX:
+            if self._rxbuf[0] & 0xF0 != 0x30:
+                raise _Drop("packet too big")   # only a PUBLISH may be long
+            self._big = _Big(self._rxbuf[0], total, hdr)
+            rest = self._rxbuf
+            self._rxbuf = bytearray()
+            self._feed_big(rest)
+            return self._discard()
+        if len(self._rxbuf) < total:
+            self._recv()
+            if len(self._rxbuf) < total:
+                return None
         pkt = bytes(self._rxbuf[:total])
         self._rxbuf = self._rxbuf[total:]
         return pkt
 
+    def _recv(self):
+        # one chunk from the socket into _rxbuf
+        n = self._sock.readinto(self._chunk)
+        if n == 0:
+            raise _Drop("closed by peer")
+        if n:
+            self._stats["bytes_in"] += n
+            self._rxbuf.extend(memoryview(self._chunk)[:n])
+
+    def _feed_big(self, buf):
+        # the _Big takes what is its own; bytes after its end start the next packet
+        big = self._big
+        mv = memoryview(buf)
+        k = min(len(mv), big.left)
+        big.take(mv[:k])
+        if k < len(mv):
+            self._rxbuf.extend(mv[k:])
+
+    def _discard(self):
+        big = self._big
+        budget = DISCARD_PER_PASS
+        while big.left and budget > 0:
+            n = self._sock.readinto(self._chunk)
+            if n == 0:
+                raise _Drop("closed by peer")
+            if not n:
+                return None    # the rest is still on its way
+            self._stats["bytes_in"] += n
+            budget -= n
+            self._feed_big(memoryview(self._chunk)[:n])
+        if big.left:
+            return None
+        self._big = None
+        return big
+
     def _dispatch(self, pkt):
+        if isinstance(pkt, _Big):
+            self._dropped(pkt)
+            return
         kind = pkt[0] & 0xF0
         if kind == 0x30:                       # PUBLISH: umqtt decodes and acks
             self.pipe.load(pkt)
+            self._got = None
             self.client.wait_msg()
+            got = self._got
+            self._got = None
+            if got is not None:
+                # after umqtt queued the PUBACK: the application's answer
+                # and the PUBACK then leave together
+                self._deliver(got[0], got[1])
         elif kind == 0xD0:                     # PINGRESP
             if self._ping_at is not None:
                 self._stats["rtt_ms"] = time.ticks_diff(time.ticks_ms(), self._ping_at)
@@ -432,6 +579,20 @@ class Session:
             if pkt[4] == 0x80:
                 self._stats["last_error"] = "subscribe refused"
                 self.log("link", "subscribe refused")
+
+    def _dropped(self, big):
+        # An oversized PUBLISH, now read through. Acknowledge it, so the
+        # broker does not deliver it again (a QoS 1 one it would re-send on
+        # every connect), then tell the application, which refuses it.
+        self._stats["oversized"] += 1
+        if big.qos == 1:
+            self.pipe.write(bytes((0x40, 2, big.pid >> 8, big.pid & 0xFF)))
+        self.log("link", "oversized", big.size())
+        if self._on_oversized is not None:
+            try:
+                self._on_oversized(big.topic(), big.head(), big.size())
+            except Exception as e:
+                self.log("link", "on_oversized failed", repr(e))
 
     def _keepalive(self):
         now = time.ticks_ms()
@@ -468,6 +629,10 @@ class Session:
             self.client.subscribe(topic, qos)
         except _NeedMore:
             pass   # SUBACK is checked by _dispatch
+
+    def _decoded(self, topic, payload):
+        # umqtt's callback, inside wait_msg(): held until it has acked
+        self._got = (topic, payload)
 
     def _deliver(self, topic, payload):
         # an application bug must not take the link down with it

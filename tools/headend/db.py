@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS orders (
   meter_id TEXT NOT NULL,
   order_no INTEGER NOT NULL,
   amount_minor INTEGER NOT NULL,
-  state TEXT NOT NULL,            -- processing, issued, credited, rejected
+  state TEXT NOT NULL,            -- processing, issued, credited, rejected, unsettled (outside the meter's record)
   created_at REAL NOT NULL,
   issued_at REAL, attempts INTEGER NOT NULL DEFAULT 0, ctr INTEGER,
   first_issued_at REAL, done_at REAL, latency_ms REAL,

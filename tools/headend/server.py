@@ -16,6 +16,9 @@ from headend import codec, db
 
 # Rejections after which the same order is simply reissued with a new counter.
 RETRYABLE = {"replayed", "expired", "internal", "store_failed", "busy"}
+# The meter no longer remembers the order (docs/protocol.md, "Orders outside
+# the record"): never reissued; settled from the meter's events instead.
+SETTLE_FROM_EVENTS = {"order_forgotten"}
 TOPICS = ("ack", "evt", "state", "status")
 
 
@@ -136,7 +139,7 @@ class HeadEnd:
     def _issue(self, order_id):
         with self.lock:
             o = db.order(self.con, order_id)
-            if o["state"] in ("credited", "rejected"):
+            if o["state"] in ("credited", "rejected", "unsettled"):
                 return None
             m = db.meter(self.con, o["meter_id"])
             ctr = db.next_ctr(self.con, o["meter_id"])
@@ -281,6 +284,14 @@ class HeadEnd:
                 row = self.con.execute("SELECT * FROM orders WHERE meter_id=? AND ctr=?", (meter_id, ctr)).fetchone()
             if row is None or row["state"] in ("credited", "rejected"):
                 return
+            if ack.get("reason") in SETTLE_FROM_EVENTS:
+                # whichever attempt it answers: it is a fact about the order
+                # (done_at holds when the meter first said so, until it is settled)
+                if row["state"] != "unsettled":
+                    self.con.execute("UPDATE orders SET state='unsettled', reason=?, done_at=? WHERE order_id=?",
+                                     (ack["reason"], now, row["order_id"]))
+                self._settle(meter_id, now)
+                return
             if ack["result"] in ("credited", "duplicate"):
                 # top-up latency: our publish of this attempt to the receipt of its ack
                 sent = self.published_at.pop((meter_id, ctr), None)
@@ -293,6 +304,36 @@ class HeadEnd:
             elif row["ctr"] == ctr:
                 self.con.execute("UPDATE orders SET state='rejected', result='rejected', reason=?, done_at=? "
                                  "WHERE order_id=?", (ack.get("reason"), now, row["order_id"]))
+
+    def _settle(self, meter_id, now):
+        """Settle the meter's unsettled orders from its events. An order the
+        meter has forgotten was credited if and only if a `topup` event for
+        it exists: credited when we hold one; never credited when we hold
+        every event up to the seq of a state the meter published after it
+        answered (no credit can come after that answer), and none is for it.
+        Otherwise it waits (the gap filler asks for what we lack); if events
+        the meter no longer holds are missing for good, it stays unsettled
+        for a person to look at. Call inside a transaction."""
+        rows = self.con.execute("SELECT * FROM orders WHERE meter_id=? AND state='unsettled'",
+                                (meter_id,)).fetchall()
+        if not rows:
+            return
+        m = db.meter(self.con, meter_id)
+        for row in rows:
+            ev = self.con.execute("SELECT seq, body FROM events WHERE meter_id=? AND kind='topup' AND "
+                                  "json_extract(body, '$.order')=?", (meter_id, row["order_no"])).fetchone()
+            if ev is not None:
+                self._credited(row, "credited", json.loads(ev["body"])["balance_minor"], ev["seq"], now)
+                continue
+            answered = row["done_at"]
+            upto = m["state_seq"]
+            if answered is None or upto is None or (m["state_at"] or 0) < answered:
+                continue
+            held = self.con.execute("SELECT COUNT(*) FROM events WHERE meter_id=? AND seq BETWEEN 1 AND ?",
+                                    (meter_id, upto)).fetchone()[0]
+            if held == upto:
+                self.con.execute("UPDATE orders SET state='rejected', result='rejected', reason='never_credited', "
+                                 "done_at=? WHERE order_id=?", (now, row["order_id"]))
 
     def _credited(self, row, result, balance, seq, now, latency=None):
         self.con.execute("UPDATE orders SET state='credited', result=?, balance_after_minor=?, seq=?, done_at=?, "
@@ -333,6 +374,7 @@ class HeadEnd:
                              "AND (state_seq IS NULL OR state_seq<=?)", (db.dumps(st), seq, now, meter_id, seq))
             if "balance_minor" in st:
                 self._seen_balance(meter_id, st["balance_minor"], seq, st.get("t"))
+            self._settle(meter_id, now)
 
     # -- views
     def order(self, order_id):
