@@ -34,6 +34,8 @@ Each fenced block says what it is by its language:
 - `json`: a payload example: it must parse; `<!-- doc-test: tariff -->`
   before it also has the firmware's Tariff (in MicroPython) accept it.
 - `text`: not a command (layouts, signatures, file contents): not run.
+- `conf`: a configuration file's contents (mosquitto.conf): not run here;
+  the test of the feature it configures loads it (tests/test_link_poison.py).
 
 A block without a language, a command in an indented (unfenced) block, and
 an unknown mode fail, so that a new block is never silently left unrun.
@@ -58,7 +60,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC_FILES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
-TEXT_LANGS = {"text"}
+TEXT_LANGS = {"text", "conf"}
 MODES = {"run", "serve", "tty", "device", "dry", "skip"}
 FENCE = re.compile(r"^ {0,3}(```+|~~~+)\s*([A-Za-z0-9_+-]*)\s*$")
 DIRECTIVE = re.compile(r"^<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
@@ -151,7 +153,7 @@ def block_problems(b):
         return []
     if b.lang in TEXT_LANGS:
         return [] if not b.mode else ["%s: a text block is not run; drop its doc-test comment" % b.where]
-    return ["%s: unknown block language %r: use sh, python, json or text" % (b.where, b.lang)]
+    return ["%s: unknown block language %r: use sh, python, json, text or conf" % (b.where, b.lang)]
 
 
 ALL = []
