@@ -36,3 +36,29 @@ def run_mpy_json(script, data, **kw):
     out = run_mpy(script, stdin=json.dumps(data) + "\n", **kw)
     lines = [l for l in out.splitlines() if l.strip()]
     return json.loads(lines[-1])
+
+
+# Mounts the compiled firmware's ROMFS image at /rom and puts it first on
+# sys.path, as tools/sim_entry.py does for a sim meter (docs/deploy.md).
+_ROM_PRELUDE = """import os as _os, sys as _sys, vfs as _vfs
+_rom = bytearray(_os.stat(%r)[6])
+with open(%r, "rb") as _f:
+    _f.readinto(_rom)
+_vfs.mount(_vfs.VfsRom(_rom), "/rom")
+_sys.path[:0] = ["/rom", "/rom/lib"]
+del _rom, _f
+"""
+
+
+def run_mpy_rom(script, heap="108wk", **kw):
+    """Run `script` with the firmware's code from its ROMFS image, as a
+    production board runs it: the bytecode stays out of the firmware's heap,
+    and the process gets the image's size on top of `heap` (the image sits
+    in the heap here, flash-mapped on the board), so the script has the
+    board's heap to itself. Use it for scripts that build a whole App or
+    MeterCore at the board's heap; loaded as .mpy files that code alone
+    takes about half of it."""
+    from simmeter import COMPILED, ensure_compiled, process_heap
+    ensure_compiled()
+    image = COMPILED + ".romfs"
+    return run_mpy(_ROM_PRELUDE % (image, image) + script, heap=process_heap(heap, image), **kw)

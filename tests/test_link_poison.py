@@ -181,16 +181,11 @@ print(json.dumps({"log": app.core.commlog.entries(), "sent": sent}))
 
 
 def test_an_oversized_command_is_answered_when_it_can_be_and_logged_when_it_cannot(tmp_path):
-    from mpy import run_mpy
-    from simmeter import COMPILED, ensure_compiled
+    from mpy import run_mpy_rom
     cfg = tmp_path / "cfg.json"
     cfg.write_text('{"meter_id": "L1", "key_hex": "%s"}' % signed.KEY_HEX)
-    ensure_compiled()
-    # the app's modules load here as .mpy files, into the heap (a board runs
-    # them from ROMFS); the board-heap budget is tested on the running meter
-    # (test_foundation.py, test_modem_meter.py), so this one has room for them
-    out = run_mpy(COMMLOG_SCRIPT % {"dir": str(tmp_path / "sim"), "cfg": str(cfg)}, heap="160wk",
-                  extra_path=(COMPILED, os.path.join(COMPILED, "lib")))
+    # the code from the ROMFS image, in the board's heap, as a sim meter runs it
+    out = run_mpy_rom(COMMLOG_SCRIPT % {"dir": str(tmp_path / "sim"), "cfg": str(cfg)}, heap="108wk")
     import json
     res = json.loads(out.strip().splitlines()[-1])
     log = [e[1:] for e in res["log"]]

@@ -14,8 +14,7 @@ import json
 import os
 
 from headend import codec
-from mpy import run_mpy
-from simmeter import COMPILED, ensure_compiled
+from mpy import run_mpy_rom
 
 KEY_HEX = "44" * 32
 METER = "PF-1"
@@ -90,9 +89,9 @@ def test_a_power_fail_inside_a_commit_or_a_command_checkpoints_once_the_work_is_
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"meter_id": METER, "key_hex": KEY_HEX, "initial_balance_minor": 10000}))
     topup = codec.command(METER, bytes.fromhex(KEY_HEX), 5, 4102444800, "topup", order=7, amount_minor=2500)
-    ensure_compiled()   # the compiled firmware, in the board's heap, as the sim meters run it
-    out = run_mpy(SCRIPT % {"dir": str(tmp_path / "sim"), "cfg": str(cfg), "topup": topup.hex()},
-                  heap="108wk", timeout=60, extra_path=(COMPILED, os.path.join(COMPILED, "lib")))
+    # the compiled firmware from its ROMFS image, in the board's heap, as the sim meters run it
+    out = run_mpy_rom(SCRIPT % {"dir": str(tmp_path / "sim"), "cfg": str(cfg), "topup": topup.hex()},
+                      heap="108wk", timeout=60)
     res = json.loads(out.strip().splitlines()[-1])
 
     # the callback really ran inside the commit...
