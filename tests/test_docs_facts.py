@@ -194,6 +194,13 @@ def test_the_minimal_flat_tariff_and_the_tariff_events_a_and_b(linked):
     assert ack["result"] == "ok", ack
     ev = w.wait(lambda t, b: t.endswith("/evt") and b.get("event") == "tariff_pending")
     assert ev["a"] == 3 and ev["b"] == at   # UTC offset 0: local seconds = UTC seconds
+    # the active or the pending version again: refused `duplicate`, as the
+    # reason table says, and nothing changes
+    assert "| `duplicate` (with `result` `rejected`) | a `tariff` whose `version`" in doc("protocol.md")
+    for version in (2, 3):
+        ack = cmd(m, "tariff", version=version, activate_utc_s=0, tariff={"price_milli_per_kwh": 900000})
+        assert (ack["result"], ack["reason"]) == ("rejected", "duplicate"), ack
+    assert m.state()["meter"]["price_milli_per_kwh"] == 200000
 
 
 def test_charge_ledger_events_and_the_balance_limit(linked):
