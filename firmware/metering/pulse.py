@@ -9,6 +9,8 @@
 # as long as the reads are less than 32768 pulses apart (at 10000 imp/kWh and
 # 23 kW that is over eight minutes).
 
+from micropython import const
+
 _MIN_IMP = const(1000)
 _MAX_IMP = const(10000)
 

@@ -16,6 +16,8 @@
 # Energy is added once, to whatever period is current after any rollover.
 import array
 
+from micropython import const
+
 DAYS_KEPT = const(62)
 MONTHS_KEPT = const(24)
 PERIODS = const(4)

@@ -1,0 +1,79 @@
+"""Rules about the firmware's source text that no behaviour test would catch.
+
+They read the tree (firmware/ and our own lib/ drivers) with CPython's ast,
+so a rule broken in a file no test imports still fails here."""
+import ast
+import os
+
+from mpy import ROOT
+
+# lib/umqtt is third-party and git-ignored (installed, not ours)
+_THIRD_PARTY = (os.path.join("lib", "umqtt"),)
+
+
+def _sources():
+    for top in ("firmware", "lib"):
+        for d, _, names in os.walk(os.path.join(ROOT, top)):
+            rel = os.path.relpath(d, ROOT)
+            if rel.startswith(_THIRD_PARTY):
+                continue
+            for n in sorted(names):
+                if n.endswith(".py"):
+                    yield os.path.join(rel, n)
+
+
+def _tree(rel):
+    with open(os.path.join(ROOT, rel)) as f:
+        return ast.parse(f.read(), rel)
+
+
+def test_every_module_that_calls_const_imports_it_from_micropython():
+    # const() is a builtin only to the compiler in some modes; a module that
+    # leans on that fails to import wherever it is not (CPython shims, a port
+    # built without it).
+    missing = []
+    for rel in _sources():
+        tree = _tree(rel)
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name) and n.func.id == "const"]
+        imported = any(isinstance(n, ast.ImportFrom) and n.module == "micropython"
+                       and any(a.name == "const" and a.asname is None for a in n.names)
+                       for n in tree.body)
+        if calls and not imported:
+            missing.append(rel)
+    assert missing == []
+
+
+def test_the_tree_is_scanned():
+    # the rules above mean nothing if the walk found nothing
+    found = set(_sources())
+    assert {os.path.join("firmware", "localtime.py"), os.path.join("lib", "atmodem.py")} <= found
+    assert not any(p.startswith(_THIRD_PARTY) for p in found)
+
+
+def test_lib_drivers_import_nothing_from_firmware():
+    # lib/ holds reusable drivers: they must run without this firmware
+    bad = []
+    for rel in _sources():
+        if not rel.startswith("lib"):
+            continue
+        for n in ast.walk(_tree(rel)):
+            names = ([a.name for a in n.names] if isinstance(n, ast.Import)
+                     else [n.module or ""] if isinstance(n, ast.ImportFrom) else [])
+            bad += [(rel, m) for m in names if m.split(".")[0] == "firmware"]
+    assert bad == []
+
+
+def test_calendar_maths_has_one_source_in_the_firmware():
+    # 719468 days from 0000-03-01 to 1970-01-01: the constant every
+    # days <-> civil date conversion needs. firmware/localtime.py owns it;
+    # lib/atmodem.py keeps its own small +CCLK parser (lib/ stays free of
+    # firmware/).
+    holders = []
+    for rel in _sources():
+        for n in ast.walk(_tree(rel)):
+            if isinstance(n, ast.Constant) and n.value == 719468:
+                holders.append(rel)
+                break
+    assert sorted(holders) == [os.path.join("firmware", "localtime.py"),
+                               os.path.join("lib", "atmodem.py")]
