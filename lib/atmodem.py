@@ -40,7 +40,9 @@ def csq_to_dbm(rssi):
 
 
 def _days_from_civil(y, m, d):
-    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+    # The firmware's calendar is firmware/localtime.py; this driver keeps its
+    # own few lines on purpose: lib/ drivers do not import firmware/.
     y -= m <= 2
     era = y // 400
     yoe = y - era * 400
