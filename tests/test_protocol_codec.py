@@ -133,3 +133,24 @@ def test_order_record_matches_the_floor_plus_window_model(runs):
         # the invariant that makes it safe: an order is never credited twice
         news = [o for o, r in zip(ops, g) if r[0] == "new"]
         assert len(news) == len(set(news))
+
+
+def test_a_commlog_detail_the_codec_cannot_spell_is_kept_with_question_marks_and_still_signs():
+    # commlog.py asks the codec (protocol.encodable) instead of keeping its own copy of the rule
+    out = json.loads(run_mpy(r"""
+import json
+from firmware.link.commlog import CommLog
+from firmware.link import protocol as P
+log = CommLog(lambda: 1767225600)
+log.add("disc", 'bad "quote" \\ and\ttab')
+log.add("cmd", "topup:7")
+log.add("big", "\u00e9t\u00e9 " + "x" * 40)
+e = log.entries()
+print(json.dumps({"entries": e, "canon": P.canonical({"log": e}).decode(),
+                  "enc": [P.encodable("topup:7"), P.encodable('a"b'), P.encodable("\x7f")]}))
+""").strip())
+    assert out["entries"] == [[1767225600, "disc", "bad ?quote? ? and?tab"],
+                              [1767225600, "cmd", "topup:7"],
+                              [1767225600, "big", "?t? " + "x" * 20]]
+    assert out["enc"] == [True, False, False]
+    assert json.loads(out["canon"])["log"] == out["entries"]

@@ -12,6 +12,8 @@
 #      open for credit it stays open ("await_press") until the balance is above
 #      0 (or a friendly period is in force) AND, in "press" reconnect mode, the
 #      customer presses the button.
+from micropython import const
+
 from firmware.localtime import day_number, seconds_of_day
 from firmware.credit.calendar import DayCalendar
 
@@ -24,9 +26,11 @@ REMOTE_DISCONNECT = "disconnect"
 # closed for as long as their condition holds (not for one action)
 STANDING = ("remote_connect", "postpaid", "friendly")
 
-QUIET = 0
-BEEP_ONCE = 1   # one short beep, at most once per local day (level >= 1)
-REPEAT = 2      # repeating beep until a button press silences it (level >= repeat_level)
+# The buzzer request (Policy.alarm). Defined here, once: ui/buzzer.py imports
+# them to turn a request into a sound pattern.
+QUIET = const(0)
+BEEP_ONCE = const(1)   # one short beep, at most once per local day (level >= 1)
+REPEAT = const(2)      # repeating beep until a button press silences it (level >= repeat_level)
 
 
 class Friendly:

@@ -45,14 +45,18 @@ class CanonError(ValueError):
     pass
 
 
-def _str_ok(s, limit):
-    if len(s) > limit:
-        return False
+def encodable(s):
+    """True when every character of `s` has a canonical spelling as it is:
+    printable ASCII other than '"' and '\\' (docs/protocol.md)."""
     for ch in s:
         o = ord(ch)
         if o < 0x20 or o > 0x7E or o == 0x22 or o == 0x5C:
             return False
     return True
+
+
+def _str_ok(s, limit):
+    return len(s) <= limit and encodable(s)
 
 
 def _key_ok(k):
