@@ -77,3 +77,42 @@ def test_calendar_maths_has_one_source_in_the_firmware():
                 break
     assert sorted(holders) == [os.path.join("firmware", "localtime.py"),
                                os.path.join("lib", "atmodem.py")]
+
+
+def _firmware_imports():
+    """{module: firmware modules it imports, at the top or inside a function}."""
+    mods = {}
+    for rel in _sources():
+        if rel.startswith("firmware"):
+            name = rel[:-3].replace(os.sep, ".")
+            mods[name[:-9] if name.endswith(".__init__") else name] = rel
+    graph = {}
+    for name, rel in mods.items():
+        deps = set()
+        for n in ast.walk(_tree(rel)):
+            if isinstance(n, ast.Import):
+                deps.update(a.name for a in n.names)
+            elif isinstance(n, ast.ImportFrom) and n.module:
+                deps.add(n.module)
+                deps.update(n.module + "." + a.name for a in n.names)
+        graph[name] = sorted(d for d in deps if d in mods and d not in (name, "firmware"))
+    return graph
+
+
+def test_no_firmware_module_imports_itself_back_through_another():
+    # a cycle (store.py <-> store/build.py was one) means two modules that
+    # cannot be read, loaded or tested apart
+    graph = _firmware_imports()
+    assert "firmware.store.layout" in graph["firmware.store.build"]
+    cycles = []
+
+    def walk(node, path):
+        for nxt in graph[node]:
+            if nxt == path[0]:
+                cycles.append(path + [nxt])
+            elif nxt not in path and nxt > path[0]:   # each cycle once, from its smallest name
+                walk(nxt, path + [nxt])
+
+    for start in graph:
+        walk(start, [start])
+    assert cycles == []

@@ -5,6 +5,7 @@
 #   <root>/store/ha/hot, hb/hot   small "hot" checkpoints (energy, balance)
 #                                 written alternately; each names the snapshot
 #                                 seq it builds on and overrides its keys
+#   (the names are in firmware/store/layout.py)
 #
 # What LittleFS guarantees and we rely on: a file's new contents become
 # visible only when it is closed, all at once; a directory rename is atomic.
@@ -15,15 +16,10 @@
 # records stay inline, so a checkpoint costs a metadata append, not a 4 KB
 # block erase.
 import json
-import os
-from micropython import const
 
-from firmware.store import record
+from firmware.store import layout, record
+from firmware.store.layout import HOT, HOT_MAX, SNAP, exists, read, write
 
-HOT_MAX = const(128)  # LittleFS inline limit with MicroPython's 128-byte cache
-_SNAP = ("a/snap", "b/snap")
-_HOT = ("ha/hot", "hb/hot")
-_DIRS = ("a", "b", "ha", "hb")
 _SEP = (",", ":")
 
 # fault code -> number shown on the LCD as "E<n>"
@@ -41,32 +37,10 @@ class StoreFault(Exception):
     """Raised by writes while the store is in fault (or not yet loaded)."""
 
 
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _write(path, buf):
-    # LittleFS commits the new contents at close(), atomically.
-    with open(path, "wb") as f:
-        f.write(buf)
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 class Store:
     def __init__(self, root="/flash"):
         self.root = root
-        self.dir = root + "/store"
+        self.dir = root + "/" + layout.STORE
         self.snap_seq = 0
         self.hot_seq = 0
         self._hot_next = 0
@@ -105,15 +79,15 @@ class Store:
         self.ready = False
         self.fault = None
         self._factory = False
-        if not _exists(self.root):
+        if not exists(self.root):
             return self._faulted("fs", None)
-        if not _exists(self.dir):
+        if not exists(self.dir):
             # A first commit cut short leaves store.new behind: still factory.
-            _build().remove_tree(self.root + "/store.new")
+            _build().remove_tree(self.root + "/" + layout.NEW)
             self.snap_seq = self.hot_seq = self._hot_next = 0
             self._factory = self.ready = True
             return None, "factory"
-        raw = [_read(self.dir + "/" + n) for n in _SNAP]
+        raw = [read(self.dir + "/" + n) for n in SNAP]
         recs = [record.decode(b, record.KIND_SNAP) for b in raw]
         if not recs[0] and not recs[1]:
             missing = raw[0] is None and raw[1] is None
@@ -127,9 +101,9 @@ class Store:
         # one commit behind: expected, repaired, not news. Anything else is.
         status = "ok" if other and other[0] >= seq - 1 else "recovered"
         if not other or other[0] != seq:
-            _write(self.dir + "/" + _SNAP[1 - best], raw[best])
+            write(self.dir + "/" + SNAP[1 - best], raw[best])
 
-        hot = [record.decode(_read(self.dir + "/" + n), record.KIND_HOT) for n in _HOT]
+        hot = [record.decode(read(self.dir + "/" + n), record.KIND_HOT) for n in HOT]
         if not hot[0] and not hot[1]:
             return self._faulted("hot_lost", state)
         if not hot[0] or not hot[1]:
@@ -160,10 +134,25 @@ class Store:
             raise StoreFault(self.fault or "not loaded")
         self.snap_seq += 1
         if self._factory:
-            _build().create(self, state)
+            # The first commit builds the whole store in store.new and renames
+            # it into place (build.py).
+            b = _build()
+            tmp = b.new_tree(self.root)
+            self._write_fresh(tmp, state)
+            b.install(tmp, self.root)
             self._factory = False
             return
         self._write_snaps(self.dir, state)
+
+    def _write_fresh(self, d, state):
+        # Both snapshots, and empty hot records as placeholders, so a missing
+        # hot file later means damage.
+        self._write_snaps(d, state)
+        self.hot_seq += 1
+        empty = record.encode(record.KIND_HOT, self.hot_seq, 0, b"{}")
+        write(d + "/" + HOT[0], empty)
+        write(d + "/" + HOT[1], empty)
+        self._hot_next = 0
 
     def _write_snaps(self, d, state):
         # Each copy is streamed (record.dump), so the encoded state is never
@@ -172,7 +161,7 @@ class Store:
         # error halfway) damages at most the copy being written, and load()
         # takes the other.
         n = record.measure(state, _SEP)  # may raise: before any file is touched
-        for name in _SNAP:
+        for name in SNAP:
             with open(d + "/" + name, "wb") as f:
                 record.dump(f, record.KIND_SNAP, self.snap_seq, 0, state, _SEP, n)
 
@@ -188,13 +177,22 @@ class Store:
             raise ValueError("hot patch too big: %d bytes" % len(payload))
         self.hot_seq += 1
         buf = record.encode(record.KIND_HOT, self.hot_seq, self.snap_seq, payload)
-        _write(self.dir + "/" + _HOT[self._hot_next], buf)
+        write(self.dir + "/" + HOT[self._hot_next], buf)
         self._hot_next ^= 1
 
     def restore(self, state):
         """Leave a fault with a state the server or a technician vouches for.
         Damaged files are kept beside as *.bad for a post-mortem."""
-        _build().restore(self, state)
+        if self.fault == "fs":
+            raise StoreFault("fs")
+        b = _build()
+        b.set_aside(self.dir)
+        self.snap_seq += 1
+        self._write_fresh(self.dir, state)
+        b.seal_both(self.root)
+        self.fault = None
+        self._factory = False
+        self.ready = True
 
 
 def _build():
