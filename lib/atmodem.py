@@ -350,10 +350,6 @@ class ATModem:
         self.discard_input()
         return await self.ok(b"ATH", 5000)
 
-    async def soft_reset(self):
-        """Full functionality reset (SIM7600, A7670, EC2x); the module reboots."""
-        return await self.ok(b"AT+CFUN=1,1", 5000)
-
     def health(self):
         return {"rssi_dbm": self.rssi_dbm, "csq": self.csq, "reg": self.reg,
                 "operator": self.operator, "imei": self.imei, "iccid": self.iccid,

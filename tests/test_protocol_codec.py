@@ -99,8 +99,8 @@ for line in sys.stdin:
             b.add(o, o * 10, len(out) + 1)
             out.append(["new", len(out) + 1])
     c = OrderBook(window)
-    c.load(b.dump())
-    out.append([c.floor, c.n, c.dump() == b.dump()])
+    c.load_rows(json.loads(json.dumps(b.rows())))   # through the state record's JSON
+    out.append([c.floor, c.n, c.rows() == b.rows()])
     print(json.dumps(out))
 """
 
