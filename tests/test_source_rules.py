@@ -116,3 +116,42 @@ def test_no_firmware_module_imports_itself_back_through_another():
     for start in graph:
         walk(start, [start])
     assert cycles == []
+
+
+def _members(rel, cls):
+    """Names a board class defines: methods and class attributes, and the
+    attributes its methods set on self."""
+    for node in _tree(rel).body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            names = set()
+            for n in ast.walk(node):
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(n.name)
+                elif isinstance(n, ast.Assign):
+                    for t in n.targets:
+                        if isinstance(t, ast.Name):
+                            names.add(t.id)
+                        elif (isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                              and t.value.id == "self"):
+                            names.add(t.attr)
+            return names
+    raise AssertionError(cls)
+
+
+def test_every_member_of_the_documented_board_boundary_exists_on_the_boards():
+    import re
+    with open(os.path.join(ROOT, "docs", "architecture.md")) as f:
+        text = f.read()
+    table = text[text.index("## The board boundary"):]
+    table = table[table.index("| member |"):]
+    table = table[:table.index("\n\n")]
+    esp32 = _members(os.path.join("firmware", "boards", "esp32.py"), "Esp32Board")
+    sim = _members(os.path.join("firmware", "boards", "sim.py"), "SimBoard")
+    missing = []
+    rows = table.splitlines()[2:]
+    for row in rows:
+        first, meaning = row.split("|")[1:3]
+        for name in re.findall(r"`(\w+)", first):
+            boards = [("esp32", esp32)] + ([] if "ESP32 only" in meaning else [("sim", sim)])
+            missing += [(b, name) for b, have in boards if name not in have]
+    assert len(rows) > 20 and missing == []
