@@ -65,13 +65,6 @@ def civil(day):
     return (p >> 9, (p >> 5) & 15, p & 31)
 
 
-def date(local_s):
-    """(year, month, day, weekday, seconds_of_day) of a local time."""
-    day = local_s // DAY_S
-    y, m, d = civil(day)
-    return (y, m, d, weekday(day), local_s % DAY_S)
-
-
 def month_key(day):
     """year * 12 + (month - 1): increases by one each calendar month.
     Allocates nothing."""

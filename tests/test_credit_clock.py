@@ -70,8 +70,9 @@ from firmware import localtime as L
 for line in sys.stdin:
     out = []
     for s in json.loads(line):
-        y, m, d, wd, sod = L.date(s)
         day = L.day_number(s)
+        y, m, d = L.civil(day)
+        wd, sod = L.weekday(day), L.seconds_of_day(s)
         out.append([y, m, d, wd, sod, L.days_from_civil(y, m, d) == day, L.month_key(day),
                     L.month_start_day(L.month_key(day)) <= day < L.month_start_day(L.month_key(day) + 1)])
     print(json.dumps(out))

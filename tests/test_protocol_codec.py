@@ -147,10 +147,10 @@ log.add("cmd", "topup:7")
 log.add("big", "\u00e9t\u00e9 " + "x" * 40)
 e = log.entries()
 print(json.dumps({"entries": e, "canon": P.canonical({"log": e}).decode(),
-                  "enc": [P.encodable("topup:7"), P.encodable('a"b'), P.encodable("\x7f")]}))
+                  "enc": [P.encodable("topup:7", 64), P.encodable('a"b', 64), P.encodable("\x7f", 64), P.encodable("x" * 65, 64)]}))
 """).strip())
     assert out["entries"] == [[1767225600, "disc", "bad ?quote? ? and?tab"],
                               [1767225600, "cmd", "topup:7"],
                               [1767225600, "big", "?t? " + "x" * 20]]
-    assert out["enc"] == [True, False, False]
+    assert out["enc"] == [True, False, False, False]
     assert json.loads(out["canon"])["log"] == out["entries"]

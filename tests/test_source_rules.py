@@ -103,7 +103,7 @@ def test_no_firmware_module_imports_itself_back_through_another():
     # a cycle (store.py <-> store/build.py was one) means two modules that
     # cannot be read, loaded or tested apart
     graph = _firmware_imports()
-    assert "firmware.store.layout" in graph["firmware.store.build"]
+    assert "firmware.store.build" in graph["firmware.store.store"]   # the walk sees lazy imports
     cycles = []
 
     def walk(node, path):

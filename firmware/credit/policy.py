@@ -12,8 +12,6 @@
 #      open for credit it stays open ("await_press") until the balance is above
 #      0 (or a friendly period is in force) AND, in "press" reconnect mode, the
 #      customer presses the button.
-from micropython import const
-
 from firmware.localtime import day_number, seconds_of_day
 from firmware.credit.calendar import DayCalendar
 
@@ -28,9 +26,9 @@ STANDING = ("remote_connect", "postpaid", "friendly")
 
 # The buzzer request (Policy.alarm). Defined here, once: ui/buzzer.py imports
 # them to turn a request into a sound pattern.
-QUIET = const(0)
-BEEP_ONCE = const(1)   # one short beep, at most once per local day (level >= 1)
-REPEAT = const(2)      # repeating beep until a button press silences it (level >= repeat_level)
+QUIET = 0
+BEEP_ONCE = 1   # one short beep, at most once per local day (level >= 1)
+REPEAT = 2      # repeating beep until a button press silences it (level >= repeat_level)
 
 
 class Friendly:

@@ -20,9 +20,9 @@ DETAIL_MAX = const(24)
 def _clean(s):
     # Details go into signed canonical JSON: what the codec cannot spell as it
     # is becomes "?".
-    if encodable(s):
+    if encodable(s, DETAIL_MAX):
         return s
-    return "".join(c if encodable(c) else "?" for c in s)
+    return "".join(c if encodable(c, 1) else "?" for c in s)
 
 
 class CommLog:

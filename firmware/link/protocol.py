@@ -45,18 +45,17 @@ class CanonError(ValueError):
     pass
 
 
-def encodable(s):
-    """True when every character of `s` has a canonical spelling as it is:
-    printable ASCII other than '"' and '\\' (docs/protocol.md)."""
+def encodable(s, limit):
+    """True when `s` is a string value the codec takes as it is: at most
+    `limit` characters, each printable ASCII other than '"' and '\\'
+    (docs/protocol.md)."""
+    if len(s) > limit:
+        return False
     for ch in s:
         o = ord(ch)
         if o < 0x20 or o > 0x7E or o == 0x22 or o == 0x5C:
             return False
     return True
-
-
-def _str_ok(s, limit):
-    return len(s) <= limit and encodable(s)
 
 
 def _key_ok(k):
@@ -96,7 +95,7 @@ def _enc(v, depth):
     if t is int:
         _put(str(v).encode())
     elif t is str:
-        if not _str_ok(v, MAX_STR):
+        if not encodable(v, MAX_STR):
             raise CanonError("string")
         _put(b'"')
         _put(v.encode())

@@ -2,46 +2,45 @@
 # code (firmware/store/store.py loads this module for the occasion and drops
 # it): the directory tree of a first build on a factory flash, setting damaged
 # files aside for a technician's restore, and sealing. See docs/storage.md.
-# It works on paths only: the store writes the records and keeps its own
-# fields.
+# It works on the paths and names the store hands it, and imports nothing of
+# the store's: the store writes the records and keeps its own fields.
 import os
 
-from firmware.store import layout
 
-
-def new_tree(root):
-    """An empty <root>/store.new with the copies' directories; its path.
-    A cut before install() renames it into place is still a factory flash."""
-    tmp = root + "/" + layout.NEW
+def new_tree(tmp, dirs):
+    """An empty directory `tmp` holding the copies' directories `dirs`."""
     remove_tree(tmp)
     os.mkdir(tmp)
-    for d in layout.DIRS:
+    for d in dirs:
         os.mkdir(tmp + "/" + d)
-    return tmp
 
 
-def install(tmp, root):
+def install(tmp, store_dir, root):
     # The rename makes the whole store appear at once: a cut after it is a
     # complete store. Never a half-made one.
-    os.rename(tmp, root + "/" + layout.STORE)
-    seal_both(root)
+    os.rename(tmp, store_dir)
+    seal(root)
+    seal(store_dir)
 
 
-def set_aside(store_dir):
+def set_aside(store_dir, dirs, files):
     """Make every directory a restore writes into, and move the damaged
-    records beside as *.bad for a post-mortem."""
-    for d in ("",) + layout.DIRS:
-        if not layout.exists(store_dir + "/" + d):
+    `files` beside as *.bad for a post-mortem."""
+    for d in ("",) + dirs:
+        if not _exists(store_dir + "/" + d):
             os.mkdir(store_dir + "/" + d)
-    for n in layout.SNAP + layout.HOT:
+    for n in files:
         p = store_dir + "/" + n
-        if layout.exists(p):
+        if _exists(p):
             os.rename(p, p + ".bad")
 
 
-def seal_both(root):
-    seal(root)
-    seal(root + "/" + layout.STORE)
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 def seal(d):

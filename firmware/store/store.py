@@ -5,7 +5,6 @@
 #   <root>/store/ha/hot, hb/hot   small "hot" checkpoints (energy, balance)
 #                                 written alternately; each names the snapshot
 #                                 seq it builds on and overrides its keys
-#   (the names are in firmware/store/layout.py)
 #
 # What LittleFS guarantees and we rely on: a file's new contents become
 # visible only when it is closed, all at once; a directory rename is atomic.
@@ -16,10 +15,17 @@
 # records stay inline, so a checkpoint costs a metadata append, not a 4 KB
 # block erase.
 import json
+import os
+from micropython import const
 
-from firmware.store import layout, record
-from firmware.store.layout import HOT, HOT_MAX, SNAP, exists, read, write
+from firmware.store import record
 
+HOT_MAX = const(128)  # LittleFS inline limit with MicroPython's 128-byte cache
+# The file layout, here once: build.py is handed the names it needs.
+_NEW = "/store.new"   # a first build, not yet renamed into place as /store
+_SNAP = ("a/snap", "b/snap")
+_HOT = ("ha/hot", "hb/hot")
+_DIRS = ("a", "b", "ha", "hb")
 _SEP = (",", ":")
 
 # fault code -> number shown on the LCD as "E<n>"
@@ -37,10 +43,32 @@ class StoreFault(Exception):
     """Raised by writes while the store is in fault (or not yet loaded)."""
 
 
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _write(path, buf):
+    # LittleFS commits the new contents at close(), atomically.
+    with open(path, "wb") as f:
+        f.write(buf)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
 class Store:
     def __init__(self, root="/flash"):
         self.root = root
-        self.dir = root + "/" + layout.STORE
+        self.dir = root + "/store"
         self.snap_seq = 0
         self.hot_seq = 0
         self._hot_next = 0
@@ -79,15 +107,15 @@ class Store:
         self.ready = False
         self.fault = None
         self._factory = False
-        if not exists(self.root):
+        if not _exists(self.root):
             return self._faulted("fs", None)
-        if not exists(self.dir):
+        if not _exists(self.dir):
             # A first commit cut short leaves store.new behind: still factory.
-            _build().remove_tree(self.root + "/" + layout.NEW)
+            _build().remove_tree(self.root + _NEW)
             self.snap_seq = self.hot_seq = self._hot_next = 0
             self._factory = self.ready = True
             return None, "factory"
-        raw = [read(self.dir + "/" + n) for n in SNAP]
+        raw = [_read(self.dir + "/" + n) for n in _SNAP]
         recs = [record.decode(b, record.KIND_SNAP) for b in raw]
         if not recs[0] and not recs[1]:
             missing = raw[0] is None and raw[1] is None
@@ -101,9 +129,9 @@ class Store:
         # one commit behind: expected, repaired, not news. Anything else is.
         status = "ok" if other and other[0] >= seq - 1 else "recovered"
         if not other or other[0] != seq:
-            write(self.dir + "/" + SNAP[1 - best], raw[best])
+            _write(self.dir + "/" + _SNAP[1 - best], raw[best])
 
-        hot = [record.decode(read(self.dir + "/" + n), record.KIND_HOT) for n in HOT]
+        hot = [record.decode(_read(self.dir + "/" + n), record.KIND_HOT) for n in _HOT]
         if not hot[0] and not hot[1]:
             return self._faulted("hot_lost", state)
         if not hot[0] or not hot[1]:
@@ -134,12 +162,13 @@ class Store:
             raise StoreFault(self.fault or "not loaded")
         self.snap_seq += 1
         if self._factory:
-            # The first commit builds the whole store in store.new and renames
-            # it into place (build.py).
+            # The whole store is built in store.new and renamed into place
+            # (build.py): a cut before the rename is still a factory flash.
             b = _build()
-            tmp = b.new_tree(self.root)
+            tmp = self.root + _NEW
+            b.new_tree(tmp, _DIRS)
             self._write_fresh(tmp, state)
-            b.install(tmp, self.root)
+            b.install(tmp, self.dir, self.root)
             self._factory = False
             return
         self._write_snaps(self.dir, state)
@@ -150,8 +179,8 @@ class Store:
         self._write_snaps(d, state)
         self.hot_seq += 1
         empty = record.encode(record.KIND_HOT, self.hot_seq, 0, b"{}")
-        write(d + "/" + HOT[0], empty)
-        write(d + "/" + HOT[1], empty)
+        _write(d + "/" + _HOT[0], empty)
+        _write(d + "/" + _HOT[1], empty)
         self._hot_next = 0
 
     def _write_snaps(self, d, state):
@@ -161,7 +190,7 @@ class Store:
         # error halfway) damages at most the copy being written, and load()
         # takes the other.
         n = record.measure(state, _SEP)  # may raise: before any file is touched
-        for name in SNAP:
+        for name in _SNAP:
             with open(d + "/" + name, "wb") as f:
                 record.dump(f, record.KIND_SNAP, self.snap_seq, 0, state, _SEP, n)
 
@@ -177,7 +206,7 @@ class Store:
             raise ValueError("hot patch too big: %d bytes" % len(payload))
         self.hot_seq += 1
         buf = record.encode(record.KIND_HOT, self.hot_seq, self.snap_seq, payload)
-        write(self.dir + "/" + HOT[self._hot_next], buf)
+        _write(self.dir + "/" + _HOT[self._hot_next], buf)
         self._hot_next ^= 1
 
     def restore(self, state):
@@ -186,10 +215,11 @@ class Store:
         if self.fault == "fs":
             raise StoreFault("fs")
         b = _build()
-        b.set_aside(self.dir)
+        b.set_aside(self.dir, _DIRS, _SNAP + _HOT)
         self.snap_seq += 1
         self._write_fresh(self.dir, state)
-        b.seal_both(self.root)
+        b.seal(self.root)
+        b.seal(self.dir)
         self.fault = None
         self._factory = False
         self.ready = True
