@@ -5,6 +5,10 @@
 # between MicroPython ports (the ESP32 counts from 2000 on older builds, the
 # unix port uses the host's zone). These integer functions give the same date
 # on every port and in CPython, for any day from year 1 onwards.
+#
+# This is the firmware's one copy of the calendar: the credit engine, the
+# energy registers and the ESP32 board's RTC all use it. (lib/atmodem.py keeps
+# a small +CCLK parser of its own: lib/ drivers do not import firmware/.)
 from micropython import const
 
 DAY_S = const(86400)
@@ -39,8 +43,9 @@ def days_from_civil(y, m, d):
     return era * _DAYS_400Y + day_of_era - _EPOCH_SHIFT
 
 
-def civil(day):
-    """(year, month, day) of a day number."""
+def _civil_packed(day):
+    # ((year * 16 + month) * 32 + day of month) of a day number: one small
+    # int, so month_key() (run at every midnight) allocates nothing.
     z = day + _EPOCH_SHIFT
     era = z // _DAYS_400Y
     day_of_era = z - era * _DAYS_400Y
@@ -51,20 +56,20 @@ def civil(day):
     d = day_of_year - (153 * month_from_march + 2) // 5 + 1
     m = month_from_march + 3 if month_from_march < 10 else month_from_march - 9
     y = year_of_era + era * 400 + (1 if m <= 2 else 0)
-    return (y, m, d)
+    return (y * 16 + m) * 32 + d
 
 
-def date(local_s):
-    """(year, month, day, weekday, seconds_of_day) of a local time."""
-    day = local_s // DAY_S
-    y, m, d = civil(day)
-    return (y, m, d, weekday(day), local_s % DAY_S)
+def civil(day):
+    """(year, month, day) of a day number."""
+    p = _civil_packed(day)
+    return (p >> 9, (p >> 5) & 15, p & 31)
 
 
 def month_key(day):
-    """year * 12 + (month - 1): increases by one each calendar month."""
-    y, m, _ = civil(day)
-    return y * 12 + m - 1
+    """year * 12 + (month - 1): increases by one each calendar month.
+    Allocates nothing."""
+    ym = _civil_packed(day) >> 5
+    return (ym >> 4) * 12 + (ym & 15) - 1
 
 
 def month_start_day(key):

@@ -40,7 +40,9 @@ def csq_to_dbm(rssi):
 
 
 def _days_from_civil(y, m, d):
-    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+    # The firmware's calendar is firmware/localtime.py; this driver keeps its
+    # own few lines on purpose: lib/ drivers do not import firmware/.
     y -= m <= 2
     era = y // 400
     yoe = y - era * 400
@@ -347,10 +349,6 @@ class ATModem:
         await asyncio.sleep_ms(1100)
         self.discard_input()
         return await self.ok(b"ATH", 5000)
-
-    async def soft_reset(self):
-        """Full functionality reset (SIM7600, A7670, EC2x); the module reboots."""
-        return await self.ok(b"AT+CFUN=1,1", 5000)
 
     def health(self):
         return {"rssi_dbm": self.rssi_dbm, "csq": self.csq, "reg": self.reg,

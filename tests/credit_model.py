@@ -483,6 +483,20 @@ def apply(e, op):
         return "ok"
     raise ValueError(k)
 
+def report(e):
+    # what the model's report() gives, from the engine's public surface
+    led = e.ledger
+    p = e.policy
+    return {"balance_minor": led.balance_minor, "owed_minor": led.owed_minor(),
+            "charged_wh": led.charged_wh, "month_wh": e.month_wh, "month_key": e.month_key,
+            "tariff_version": e.tariff.version,
+            "pending_version": e.pending.version if e.pending else None,
+            "pending_at_s": e.pending_at_s if e.pending else None,
+            "mode": p.mode, "remote": p.remote, "relay_closed": p.relay_closed,
+            "relay_reason": p.relay_reason, "level": p.level, "alarm": p.alarm,
+            "beeps": p.beeps, "friendly": e.in_friendly, "synced": e.synced,
+            "protection": e.protection.open_reason()}
+
 for line in sys.stdin:
     seq = json.loads(line)
     e = CreditEngine(seq["cfg"])
@@ -491,7 +505,7 @@ for line in sys.stdin:
             e = CreditEngine.from_dict(json.loads(json.dumps(e.to_dict())))
         r = apply(e, op)
         L = e.ledger
-        print(json.dumps([r, e.report(), e.pop_events(),
+        print(json.dumps([r, report(e), e.pop_events(),
                           [L.initial_minor, L.topups_minor, L.loans_minor, L.adjust_minor,
                            L.charges_minor, L.repay_minor], L.rem_micro, L.conserved()]))
     print("END")

@@ -95,10 +95,10 @@ out["back"] = {"balance": e.balance_minor(), "month_wh": e.month_wh, "month_key"
 e = CreditEngine({"initial_balance_minor": 10000, "tariff": flat(1, 100000)})
 e.tick(0, T0, 0)
 res = [e.set_tariff(flat(2, 300000), T0 + 1800), e.set_tariff(flat(2, 300000), T0 + 1800)]
-v_before = e.report()["tariff_version"], e.report()["pending_version"]
+v_before = e.tariff.version, e.pending.version
 e.tick(1000, T0 + H, H)
 out["pending"] = {"res": res, "before": v_before, "balance": e.balance_minor(),
-                  "version": e.report()["tariff_version"], "events": ev_of(e)}
+                  "version": e.tariff.version, "pending": e.pending, "events": ev_of(e)}
 
 # reconnection: "press" waits for the button, "auto" does not
 res = {}
@@ -268,7 +268,7 @@ def test_a_pending_tariff_takes_over_exactly_at_its_activation_time(r):
     p = r["pending"]
     assert p["res"] == ["ok", "duplicate"]
     assert p["before"] == [1, 2]
-    assert p["version"] == 2
+    assert p["version"] == 2 and p["pending"] is None
     assert p["balance"] == 10000 - 50 - 150   # 500 Wh at 0.100, 500 Wh at 0.300
     assert ["tariff", 1, 2] in p["events"]
 

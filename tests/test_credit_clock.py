@@ -1,11 +1,12 @@
 """The injectable clock and the port-independent date maths, run in the
 unix-port MicroPython and checked against CPython's datetime."""
 import datetime
+import hashlib
 import json
 
 from hypothesis import given, settings, strategies as st
 
-from mpy import run_mpy
+from mpy import run_mpy, run_mpy_json
 
 CLOCK_SCRIPT = r"""
 import json
@@ -69,8 +70,9 @@ from firmware import localtime as L
 for line in sys.stdin:
     out = []
     for s in json.loads(line):
-        y, m, d, wd, sod = L.date(s)
         day = L.day_number(s)
+        y, m, d = L.civil(day)
+        wd, sod = L.weekday(day), L.seconds_of_day(s)
         out.append([y, m, d, wd, sod, L.days_from_civil(y, m, d) == day, L.month_key(day),
                     L.month_start_day(L.month_key(day)) <= day < L.month_start_day(L.month_key(day) + 1)])
     print(json.dumps(out))
@@ -102,3 +104,57 @@ print(L.parse_day("2026-01-01"), L.in_days(L.parse_day("2026-12-25"), days),
       L.in_days(L.parse_day("2027-12-25"), days), L.in_days(L.parse_day("2031-01-01"), days))
 """).split()
     assert out == [str((datetime.date(2026, 1, 1) - datetime.date(1970, 1, 1)).days), "True", "False", "True"]
+
+
+# firmware/localtime.py is the firmware's one calendar (the registers' month
+# rollover and the ESP32 board's RTC tuples were copies of it). Checked here
+# day by day against CPython's datetime: every day from 1999 to 2101 (the
+# RTC's and the modem's years, 2000 leap, 2100 not), and every 37th day from
+# 0001-01-01 to 9999-12-31 (eras, centuries, days before 1970). MicroPython
+# hashes its answers per block of days; CPython hashes what datetime says.
+CALENDAR_SCRIPT = r"""
+import sys, json, hashlib
+from firmware import localtime as L
+out = []
+for first, last, step in json.loads(sys.stdin.readline()):
+    h = hashlib.sha256()
+    for day in range(first, last + 1, step):
+        y, m, d = L.civil(day)
+        h.update(b"%d %d-%d-%d %d %d %d %d;" % (day, y, m, d, L.weekday(day), L.month_key(day),
+                                               L.days_from_civil(y, m, d),
+                                               L.month_start_day(L.month_key(day))))
+    out.append(h.digest().hex())
+print(json.dumps(out))
+"""
+
+_ORDINAL_1970 = datetime.date(1970, 1, 1).toordinal()
+
+
+def _calendar_digest(first, last, step):
+    h = hashlib.sha256()
+    for day in range(first, last + 1, step):
+        dt = datetime.date.fromordinal(day + _ORDINAL_1970)
+        start = (datetime.date(dt.year, dt.month, 1).toordinal() - _ORDINAL_1970)
+        h.update(b"%d %d-%d-%d %d %d %d %d;" % (day, dt.year, dt.month, dt.day, dt.weekday(),
+                                               dt.year * 12 + dt.month - 1, day, start))
+    return h.hexdigest()
+
+
+def _day(y, m, d):
+    return datetime.date(y, m, d).toordinal() - _ORDINAL_1970
+
+
+def test_the_one_calendar_matches_datetime_from_year_1_to_9999():
+    blocks = []
+    for y in range(1999, 2102, 8):         # every day, in blocks of 8 years
+        blocks.append([_day(y, 1, 1), _day(min(y + 7, 2101), 12, 31), 1])
+    blocks.append([_day(1, 1, 1), _day(9999, 12, 31), 37])
+    blocks.append([_day(1, 1, 1), _day(1, 3, 31), 1])          # the first day the maths takes
+    blocks.append([_day(9999, 11, 1), _day(9999, 12, 31), 1])  # and the last datetime has
+    blocks.append([_day(1899, 12, 1), _day(1900, 3, 31), 1])   # a century that is not leap
+    blocks.append([_day(1969, 12, 1), _day(1970, 1, 31), 1])   # day 0 and the days before it
+    got = run_mpy_json(CALENDAR_SCRIPT, blocks, timeout=300)
+    want = [_calendar_digest(*b) for b in blocks]
+    bad = [(datetime.date.fromordinal(b[0] + _ORDINAL_1970).isoformat(), b[2])
+           for b, g, w in zip(blocks, got, want) if g != w]
+    assert bad == []

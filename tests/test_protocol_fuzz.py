@@ -76,7 +76,7 @@ def make(window):
 
 def fingerprint():
     return "%%d|%%d|%%d|%%d|%%d|%%d" %% (disp.ctrs.last, len(meter.calls), meter.commits, meter.balance,
-                                     crc32(disp.orders.dump()), crc32(json.dumps(disp.ctrs.rows())))
+                                     crc32(json.dumps(disp.orders.rows())), crc32(json.dumps(disp.ctrs.rows())))
 
 extra = {}   # more state fields, set by the "extra" op (flags, nulls, values with no wire form)
 make(64)

@@ -21,6 +21,7 @@ from machine import ADC, PWM, RTC, SPI, UART, WDT, Pin, Timer
 from micropython import const
 
 from firmware.boards import pins
+from firmware.localtime import DAY_S, civil, days_from_civil, weekday
 
 # Label of the 1 MB data partition in the board's partitions.csv, e.g.
 #   meterdata, data, 0x83, , 1M
@@ -82,40 +83,19 @@ _MACHINE_CAUSES = (
 )
 
 
-# --- calendar: UTC seconds <-> RTC datetime tuple, integer maths only
-# (days <-> civil date in the proleptic Gregorian calendar, eras of 400 years)
-
-def _days_from_civil(y, m, d):
-    if m <= 2:
-        y -= 1
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-
-
-def _civil_from_days(z):
-    z += 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (1 if m <= 2 else 0), m, d
-
+# --- calendar: UTC seconds <-> machine.RTC datetime tuple; the date maths
+# itself is firmware/localtime.py's (integer, the same on every port)
 
 def utc_to_datetime(utc_s):
     """UTC seconds since 1970 -> machine.RTC tuple (weekday 0 = Monday)."""
-    days = utc_s // 86400
-    s = utc_s - days * 86400
-    y, m, d = _civil_from_days(days)
-    return (y, m, d, (days + 3) % 7, s // 3600, s // 60 % 60, s % 60, 0)
+    days = utc_s // DAY_S
+    s = utc_s - days * DAY_S
+    y, m, d = civil(days)
+    return (y, m, d, weekday(days), s // 3600, s // 60 % 60, s % 60, 0)
 
 
 def datetime_to_utc(dt):
-    return _days_from_civil(dt[0], dt[1], dt[2]) * 86400 + dt[4] * 3600 + dt[5] * 60 + dt[6]
+    return days_from_civil(dt[0], dt[1], dt[2]) * DAY_S + dt[4] * 3600 + dt[5] * 60 + dt[6]
 
 
 def _blank_beyond_superblock(part):

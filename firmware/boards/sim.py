@@ -299,15 +299,8 @@ class SimBoard:
         if self._lines():
             self._modem_lines.reset(level)
 
-    # On the unix port the host's network stands in for the PPP data call.
-    def ppp_start(self, uart, user=None, key=None):
-        return True
-
-    def ppp_connected(self):
-        return True
-
-    def ppp_stop(self):
-        pass
+    # No modem_ppp() here: on the unix port the host's network stands in for
+    # the PPP data call (firmware/link/modem.py).
 
     # --- control socket
     async def serve_control(self):

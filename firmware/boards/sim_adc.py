@@ -10,6 +10,7 @@
 # noise comes from a seeded xorshift generator (seed()).
 import array
 import math
+from micropython import const
 
 _MID = const(2048)
 _TAB_BITS = const(10)

@@ -299,19 +299,6 @@ class CreditEngine:
         self.events = []
         return ev
 
-    def report(self):
-        led = self.ledger
-        p = self.policy
-        return {"balance_minor": led.balance_minor, "owed_minor": led.owed_minor(),
-                "charged_wh": led.charged_wh, "month_wh": self.month_wh, "month_key": self.month_key,
-                "tariff_version": self.tariff.version,
-                "pending_version": self.pending.version if self.pending else None,
-                "pending_at_s": self.pending_at_s if self.pending else None,
-                "mode": p.mode, "remote": p.remote, "relay_closed": p.relay_closed,
-                "relay_reason": p.relay_reason, "level": p.level, "alarm": p.alarm,
-                "beeps": p.beeps, "friendly": self.in_friendly, "synced": self.synced,
-                "protection": self.protection.open_reason()}
-
     # --- persistence
     def to_dict(self):
         return {"cfg": self.cfg, "ledger": self.ledger.to_dict(), "policy": self.policy.to_dict(),

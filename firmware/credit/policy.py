@@ -24,6 +24,8 @@ REMOTE_DISCONNECT = "disconnect"
 # closed for as long as their condition holds (not for one action)
 STANDING = ("remote_connect", "postpaid", "friendly")
 
+# The buzzer request (Policy.alarm). Defined here, once: ui/buzzer.py imports
+# them to turn a request into a sound pattern.
 QUIET = 0
 BEEP_ONCE = 1   # one short beep, at most once per local day (level >= 1)
 REPEAT = 2      # repeating beep until a button press silences it (level >= repeat_level)

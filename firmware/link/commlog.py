@@ -11,17 +11,18 @@
 # RAM only, fixed size: a ring of preallocated slots, oldest overwritten.
 from micropython import const
 
+from firmware.link.protocol import encodable
+
 SIZE = const(32)
 DETAIL_MAX = const(24)
 
 
 def _clean(s):
-    # Details go into signed canonical JSON: keep printable ASCII without double quote or backslash.
-    for ch in s:
-        o = ord(ch)
-        if o < 0x20 or o > 0x7E or o == 0x22 or o == 0x5C:
-            return "".join(c if 0x20 <= ord(c) <= 0x7E and c not in "\"\\" else "?" for c in s)
-    return s
+    # Details go into signed canonical JSON: what the codec cannot spell as it
+    # is becomes "?".
+    if encodable(s, DETAIL_MAX):
+        return s
+    return "".join(c if encodable(c, 1) else "?" for c in s)
 
 
 class CommLog:

@@ -4,7 +4,7 @@
 # States (`state`): OFF -> BOOT -> SIM -> REGISTER -> DIAL -> DATA.
 # When a step fails or the carrier drops, recovery climbs a ladder:
 #   redial  (ATH, dial again: cheap, fixes a dropped PDP context)
-#   reset   (RESET line, or AT+CFUN=1,1: fixes a confused module)
+#   reset   (the RESET line: works even when the AT interpreter is stuck)
 #   power   (power off, PWRKEY: fixes a hung module)
 # Each failed attempt climbs one rung and waits a jittered, doubling backoff;
 # a data call that stays up for STABLE_MS drops back to the bottom rung.

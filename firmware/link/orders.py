@@ -15,17 +15,12 @@
 #
 # Order numbers are integers the head-end assigns per meter, increasing in the
 # order it creates them (docs/protocol.md). They may arrive out of order.
-# Pure: the owner persists dump() in the same atomic record as the ledger.
-import struct
+# Pure: the owner persists rows() in the same atomic record as the ledger.
 from array import array
 
 from micropython import const
 
 WINDOW = const(32)
-_HEAD = "<BQH"     # format version, floor, count
-_ROW = "<QqQ"      # order, balance_after_minor, seq
-_HEAD_LEN = const(11)
-_ROW_LEN = const(24)
 MAX_ORDER = 0x7FFFFFFF   # beyond a 31-bit small int: not const()
 
 
@@ -82,8 +77,8 @@ class OrderBook:
         self._seq[i] = seq
 
     def rows(self):
-        """[floor, [[order, balance_after_minor, seq], ...]] for a JSON state
-        record: small pieces, where dump() is one block of up to 1.5 KB."""
+        """[floor, [[order, balance_after_minor, seq], ...]] for the JSON state
+        record: small pieces, never one block as big as the whole window."""
         return [self.floor, [[self._order[i], self._balance[i], self._seq[i]] for i in range(self.n)]]
 
     def load_rows(self, r):
@@ -95,24 +90,3 @@ class OrderBook:
         self.n = len(rows)
         for i in range(self.n):
             self._order[i], self._balance[i], self._seq[i] = rows[i]
-
-    def dump(self):
-        out = bytearray(struct.pack(_HEAD, 1, self.floor, self.n))
-        for i in range(self.n):
-            out.extend(struct.pack(_ROW, self._order[i], self._balance[i], self._seq[i]))
-        return bytes(out)
-
-    def load(self, data):
-        """Restore from dump(); raises ValueError on a damaged record."""
-        if len(data) < _HEAD_LEN:
-            raise ValueError("orders: short")
-        ver, floor, n = struct.unpack(_HEAD, data[:_HEAD_LEN])
-        if ver != 1 or n > self.window or len(data) != _HEAD_LEN + n * _ROW_LEN:
-            raise ValueError("orders: bad record")
-        self.floor = floor
-        self.n = n
-        for i in range(n):
-            o, b, s = struct.unpack(_ROW, data[_HEAD_LEN + i * _ROW_LEN:_HEAD_LEN + (i + 1) * _ROW_LEN])
-            self._order[i] = o
-            self._balance[i] = b
-            self._seq[i] = s

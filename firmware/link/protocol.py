@@ -45,7 +45,10 @@ class CanonError(ValueError):
     pass
 
 
-def _str_ok(s, limit):
+def encodable(s, limit):
+    """True when `s` is a string value the codec takes as it is: at most
+    `limit` characters, each printable ASCII other than '"' and '\\'
+    (docs/protocol.md)."""
     if len(s) > limit:
         return False
     for ch in s:
@@ -92,7 +95,7 @@ def _enc(v, depth):
     if t is int:
         _put(str(v).encode())
     elif t is str:
-        if not _str_ok(v, MAX_STR):
+        if not encodable(v, MAX_STR):
             raise CanonError("string")
         _put(b'"')
         _put(v.encode())

@@ -9,6 +9,8 @@
 # Every function documents the operand bounds under which each intermediate
 # stays below 2**30; callers keep to them.
 
+from micropython import const
+
 _M14 = const(0x3FFF)
 
 

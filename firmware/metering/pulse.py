@@ -4,10 +4,9 @@
 # carried as a remainder in units of 1/imp_per_kwh Wh: no float, no drift, and
 # any split of the same pulse train into reads gives the same Wh (tested).
 #
-# The hardware counter (ESP32 PCNT) is 16 bits wide. `Wrap16` turns its raw
-# readings into a cumulative count, so a wrap between two reads loses nothing
-# as long as the reads are less than 32768 pulses apart (at 10000 imp/kWh and
-# 23 kW that is over eight minutes).
+# The board hands over a cumulative pulse count: on the ESP32 the 16-bit PCNT
+# is extended by counting its IRQ_MAX events (boards/esp32.py, _WrappedPcnt).
+from micropython import const
 
 _MIN_IMP = const(1000)
 _MAX_IMP = const(10000)
@@ -57,17 +56,3 @@ class PulseEnergy:
         self.total_pulses = int(d.get("pulses", 0))
         self.total_wh = int(d.get("wh", 0))
 
-
-class Wrap16:
-    """Extends a 16-bit hardware pulse counter to a cumulative count."""
-
-    def __init__(self, raw=0):
-        self.last = raw & 0xFFFF
-        self.count = 0
-
-    def update(self, raw):
-        """Feed the current raw counter value; return the cumulative count."""
-        raw &= 0xFFFF
-        self.count += (raw - self.last) & 0xFFFF
-        self.last = raw
-        return self.count

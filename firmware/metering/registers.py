@@ -16,27 +16,17 @@
 # Energy is added once, to whatever period is current after any rollover.
 import array
 
+from micropython import const
+
+from firmware.localtime import DAY_S, month_key
+
 DAYS_KEPT = const(62)
 MONTHS_KEPT = const(24)
 PERIODS = const(4)
-_DAY_S = const(86400)
 _WINDOW_S = const(900)     # demand integration period
 _DREC = const(4)           # daily record: day, 1.8.0, 2.8.0, day import Wh
 _MREC = const(9)           # monthly: month, 1.8.0, 1.8.1..1.8.4, 2.8.0, month Wh, max demand W
 _SKIP_MAX = const(800)     # days frozen one by one on a forward jump (> 24 months)
-
-
-def month_of_day(day):
-    """Days since 1970-01-01 -> year*12 + (month-1), proleptic Gregorian."""
-    z = day + 719468                      # days since 0000-03-01
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153             # March = 0
-    y = yoe + era * 400 + (1 if mp >= 10 else 0)
-    m = mp + 2 if mp < 10 else mp - 10    # 0-based calendar month
-    return y * 12 + m
 
 
 class Registers:
@@ -78,11 +68,11 @@ class Registers:
             self.export_wh += export_wh
 
     def _advance(self, local_s):
-        day = local_s // _DAY_S
+        day = local_s // DAY_S
         win = local_s // _WINDOW_S
         if self.day < 0:                      # first call ever: just start here
             self.day = day
-            self.month = month_of_day(day)
+            self.month = month_key(day)
             self.window = win
             return
         if win > self.window:
@@ -94,7 +84,7 @@ class Registers:
                 # full of empty records, so jump to where they matter again
                 self._end_day()
                 target = day - _SKIP_MAX
-                m = month_of_day(target)
+                m = month_key(target)
                 if m != self.month:
                     self._end_month()
                     self.month = m
@@ -123,7 +113,7 @@ class Registers:
         self.yesterday_wh = self.today_wh
         self.today_wh = 0
         self.day += 1
-        m = month_of_day(self.day)
+        m = month_key(self.day)
         if m != self.month:
             self._end_month()
             self.month = m

@@ -22,6 +22,7 @@
 # millijoule and microjoule remainders.
 import array
 import micropython
+from micropython import const
 
 from firmware.metering.fixmath import div_wide, muldiv, isqrt
 

@@ -1,55 +1,46 @@
-# The store's once-in-a-life operations, kept out of the resident store code
-# (firmware/store/store.py loads this module for the occasion and drops it):
-# the first build of the store on a factory flash, and a technician's
-# restore out of a fault. See docs/storage.md.
+# The store's once-in-a-life file operations, kept out of the resident store
+# code (firmware/store/store.py loads this module for the occasion and drops
+# it): the directory tree of a first build on a factory flash, setting damaged
+# files aside for a technician's restore, and sealing. See docs/storage.md.
+# It works on the paths and names the store hands it, and imports nothing of
+# the store's: the store writes the records and keeps its own fields.
 import os
 
-from firmware.store import record
-from firmware.store.store import _DIRS, _HOT, _SNAP, StoreFault, _exists, _write
 
-
-def create(store, state):
-    # The first commit builds the whole store in store.new and renames
-    # it into place: a cut before the rename is still a factory flash, a
-    # cut after it is a complete store. Never a half-made one.
-    tmp = store.root + "/store.new"
+def new_tree(tmp, dirs):
+    """An empty directory `tmp` holding the copies' directories `dirs`."""
     remove_tree(tmp)
     os.mkdir(tmp)
-    for d in _DIRS:
+    for d in dirs:
         os.mkdir(tmp + "/" + d)
-    write_all(store, tmp, state)
-    os.rename(tmp, store.dir)
-    seal(store.root)
-    seal(store.dir)
 
 
-def restore(store, state):
-    if store.fault == "fs":
-        raise StoreFault("fs")
-    for d in ("",) + _DIRS:
-        if not _exists(store.dir + "/" + d):
-            os.mkdir(store.dir + "/" + d)
-    for n in _SNAP + _HOT:
-        p = store.dir + "/" + n
+def install(tmp, store_dir, root):
+    # The rename makes the whole store appear at once: a cut after it is a
+    # complete store. Never a half-made one.
+    os.rename(tmp, store_dir)
+    seal(root)
+    seal(store_dir)
+
+
+def set_aside(store_dir, dirs, files):
+    """Make every directory a restore writes into, and move the damaged
+    `files` beside as *.bad for a post-mortem."""
+    for d in ("",) + dirs:
+        if not _exists(store_dir + "/" + d):
+            os.mkdir(store_dir + "/" + d)
+    for n in files:
+        p = store_dir + "/" + n
         if _exists(p):
             os.rename(p, p + ".bad")
-    store.snap_seq += 1
-    write_all(store, store.dir, state)
-    seal(store.root)
-    seal(store.dir)
-    store.fault = None
-    store._factory = False
-    store.ready = True
 
 
-def write_all(store, d, state):
-    store._write_snaps(d, state)
-    # placeholders, so a missing hot file later means damage
-    store.hot_seq += 1
-    empty = record.encode(record.KIND_HOT, store.hot_seq, 0, b"{}")
-    _write(d + "/" + _HOT[0], empty)
-    _write(d + "/" + _HOT[1], empty)
-    store._hot_next = 0
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 def seal(d):

@@ -21,6 +21,8 @@ from micropython import const
 from firmware.store import record
 
 HOT_MAX = const(128)  # LittleFS inline limit with MicroPython's 128-byte cache
+# The file layout, here once: build.py is handed the names it needs.
+_NEW = "/store.new"   # a first build, not yet renamed into place as /store
 _SNAP = ("a/snap", "b/snap")
 _HOT = ("ha/hot", "hb/hot")
 _DIRS = ("a", "b", "ha", "hb")
@@ -109,7 +111,7 @@ class Store:
             return self._faulted("fs", None)
         if not _exists(self.dir):
             # A first commit cut short leaves store.new behind: still factory.
-            _build().remove_tree(self.root + "/store.new")
+            _build().remove_tree(self.root + _NEW)
             self.snap_seq = self.hot_seq = self._hot_next = 0
             self._factory = self.ready = True
             return None, "factory"
@@ -160,10 +162,26 @@ class Store:
             raise StoreFault(self.fault or "not loaded")
         self.snap_seq += 1
         if self._factory:
-            _build().create(self, state)
+            # The whole store is built in store.new and renamed into place
+            # (build.py): a cut before the rename is still a factory flash.
+            b = _build()
+            tmp = self.root + _NEW
+            b.new_tree(tmp, _DIRS)
+            self._write_fresh(tmp, state)
+            b.install(tmp, self.dir, self.root)
             self._factory = False
             return
         self._write_snaps(self.dir, state)
+
+    def _write_fresh(self, d, state):
+        # Both snapshots, and empty hot records as placeholders, so a missing
+        # hot file later means damage.
+        self._write_snaps(d, state)
+        self.hot_seq += 1
+        empty = record.encode(record.KIND_HOT, self.hot_seq, 0, b"{}")
+        _write(d + "/" + _HOT[0], empty)
+        _write(d + "/" + _HOT[1], empty)
+        self._hot_next = 0
 
     def _write_snaps(self, d, state):
         # Each copy is streamed (record.dump), so the encoded state is never
@@ -194,7 +212,17 @@ class Store:
     def restore(self, state):
         """Leave a fault with a state the server or a technician vouches for.
         Damaged files are kept beside as *.bad for a post-mortem."""
-        _build().restore(self, state)
+        if self.fault == "fs":
+            raise StoreFault("fs")
+        b = _build()
+        b.set_aside(self.dir, _DIRS, _SNAP + _HOT)
+        self.snap_seq += 1
+        self._write_fresh(self.dir, state)
+        b.seal(self.root)
+        b.seal(self.dir)
+        self.fault = None
+        self._factory = False
+        self.ready = True
 
 
 def _build():

@@ -1,10 +1,9 @@
 # Buzzer patterns for credit warnings. The pattern is a pure function of
-# (warning level, milliseconds into the pattern); the UI task applies it.
-from micropython import const
-
-QUIET = const(0)
-BEEP_ONCE = const(1)   # one short beep (level 1, once a day)
-REPEAT = const(2)      # beep 200 ms every 2 s until silenced (level 2)
+# (the policy's alarm request, milliseconds into the pattern); the UI task
+# applies it. The requests are the credit policy's (credit/policy.py):
+#   BEEP_ONCE  one 200 ms beep
+#   REPEAT     200 ms every 2 s until silenced
+from firmware.credit.policy import BEEP_ONCE, REPEAT
 
 
 def should_sound(pattern, ms_into):
