@@ -105,10 +105,12 @@ class ModemLink:
 
     async def _leave_data(self):
         if self.ppp is not None:
+            # network.PPP stops with disconnect() (it has no active()); a
+            # failure here must not keep the modem from hanging up and redialling
             try:
-                self.ppp.active(False)
-            except Exception:
-                pass
+                self.ppp.disconnect()
+            except Exception as e:
+                self.log("modem", "ppp disconnect failed: %r" % (e,))
             self.ppp = None
         if not self._carrier_lost:
             # still in data mode as far as we know: escape, then hang up
