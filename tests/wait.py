@@ -37,3 +37,25 @@ def event_after(proc, name, since, predicate, timeout=20, what=None):
                 return ev
         return None
     return wait_for(find, timeout, what or "a %r event after %r" % (name, since and since.get("ev")))
+
+
+def _run_delay_s(path):
+    try:
+        with open(path) as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def own_latency(fn, pid):
+    """(fn(), seconds) where seconds is how long the call took less the time
+    the process `pid` (its main thread: a sim meter's loop) and this thread
+    spent runnable but waiting for a CPU (Linux schedstat's run delay). A
+    loop that is held shows in it; a loaded machine that runs both sides
+    late does not, so a bound on it is not a wall-clock pace."""
+    theirs, mine = "/proc/%d/schedstat" % pid, "/proc/thread-self/schedstat"
+    t0, r0, s0 = time.monotonic(), _run_delay_s(theirs), _run_delay_s(mine)
+    out = fn()
+    took = time.monotonic() - t0
+    waited = (_run_delay_s(theirs) - r0) + (_run_delay_s(mine) - s0)
+    return out, max(0.0, took - waited)
