@@ -75,6 +75,7 @@ def test_an_older_flash_boots_with_every_figure_its_events_its_records_and_its_p
     # the outbox: every event the cut meter still held is delivered, with its
     # original seq and body (signed by the same key: the same mac)
     delivered = _events(w, want["seq"])
+    assert [e["seq"] for e in fx["events"]] == fx["outbox_pending_seqs"]
     for ev in fx["events"]:
         assert delivered[ev["seq"]] == ev
     for seq in want["evt_dropped"]:
@@ -117,7 +118,9 @@ def test_an_older_flash_boots_with_every_figure_its_events_its_records_and_its_p
     assert topup["seq"] > want["seq"] and topup["balance_minor"] == want["balance_minor"] + 500
 
     # the pending tariff (stored in the image) takes over at its time
-    pending = next(e for e in fx["events"] if e["kind"] == "tariff" and e["event"] == "tariff_pending")
-    m.control({"cmd": "step", "w": 0, "ms": (pending["b"] - want["t"] + 60) * 1000})
+    pending = fx["tariff_pending"]
+    assert st["tariff_version"] != pending["version"]
+    # (from_local_s is local time; this meter's UTC offset is 0)
+    m.control({"cmd": "step", "w": 0, "ms": (pending["from_local_s"] - want["t"] + 60) * 1000})
     m.control({"cmd": "step", "w": 0, "ms": 1000})
-    assert m.control({"cmd": "meter_state"})["state"]["tariff_version"] == pending["a"]
+    assert m.control({"cmd": "meter_state"})["state"]["tariff_version"] == pending["version"]

@@ -178,6 +178,13 @@ def unpack(img_gz, meter_dir, simclock_ms):
         f.write(str(simclock_ms))
 
 
+def summary(fx):
+    """The figures a reader looks for first, derived from the rest."""
+    pending = [e for e in fx["events"] if e["kind"] == "tariff" and e["event"] == "tariff_pending"]
+    return {"outbox_pending_seqs": [e["seq"] for e in fx["events"]],
+            "tariff_pending": {"version": pending[-1]["a"], "from_local_s": pending[-1]["b"]} if pending else None}
+
+
 def main(argv):
     out = argv[0] if argv else os.path.join(ROOT, "tests", "fixtures")
     os.makedirs(out, exist_ok=True)
@@ -208,6 +215,7 @@ def main(argv):
               "billing_monthly": next(a["data"] for c, k, f, a in life.sent
                                       if k == "query" and f["what"] == "billing_monthly"),
               "events": events}
+        fx.update(summary(fx))
         with open(name + ".json", "w") as f:
             json.dump(fx, f, indent=1, sort_keys=True)
             f.write("\n")
