@@ -488,7 +488,7 @@ def case_rtc():
 def case_mono_ms():
     b = fresh_board(partition=False)
     a = b.mono_ms()
-    time.sleep_ms(30)
+    time.sleep_ms(30)   # real time passing is what is under test: mono_ms follows it
     c = b.mono_ms()
 
     # ticks_ms wraps at 2**30: meter time must not

@@ -5,11 +5,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
 from simmeter import COMPILED, MICROPYTHON, ROOT, SimMeter, ensure_compiled
+from wait import wait_for
 
 
 @pytest.mark.skipif(not shutil.which("socat"), reason="socat not installed")
@@ -22,10 +22,7 @@ def test_deploy_copies_the_compiled_firmware_over_mpremote_and_it_boots(tmp_path
                               "EXEC:%s,pty,raw,echo=0" % MICROPYTHON], cwd=str(device),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            if os.path.exists(tty):
-                break
-            time.sleep(0.05)
+        wait_for(lambda: os.path.exists(tty), 5, "socat's pty %s" % tty)
         out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), tty,
                               "--tree", COMPILED, "--resume", "--no-reset"],
                              capture_output=True, text=True, timeout=300)

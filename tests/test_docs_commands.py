@@ -52,10 +52,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 
 import pytest
+
+from wait import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC_FILES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
@@ -298,18 +299,18 @@ class Run:
 
         def stop():
             subprocess.run(tmux + ["send-keys", "-t", "demo", "-l", "q"], capture_output=True)
-            deadline = time.time() + 15
-            while os.path.exists(demo_file) and time.time() < deadline:
-                time.sleep(0.1)
+            try:   # the demo removes its file as it quits
+                wait_for(lambda: not os.path.exists(demo_file), 15, "the demo to quit")
+            except AssertionError:
+                pass   # the server is killed all the same
             subprocess.run(tmux + ["kill-server"], capture_output=True)
         self.cleanup.append(stop)
-        deadline = time.time() + 60
-        while not os.path.exists(demo_file):
-            if time.time() > deadline:
-                screen = subprocess.run(tmux + ["capture-pane", "-p", "-t", "demo"], capture_output=True,
-                                        text=True).stdout
-                self.fail("make run's demo wrote no build/demo.json within 60 s", screen)
-            time.sleep(0.2)
+        try:
+            wait_for(lambda: os.path.exists(demo_file), 60, "build/demo.json")
+        except AssertionError:
+            screen = subprocess.run(tmux + ["capture-pane", "-p", "-t", "demo"], capture_output=True,
+                                    text=True).stdout
+            self.fail("make run's demo wrote no build/demo.json within 60 s", screen)
 
     def env(self):
         # temp files of the commands (make run's demo folder) stay in the block's folder
@@ -387,20 +388,21 @@ def do_serve(r):
                             stdin=subprocess.DEVNULL, start_new_session=True, env=r.env())
     r.cleanup.append(lambda: _stop_group(proc))
     out = []
-    threading.Thread(target=lambda: [out.append(x.decode(errors="replace")) for x in proc.stdout],
-                     daemon=True).start()
-    deadline = time.time() + float(r.b.opts.get("timeout", 30))
-    while time.time() < deadline:
-        if expect.search("".join(out)):
-            _stop_group(proc)
-            print("".join(out)[-2000:])
-            return
-        if proc.poll() is not None:
-            time.sleep(0.2)  # the last lines
+    reader = threading.Thread(target=lambda: [out.append(x.decode(errors="replace")) for x in proc.stdout],
+                              daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: expect.search("".join(out)) or proc.poll() is not None,
+                 float(r.b.opts.get("timeout", 30)), "its output to show %r" % expect.pattern)
+    except AssertionError:
+        r.fail("its output did not show %r within the timeout" % expect.pattern, "".join(out))
+    if not expect.search("".join(out)):
+        reader.join(5)  # exited: the reader ends at the last line
+        if not expect.search("".join(out)):
             r.fail("exited (status %s) before its output showed %r" % (proc.returncode, expect.pattern),
                    "".join(out))
-        time.sleep(0.05)
-    r.fail("its output did not show %r within the timeout" % expect.pattern, "".join(out))
+    _stop_group(proc)
+    print("".join(out)[-2000:])
 
 
 def do_tty(r):
@@ -421,17 +423,18 @@ def do_tty(r):
         return subprocess.run(tmux + ["capture-pane", "-p", "-t", "doc"], capture_output=True,
                               text=True).stdout
 
-    deadline = time.time() + float(r.b.opts.get("timeout", 60))
-    while not expect.search(screen()):
-        if os.path.exists(done) or time.time() > deadline:
-            r.fail("the terminal did not show %r" % expect.pattern, screen())
-        time.sleep(0.2)
+    try:
+        wait_for(lambda: expect.search(screen()) or os.path.exists(done),
+                 float(r.b.opts.get("timeout", 60)), "the terminal to show %r" % expect.pattern)
+    except AssertionError:
+        pass
+    if not expect.search(screen()):
+        r.fail("the terminal did not show %r" % expect.pattern, screen())
     subprocess.run(tmux + ["send-keys", "-t", "doc", "-l", r.b.opts.get("keys", "q")], check=True)
-    deadline = time.time() + 30
-    while not os.path.exists(done) or not open(done).read().strip():
-        if time.time() > deadline:
-            r.fail("did not exit after the keys %r" % r.b.opts.get("keys", "q"), screen())
-        time.sleep(0.1)
+    try:
+        wait_for(lambda: os.path.exists(done) and open(done).read().strip(), 30, "the exit status")
+    except AssertionError:
+        r.fail("did not exit after the keys %r" % r.b.opts.get("keys", "q"), screen())
     status = open(done).read().strip()
     print(screen())
     if status != "0":
@@ -447,10 +450,7 @@ def do_device(r):
     socat = subprocess.Popen(["socat", "PTY,link=%s,raw,echo=0" % tty_link, "EXEC:%s,pty,raw,echo=0" % stand_in],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     r.cleanup.append(lambda: _stop_group(socat))
-    deadline = time.time() + 10
-    while not os.path.exists(tty_link):
-        assert time.time() < deadline, "socat made no pty"
-        time.sleep(0.05)
+    wait_for(lambda: os.path.exists(tty_link), 10, "socat's pty")
     r.late["/dev/ttyUSB0"] = tty_link
     out = run_to_end(r)
     missing = [p for p in r.b.opts.get("expect-files", "").split() if not os.path.exists(os.path.join(board_dir, p))]

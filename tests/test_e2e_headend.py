@@ -2,13 +2,13 @@
 compiled firmware in the unix-port MicroPython) over a real mosquitto, with
 the fault proxy between them (issue 7). tools/topup_rig.py holds the rig."""
 import os
-import time
 
 import pytest
 
 import topup_rig
 from broker import mosquitto_path
 from headend.server import HeadEnd
+from wait import wait_for
 
 pytestmark = pytest.mark.skipif(not mosquitto_path(), reason="needs mosquitto")
 
@@ -48,7 +48,8 @@ def test_order_lifecycle_notices_and_workers_sharing_the_meter_topics(tmp_path):
         rig.proxy.set_mode("blackhole")
         oid = he.topup(rig.mid, 300)
         assert he.order(oid)["state"] == "issued"
-        time.sleep(1.5)                               # unacknowledged past the timeout ...
+        # unacknowledged past the timeout: reissued (still dark) ...
+        wait_for(lambda: he.order(oid)["attempts"] >= 2, 15, "a reissue after the timeout")
         rig.proxy.set_mode("pass")
         rig.proxy.reset_all()
         o = he.wait_order(oid, 30)                    # ... reissued, credited once
@@ -57,13 +58,9 @@ def test_order_lifecycle_notices_and_workers_sharing_the_meter_topics(tmp_path):
         # consumption crosses both warning levels: notices quote the meter's figure and time
         # 10.00 a kWh = 1 minor a Wh: 2300 -> 1400 (level 1), then -> 400 (level 2)
         rig.m.control({"cmd": "pulses", "n": 900})
-        deadline = time.time() + 20
-        while time.time() < deadline and len(he.notices(rig.mid)) < 1:
-            time.sleep(0.1)
+        wait_for(lambda: len(he.notices(rig.mid)) >= 1, 20, "the level 1 notice")
         rig.m.control({"cmd": "pulses", "n": 1000})
-        deadline = time.time() + 20
-        while time.time() < deadline and len(he.notices(rig.mid)) < 2:
-            time.sleep(0.1)
+        wait_for(lambda: len(he.notices(rig.mid)) >= 2, 20, "the level 2 notice")
         notes = he.notices(rig.mid)
         assert [n["level"] for n in notes] == [1, 2]
         st = rig.settle()

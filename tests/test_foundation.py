@@ -1,7 +1,6 @@
 """The first running meter: sim board, unix-port MicroPython at 108 KB heap,
 pulses -> energy -> flat charge -> relay, LCD, MQTT state, watchdog."""
 import json
-import time
 
 import signed
 from mqttc import Watcher
@@ -32,11 +31,15 @@ def test_load_drains_credit_on_a_scaled_clock_and_an_open_relay_stops_consumptio
     m = sim_meters("m2", config={"initial_balance_minor": 100}, scale=600).start()
     m.control({"cmd": "load", "w": 2000})
     m.wait_for(lambda s: not s["relay_closed"], timeout=20)
-    time.sleep(1.5)  # the tick after the cut still registers what flowed until the relay opened
-    wh_at_cut = m.state()["meter"]["import_wh"]
+    # the tick after the cut still registers what flowed until the relay
+    # opened: every pulse the board made (1 Wh each at 1000 imp/kWh)
+    st = m.wait_for(lambda s: s["meter"]["import_wh"] == s["pulses"], timeout=10)
+    wh_at_cut = st["meter"]["import_wh"]
     assert 600 <= wh_at_cut <= 1000  # one 1-s tick is 10 simulated minutes (333 Wh)
-    time.sleep(2)
-    assert m.state()["meter"]["import_wh"] == wh_at_cut
+    for _ in range(3):   # three more ticks, each after 10 more meter minutes
+        assert m.control({"cmd": "step", "ms": 600000})["ticked"]
+    st = m.state()
+    assert st["meter"]["import_wh"] == wh_at_cut and st["pulses"] == wh_at_cut
 
 
 def test_top_up_over_mqtt_reconnects_and_a_resend_is_not_credited_twice(broker, sim_meters):
@@ -141,9 +144,14 @@ def test_the_firmware_runs_in_the_esp32_heap_with_headroom(broker, sim_meters):
     from simmeter import HEAP, heap_bytes
     m = sim_meters("mh", broker.port, config={"initial_balance_minor": 500}).start()
     assert m.romfs
-    m.control({"cmd": "load", "w": 1500})
-    m.wait_for(lambda s: s["meter"]["link_up"])
-    time.sleep(2)
+    w = Watcher(broker.port, ["meters/mh/state"])
+    try:
+        m.control({"cmd": "load", "w": 1500})
+        m.wait_for(lambda s: s["meter"]["link_up"] and s["meter"]["import_wh"] > 0)
+        # settled: metering the load, and its state published over the link
+        w.wait(lambda t, b: isinstance(b, dict) and b.get("kind") == "state")
+    finally:
+        w.close()
     mem = m.mem()
     assert mem["total"] <= heap_bytes(HEAP) and mem["rom"] > 0, mem
     assert mem["free"] >= mem["total"] // 4, mem   # measured: 109 KB of 218 KB free

@@ -9,7 +9,6 @@ above the floor and below the full record it was never credited
 (`order_too_old`). The head-end must never re-credit, and never conclude
 that a credited order failed: it settles `order_forgotten` from the events."""
 import json
-import time
 
 import pytest
 
@@ -17,19 +16,14 @@ import signed
 from broker import mosquitto_path
 from headend import db
 from headend.server import HeadEnd
+from wait import wait_for
 
 pytestmark = pytest.mark.skipif(not mosquitto_path(), reason="needs mosquitto")
 MID = "O1"
 
 
 def wait(cond, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise TimeoutError(what)
+    return wait_for(cond, timeout, what)
 
 
 def test_orders_outside_a_rolled_over_record_are_settled_right_and_never_credited_twice(broker, sim_meters, tmp_path):

@@ -2,7 +2,6 @@
 state, the LCD, the latest relay event and the console's `status` report the
 same position and the same reason, on the running sim meter."""
 import json
-import time
 
 import signed
 from mqttc import Watcher
@@ -32,16 +31,18 @@ class Views:
 
     def latest_relay_event(self, closed, reason, timeout=10):
         """The newest relay event published so far, once it is (closed, reason)."""
-        deadline = time.time() + timeout
-        last = None
-        while time.time() < deadline:
-            with self.w.cond:
-                evs = [json.loads(p) for t, p, _ in self.w.msgs if t.endswith("/evt")]
+        last = [None]
+
+        def newest_is_it():
+            # called under the watcher's lock, at every message that arrives
+            evs = [json.loads(p) for t, p, _ in self.w.msgs if t.endswith("/evt")]
             relays = [e for e in evs if e.get("kind") == "relay"]
-            last = relays[-1] if relays else None
-            if last and last["closed"] == closed and last["reason"] == reason:
-                return last
-            time.sleep(0.05)
+            last[0] = relays[-1] if relays else None
+            return last[0] and last[0]["closed"] == closed and last[0]["reason"] == reason
+        with self.w.cond:
+            if self.w.cond.wait_for(newest_is_it, timeout):
+                return last[0]
+        last = last[0]
         raise AssertionError("latest relay event %r, wanted %r" % (last, (closed, reason)))
 
     def home(self):

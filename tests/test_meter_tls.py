@@ -6,6 +6,8 @@ import pytest
 
 from broker import Broker
 from linkrig import make_test_ca, secure_conf
+import signed
+from wait import wait_for
 
 
 def _free_port():
@@ -47,8 +49,15 @@ def test_a_broker_certificate_from_another_ca_is_refused_and_metering_goes_on(si
                                              "mqtt_password": "pw-t1",
                                              "broker_ca_hex": _der_hex(b.ca[4])}).start()
     m.control({"cmd": "pulses", "n": 100})
-    import time
-    time.sleep(4)
-    st = m.state()
+    # the refusal, as an explicit signal: a connect attempt failed (the
+    # communication log's "fail"), and the link is still not up after it
+    log = wait_for(lambda: _fails(m), 20, "a refused connect in the communication log")
+    assert any("cert" in d.lower() or "verify" in d.lower() or "ssl" in d.lower() for _, _, d in log), log
+    st = m.wait_for(lambda s: s["meter"]["import_wh"] == 100)
     assert not st["meter"]["link_up"]
-    assert st["meter"]["import_wh"] == 100
+
+
+def _fails(m):
+    raw = signed.command(m.meter_id, "query", what="commlog").decode()
+    log = m.control({"cmd": "command", "raw": raw})["reply"]["data"]
+    return [e for e in log if e[1] == "fail"]

@@ -108,10 +108,9 @@ def test_retained_states_of_meters_it_does_not_manage_make_no_noise(tmp_path, br
     _retain(broker.port, "meters/M1/state", b"{}")   # ours, unsigned: a real bad message
     he.start(tick_s=0)
     try:
-        import time
-        deadline = time.time() + 5
-        while (he.foreign_messages < 2 or he.bad_messages < 1) and time.time() < deadline:
-            time.sleep(0.02)
+        from wait import wait_for
+        wait_for(lambda: he.foreign_messages >= 2 and he.bad_messages >= 1, 5,
+                 "two foreign messages and one bad one")
     finally:
         he.stop()
     assert he.foreign_messages == 2 and he.bad_messages == 1

@@ -10,9 +10,10 @@ setup; the soak runs one campaign of 3 cuts, the bench only bench_firmware.
 import os
 import signal
 import subprocess
-import time
 
 import pytest
+
+from wait import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,13 +37,7 @@ def session_procs(sid):
 
 
 def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
+    return wait_for(cond, timeout, what)
 
 
 def leftovers(tmp):
@@ -89,9 +84,10 @@ def test_an_interrupted_run_leaves_no_broker_meter_or_temp_folder(tmp_path, targ
             proc.wait()
     assert proc.returncode != 0, out
     # orphans keep the session id: none may be left, after a moment to exit
-    deadline = time.monotonic() + 10
-    while session_procs(sid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    try:
+        wait_for(lambda: not session_procs(sid), 10, "the session's processes to exit")
+    except AssertionError:
+        pass   # reported below, with who survived
     survivors = session_procs(sid)
     for pid in survivors:   # do not leave them to the next test either
         os.kill(pid, signal.SIGKILL)

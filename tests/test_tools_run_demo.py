@@ -11,12 +11,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from rich.console import Console
 
 import run_demo
+from wait import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -106,14 +106,15 @@ def _tmux(sock, *args):
 
 
 def _wait_screen(sock, cond, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    screen = ""
-    while time.monotonic() < deadline:
-        screen = _tmux(sock, "capture-pane", "-p", "-t", "demo").stdout
-        if cond(screen):
-            return screen
-        time.sleep(0.1)
-    raise AssertionError("no %s on the screen:\n%s" % (what, screen))
+    screen = [""]
+
+    def shown():
+        screen[0] = _tmux(sock, "capture-pane", "-p", "-t", "demo").stdout
+        return screen[0] if cond(screen[0]) else None
+    try:
+        return wait_for(shown, timeout, what)
+    except AssertionError:
+        raise AssertionError("no %s on the screen:\n%s" % (what, screen[0]))
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by `make setup`")
