@@ -7,8 +7,7 @@ import asyncio
 import gc
 import time
 
-from firmware import config, failedcmd
-from firmware.link import linklog
+from firmware import config
 from firmware.meter import MeterCore
 from firmware.ui import keys, render, screens, buzzer
 from firmware.watchdog import Supervisor
@@ -114,7 +113,6 @@ class App:
 
     async def link_task(self):
         from firmware.link.session import Session
-        from firmware.link import tls
         c = self.cfg
         net = None
         if self.board.modem_uart() is not None:
@@ -124,7 +122,7 @@ class App:
             asyncio.create_task(self._guard(self.modem.run))
         self.session = Session(self.meter_id, c["broker_host"], c["broker_port"],
                                c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
-                               ssl_ctx=tls.context(c.get("broker_ca_hex")), status_topic=self.topic_status,
+                               ssl_ctx=_once("firmware.link.tls").context(c.get("broker_ca_hex")), status_topic=self.topic_status,
                                clock=self.core.clock, log=self.log, net=net)
         self.session.subscribe(self.topic_cmd, 1)
         await self.session.run(self.on_message, self.on_oversized)
@@ -214,7 +212,7 @@ class App:
         """After a command that raised halfway (handle_command noted it),
         restart from the flash state now (failedcmd.py); else nothing."""
         if self._failed_ctr is not None:
-            failedcmd.restart(self.board, self._failed_ctr)
+            _once("firmware.failedcmd").restart(self.board, self._failed_ctr)
 
     # --- views
     def fault_lcd(self):
@@ -236,7 +234,7 @@ class App:
     def log(self, *parts):
         print("[%s]" % self.meter_id, *parts)
         # link happenings also go to the communication log the head-end can query
-        linklog.note(self.core.commlog, parts, self.session.connects if self.session else None)
+        self.core.commlog.note_log(parts, self.session.connects if self.session else None)
 
     def handle_command(self, raw):
         """One command in, one signed ack out. The dispatcher is made at the
@@ -275,7 +273,7 @@ class App:
             from firmware.link.commands import Dispatcher
             d = Dispatcher(self.meter_id, self.key, self.core, commlog=self.core.commlog,
                            outbox=self.core.outbox, state=self.state_body)
-            d.poisoned_ctr = failedcmd.read(self.board.flash_root())
+            d.poisoned_ctr = _once("firmware.failedcmd").read(self.board.flash_root())
             self.core.attach_dispatcher(d)
         return d
 
@@ -321,6 +319,21 @@ class App:
                 import sys
                 sys.print_exception(e)
             await asyncio.sleep_ms(1000)
+
+
+def _once(path):
+    # Code that runs once or twice in a meter's life (the TLS setup, the
+    # failed-command file) is loaded for the occasion and dropped after it,
+    # so it does not sit in the heap for good (as store.py does with build).
+    import sys
+    __import__(path)
+    mod = sys.modules.pop(path)
+    pkg, _, leaf = path.rpartition(".")
+    try:
+        delattr(sys.modules[pkg], leaf)   # the import also hung it on the package
+    except AttributeError:
+        pass
+    return mod
 
 
 def main(board=None):

@@ -2,13 +2,13 @@
 # (sim.py): tests and `make run` read the meter's state and drive commands
 # through them. Production boards have no control socket, so none of this
 # is on an ESP32 (docs/simulator.md lists the requests).
-import asyncio
-import gc
-import json
 
 
 async def request(app, board, req):
     """The reply to one app-level request, None when it is not one."""
+    # (imports inside: this module's globals stay few, on the sim's heap)
+    import gc
+    import json
     cmd = req.get("cmd")
     if cmd == "state":
         out = board.snapshot()
@@ -43,6 +43,7 @@ async def _hang(app, name, mode):
     # starves every task (this one never yields, so no reply comes).
     # "await": stuck for good while the others run on; it stops checking in
     # with the supervisor as a task awaiting what never comes would.
+    import asyncio
     if mode == "spin":
         while True:
             pass
