@@ -147,19 +147,15 @@ class App:
                     out = EventDelivery(s, self.core.outbox, self.topic_evt, signer,
                                         self.meter_id, self.core.clock)
                 out.pump(self.core.durable_seq, self.core.link_events)
-                self._publish_state(s, signer)
+                now = time.ticks_ms()
+                due = time.ticks_diff(now, self.last_state_ms) > self.cfg["state_every_s"] * 1000
+                if s.up and (self.state_dirty or due):
+                    if s.publish(self.topic_state, P.sign(signer, self.state_report()), True, 0):
+                        self.state_dirty = False
+                        self.last_state_ms = now
             self.sup.checkin("publish")
             # events waiting go out at once; an idle meter looks 5 times a second
             await asyncio.sleep_ms(20 if self.state_dirty or (out and out.waiting()) else 200)
-
-    def _publish_state(self, s, signer):
-        from firmware.link import protocol as P
-        now = time.ticks_ms()
-        due = time.ticks_diff(now, self.last_state_ms) > self.cfg["state_every_s"] * 1000
-        if s.up and (self.state_dirty or due):
-            if s.publish(self.topic_state, P.sign(signer, self.state_report()), True, 0):
-                self.state_dirty = False
-                self.last_state_ms = now
 
     def state_report(self):
         s = self.state_body()

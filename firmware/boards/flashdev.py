@@ -138,21 +138,20 @@ class FileBlockDev:
     def total_erases(self):
         return sum(self.erases)
 
+    def blank_beyond_superblock(self):
+        """True when no block past the superblock pair (0 and 1) was ever
+        programmed: the flash holds no data, so formatting it loses nothing."""
+        buf = self._scratch
+        for b in range(2, self.block_count):
+            for off in range(0, BLOCK_SIZE, _CHUNK):
+                self.readblocks(b, buf, off)
+                if buf != self._blank:
+                    return False
+        return True
+
     def close(self):
         self.dead = True
         self.f.close()
-
-
-def blank_beyond_superblock(dev):
-    """True when no block past the superblock pair (0 and 1) was ever
-    programmed: the flash holds no data, so formatting it loses nothing."""
-    buf = dev._scratch
-    for b in range(2, dev.block_count):
-        for off in range(0, BLOCK_SIZE, _CHUNK):
-            dev.readblocks(b, buf, off)
-            if buf != dev._blank:
-                return False
-    return True
 
 
 def mount(path, mountpoint="/flash", block_count=256, cut_at=0, torn_bytes=0, on_cut=None):
@@ -168,7 +167,7 @@ def mount(path, mountpoint="/flash", block_count=256, cut_at=0, torn_bytes=0, on
     try:
         vfs.mount(vfs.VfsLfs2(dev), mountpoint)
     except OSError as e:
-        if not blank_beyond_superblock(dev):
+        if not dev.blank_beyond_superblock():
             dev.mount_error = e
             return dev
         vfs.VfsLfs2.mkfs(dev)
