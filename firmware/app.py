@@ -155,7 +155,8 @@ class App:
                         self.last_state_ms = now
             self.sup.checkin("publish")
             # events waiting go out at once; an idle meter looks 5 times a second
-            await asyncio.sleep_ms(20 if self.state_dirty or (out and out.waiting()) else 200)
+            busy = self.state_dirty or (out and out.waiting())
+            await asyncio.sleep_ms(20 if busy else 200)
 
     def state_report(self):
         s = self.state_body()
