@@ -1,5 +1,8 @@
 # Composition root: builds the meter from a board and its config, then runs
-# the asyncio tasks (meter, ui, link, supervisor, and the sim's control socket).
+# the asyncio tasks (meter, ui, link, publish, supervisor, console) in their
+# order. What the tasks do belongs to the objects they call: the meter core,
+# the session and event delivery (link/), the screens. The sim board's
+# control socket is the board's (boards/sim.py, sim_control.py).
 import asyncio
 import gc
 import time
@@ -50,7 +53,7 @@ class App:
         self.lcd_due = True
         self.errors = 0
         self.modem = None
-        self.hang = None  # test hook: name of a task told to hang
+        self.tasks = {}    # task name -> its asyncio task, once run() started them
         self._failed_ctr = None  # a command that raised halfway: restart once its ack is out
         t = "meters/" + self.meter_id + "/"
         self.topic_state = (t + "state").encode()
@@ -63,7 +66,6 @@ class App:
     async def meter_task(self):
         self.sup.register("meter", 4000)
         while True:
-            await self._maybe_hang("meter")
             if self.core.tick():
                 self.state_dirty = True
                 self.lcd_due = True  # show a relay change at once, not at the next refresh
@@ -85,7 +87,6 @@ class App:
         self.sup.register("ui", 2000)
         next_lcd = 0
         while True:
-            await self._maybe_hang("ui")
             gesture = self.button.poll()
             now = time.ticks_ms()
             if gesture == keys.SHORT:
@@ -121,7 +122,7 @@ class App:
             asyncio.create_task(self._guard(self.modem.run))
         self.session = Session(self.meter_id, c["broker_host"], c["broker_port"],
                                c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
-                               ssl_ctx=self._tls(), status_topic=self.topic_status,
+                               ssl_ctx=_once("firmware.link.tls").context(c.get("broker_ca_hex")), status_topic=self.topic_status,
                                clock=self.core.clock, log=self.log, net=net)
         self.session.subscribe(self.topic_cmd, 1)
         await self.session.run(self.on_message, self.on_oversized)
@@ -131,54 +132,21 @@ class App:
         self.core.clock.set_utc(utc_s, "modem")
         self.core.commlog.add("clk", "modem")
 
-    def _tls(self):
-        """TLS with CA verification when the config carries the broker's CA (DER, hex)."""
-        ca = self.cfg.get("broker_ca_hex")
-        if not ca:
-            return None
-        import ssl
-        import binascii
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cadata=binascii.unhexlify(ca))
-        return ctx
-
     async def publish_task(self):
-        """Outbox events (QoS 1, at least once) and the retained state snapshot."""
+        """Events (link/delivery.py: QoS 1, at least once) and the retained
+        state snapshot (QoS 0, when it changed or every state_every_s)."""
         from firmware.link import protocol as P
+        from firmware.link.delivery import EventDelivery
         self.sup.register("publish", 4000)
         signer = P.Signer(self.key)
-        unconfirmed = {}   # seq -> MQTT packet id of events handed to the socket
-        drops = 0
+        out = None
         while True:
-            await self._maybe_hang("publish")
             s = self.session
-            ob = self.core.outbox
             if s:
-                if s._stats["drops"] != drops:
-                    # the connection dropped: events without a PUBACK go again
-                    drops = s._stats["drops"]
-                    if unconfirmed:
-                        ob.rewind(min(unconfirmed) - 1)
-                    unconfirmed.clear()
-                if unconfirmed:
-                    for seq in [q for q in unconfirmed if unconfirmed[q] not in s._inflight]:
-                        del unconfirmed[seq]
-                while s.up and self.core.link_events:
-                    # fault-state events cannot be queued durably: sent live
-                    body = dict(self.core.link_events[0], v=1, meter=self.meter_id, t=self.core.clock.utc_s())
-                    if not s.publish(self.topic_evt, P.sign(signer, body), False, 1):
-                        break
-                    self.core.link_events.pop(0)
-                while s.up and len(unconfirmed) < 8:
-                    ev = ob.peek()
-                    if not ev or ev[0] > self.core.durable_seq:
-                        break  # nothing to send, or not durable yet (the next commit makes it)
-                    seq, body = ev
-                    if not s.publish(self.topic_evt, P.seal(signer, body), False, 1):
-                        break
-                    unconfirmed[seq] = s.client.pid
-                    ob.mark_sent(seq)
+                if out is None:
+                    out = EventDelivery(s, self.core.outbox, self.topic_evt, signer,
+                                        self.meter_id, self.core.clock)
+                out.pump(self.core.durable_seq, self.core.link_events)
                 now = time.ticks_ms()
                 due = time.ticks_diff(now, self.last_state_ms) > self.cfg["state_every_s"] * 1000
                 if s.up and (self.state_dirty or due):
@@ -187,7 +155,7 @@ class App:
                         self.last_state_ms = now
             self.sup.checkin("publish")
             # events waiting go out at once; an idle meter looks 5 times a second
-            busy = self.state_dirty or (self.session and self.session.up and self.core.outbox.pending())
+            busy = self.state_dirty or (out and out.waiting())
             await asyncio.sleep_ms(20 if busy else 200)
 
     def state_report(self):
@@ -203,7 +171,7 @@ class App:
         from firmware.link.protocol import wire
         s = wire(self.core.state())
         if self.session:
-            s["link"] = {"connects": self.session.stats()["connects"]}
+            s["link"] = {"connects": self.session.connects}
         if self.modem:
             h = self.modem.health()
             if h.get("rssi_dbm") is not None:
@@ -231,12 +199,17 @@ class App:
         s = self.session
         if s:
             s.publish(self.topic_ack, ack, False, 1)
-        if self._failed_ctr is not None:
-            # the command raised halfway: its ack (and the command's PUBACK)
-            # go out first, then the meter restarts from its flash state
-            if s:
+            if self._failed_ctr is not None:
+                # the command raised halfway: its ack (and the command's
+                # PUBACK) go out first, then the meter restarts
                 s.drain(ACK_DRAIN_MS)
-            self._reset_after_failed(self._failed_ctr)
+        self.restart_after_failed()
+
+    def restart_after_failed(self):
+        """After a command that raised halfway (handle_command noted it),
+        restart from the flash state now (failedcmd.py); else nothing."""
+        if self._failed_ctr is not None:
+            _once("firmware.failedcmd").restart(self.board, self._failed_ctr)
 
     # --- views
     def fault_lcd(self):
@@ -258,55 +231,7 @@ class App:
     def log(self, *parts):
         print("[%s]" % self.meter_id, *parts)
         # link happenings also go to the communication log the head-end can query
-        if parts and parts[0] == "link" and len(parts) > 1:
-            if parts[1] == "up":
-                self.core.commlog.add("conn", str(self.session.stats()["connects"]) if self.session else "")
-            elif parts[1] == "down":
-                self.core.commlog.add("disc", str(parts[2] if len(parts) > 2 else "")[:24])
-            elif parts[1] == "connect failed":  # rate-limited by the session
-                self.core.commlog.add("fail", str(parts[3])[:24])
-        elif parts and parts[0] == "modem" and len(parts) > 1:
-            self.core.commlog.add("modem", " ".join(str(p) for p in parts[1:])[:24])
-
-    async def _maybe_hang(self, name):
-        if self.hang == name:
-            if self.hang_mode == "spin":
-                while True:  # a task stuck in a tight loop starves every task
-                    pass
-            while True:  # a task stuck awaiting something that never comes
-                await asyncio.sleep_ms(1000)
-
-    # --- sim control socket: app-level queries
-    async def control(self, req):
-        cmd = req.get("cmd")
-        if cmd == "state":
-            out = self.board.snapshot()
-            out["meter"] = self.snapshot()
-            return out
-        if cmd == "hang":
-            self.hang, self.hang_mode = req["task"], req.get("mode", "await")
-            return {"ok": True}
-        if cmd == "command":  # same path as a server command, without the link
-            import json as _j
-            raw = req["raw"].encode() if "raw" in req else _j.dumps(req["body"]).encode()
-            reply = {"ok": True, "reply": _j.loads(self.handle_command(raw))}
-            if self._failed_ctr is not None:
-                # the reply cannot be held back for the restart: the meter
-                # restarts at once, and the caller sees its socket close
-                self._reset_after_failed(self._failed_ctr)
-            return reply
-        if cmd == "config":
-            f = self.config_fault
-            return {"ok": True, "fault": f and f[0], "lcd": self.fault_lcd(), "why": f and f[1],
-                    "unknown": self.cfg_unknown}
-        if cmd == "meter_state":
-            return {"ok": True, "state": self.core.state()}
-        if cmd == "mem":
-            gc.collect()
-            return {"ok": True, "free_after_gc": gc.mem_free(), "total": gc.mem_free() + gc.mem_alloc()}
-        if cmd == "lcd_frame":
-            return {"ok": True, "hex": self.board.lcd_frame_hex(), "lines": self.board.lcd_lines}
-        return {"ok": False, "error": "unknown command"}
+        self.core.commlog.note_log(parts, self.session.connects if self.session else None)
 
     def handle_command(self, raw):
         """One command in, one signed ack out. The dispatcher is made at the
@@ -345,42 +270,27 @@ class App:
             from firmware.link.commands import Dispatcher
             d = Dispatcher(self.meter_id, self.key, self.core, commlog=self.core.commlog,
                            outbox=self.core.outbox, state=self.state_body)
-            d.poisoned_ctr = _read_int(self.board.flash_root() + "/" + _FAILED_CMD)
+            d.poisoned_ctr = _once("firmware.failedcmd").read(self.board.flash_root())
             self.core.attach_dispatcher(d)
         return d
-
-    def _reset_after_failed(self, ctr):
-        # A command that raised halfway (out of memory, a bug) may have left
-        # half of its change in RAM: a top-up credited but not in the order
-        # record, a tariff taken but no event. Nothing of it is durable yet
-        # unless its commit completed, so the safe way on is the one a power
-        # cut takes: restart from the flash state (energy at risk as for a
-        # cut without warning). Its ack ("internal", retryable) has left by
-        # now; should the broker deliver it again all the same (the ack or
-        # its PUBACK did not make it out) its counter, noted here, has it
-        # refused rather than resetting the meter in a loop.
-        try:
-            with open(self.board.flash_root() + "/" + _FAILED_CMD, "w") as f:
-                f.write(str(ctr))
-        except Exception:
-            pass
-        self.board.reset()
 
     async def run(self):
         self.log("boot", "reset_cause=" + self.board.reset_cause())
         self._report_config()
         # the sim's control socket for tests; a real board has none (returns None)
-        self.board.app_hook = self.control
-        await self.board.serve_control()
+        await self.board.serve_control(self)
         gc.collect()
-        fns = [self.meter_task, self.ui_task, self.sup.run]
+        fns = [("meter", self.meter_task), ("ui", self.ui_task), ("supervisor", self.sup.run)]
         if self.key is not None:
-            fns[2:2] = [self.publish_task, self.link_task]
+            fns[2:2] = [("publish", self.publish_task), ("link", self.link_task)]
         if self.board.console:
             from firmware.console import Console
-            fns.append(Console(self).run)
-        tasks = [asyncio.create_task(self._guard(f)) for f in fns]
-        await asyncio.gather(*tasks)
+            fns.append(("console", Console(self).run))
+        for name, fn in fns:
+            self.tasks[name] = asyncio.create_task(self._guard(fn))
+        # the tasks never end; one cancelled (the sim's hang request) is
+        # simply gone, and the supervisor sees it fall silent
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
     def _report_config(self):
         # to the console log and to the commlog (console `log`, head-end query)
@@ -408,15 +318,19 @@ class App:
             await asyncio.sleep_ms(1000)
 
 
-_FAILED_CMD = "failed_cmd"  # counter of the last command that reset the meter
-
-
-def _read_int(path):
+def _once(path):
+    # Code that runs once or twice in a meter's life (the TLS setup, the
+    # failed-command file) is loaded for the occasion and dropped after it,
+    # so it does not sit in the heap for good (as store.py does with build).
+    import sys
+    __import__(path)
+    mod = sys.modules.pop(path)
+    pkg, _, leaf = path.rpartition(".")
     try:
-        with open(path) as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return -1
+        delattr(sys.modules[pkg], leaf)   # the import also hung it on the package
+    except AttributeError:
+        pass
+    return mod
 
 
 def main(board=None):

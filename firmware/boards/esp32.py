@@ -143,7 +143,6 @@ class Esp32Board:
     name = "esp32"
     ADC_RATE_HZ = _ADC_RATE_HZ
     console = True                  # the technician's console on UART0
-    app_hook = None                 # the sim's control-socket hook; unused here
     CONFIG_PATH = "/config.json"    # factory provisioning, on MicroPython's own filesystem
 
     def __init__(self):
@@ -398,7 +397,7 @@ class Esp32Board:
             vfs.mount(vfs.VfsLfs2(part), FLASH_ROOT)
         return part
 
-    async def serve_control(self):
+    async def serve_control(self, app=None):
         """No control socket on a real board (the sim's test interface)."""
         return None
 

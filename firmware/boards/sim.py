@@ -89,7 +89,7 @@ class SimBoard:
         self._wdt_timeout_ms = 0
         self._wdt_last = 0
         self._clock_saved = 0
-        self.app_hook = None  # set by the app: answers control queries about meter state
+        self.app = None  # the running app (serve_control): control queries about meter state
         cause = self._read_host("reset_cause")
         self._reset_cause = cause or "power"
         if cause:
@@ -303,8 +303,11 @@ class SimBoard:
     # the PPP data call (firmware/link/modem.py).
 
     # --- control socket
-    async def serve_control(self):
+    async def serve_control(self, app=None):
+        """The control socket, serving board requests and, through
+        sim_control.py, requests about `app`. None without --control."""
         import asyncio
+        self.app = app
         # The unix port cannot report an ephemeral port, so the launcher picks one.
         if not self.control_port:
             return None
@@ -353,12 +356,12 @@ class SimBoard:
             pass
         elif cmd in ("step", "arm_cut", "flash_stats", "meter_every_ms"):
             return await self._campaign_control(cmd, req)
-        elif self.app_hook:
-            reply = await self.app_hook(req)
-            if reply is not None:
-                return reply
         else:
-            return {"ok": False, "error": "unknown command"}
+            reply = None
+            if self.app is not None:
+                from firmware.boards import sim_control
+                reply = await sim_control.request(self.app, self, req)
+            return reply or {"ok": False, "error": "unknown command"}
         self._write_host("simclock", str(self.mono_ms()))
         return self.snapshot()
 

@@ -45,6 +45,23 @@ class CommLog:
         self._next = (i + 1) % len(self._t)
         self.count += 1
 
+    def note_log(self, parts, connects):
+        """Keep what of one meter log line (App.log's words) the head-end
+        may need: the link's and the modem's happenings, a short detail
+        each. connects: the session's connect count (None without one)."""
+        if len(parts) < 2:
+            return
+        if parts[0] == "link":
+            what = parts[1]
+            if what == "up":
+                self.add("conn", "" if connects is None else str(connects))
+            elif what == "down":
+                self.add("disc", str(parts[2] if len(parts) > 2 else ""))
+            elif what == "connect failed" and len(parts) > 3:  # rate-limited by the session
+                self.add("fail", str(parts[3]))
+        elif parts[0] == "modem":
+            self.add("modem", " ".join(str(p) for p in parts[1:]))
+
     def entries(self):
         """Oldest first, as lists ready for a canonical ack."""
         size = len(self._t)

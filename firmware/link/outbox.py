@@ -1,6 +1,7 @@
 # Persistent, bounded event outbox with the per-meter event seq.
-# Events wait here until the broker has taken them (QoS 1 PUBACK); delivery is
-# at least once and the head-end de-duplicates by seq. Sent events stay as
+# Events wait here until the broker has taken them (QoS 1 PUBACK, noted by
+# link/delivery.py); delivery is at least once and the head-end de-duplicates
+# by seq. Sent events stay as
 # history until space is needed, so a "query events since" can replay them.
 #
 # When the outbox is full it makes room in this order:
@@ -133,15 +134,18 @@ class Outbox:
         return False
 
     # -- consuming
-    def peek(self):
-        """(seq, canonical body) of the oldest unsent event, or None.
-        Seal it with protocol.seal(signer, body) to publish."""
+    def peek(self, skip=()):
+        """(seq, canonical body) of the oldest unsent event whose seq is not
+        in `skip` (those on their way already), or None. Seal it with
+        protocol.seal(signer, body) to publish."""
         for e in self.entries:
-            if not e[_SENT]:
+            if not e[_SENT] and e[_SEQ] not in skip:
                 return e[_SEQ], e[_BODY]
         return None
 
     def mark_sent(self, seq):
+        # sent = delivered: the broker has acknowledged it (link/delivery.py
+        # is the one caller); until then an event counts as unsent
         for e in self.entries:
             if e[_SEQ] == seq:
                 if not e[_SENT]:

@@ -238,20 +238,37 @@ class Session:
             self._subscribe(topic, qos)
 
     def publish(self, topic, payload, retain=False, qos=0):
-        """Queue one PUBLISH. True when it was handed to the socket (QoS 1:
-        its PUBACK is awaited by the receive loop; a missing PUBACK drops
-        the connection). False when the link is down or backed up: the
-        caller keeps the message (the outbox retries)."""
+        """Queue one PUBLISH. Once it is handed to the socket: at QoS 1 its
+        packet id (1-65535; acked(pid) tells when the broker has it, and a
+        missing PUBACK drops the connection), at QoS 0 True. False when the
+        link is down or backed up: the caller keeps the message."""
         if not self.up or len(self.pipe.tx) > TX_MAX:
             return False
         try:
-            self._publish(topic, payload, retain, qos)
+            pid = self._publish(topic, payload, retain, qos)
             self._flush()
-            return True
+            return pid if qos else True
         except Exception as e:
             self._fail(e)
             self._broken = e   # the run task drops the connection
             return False
+
+    def acked(self, pid):
+        """True once the broker has acknowledged QoS 1 packet `pid` (PUBACK).
+        Valid for a pid of the current connection only: after a drop (the
+        `drops` count moved on) its PUBACK will never come, and what was not
+        acknowledged before it is the caller's to send again."""
+        return pid not in self._inflight
+
+    @property
+    def drops(self):
+        """Connections lost so far (established sessions that ended)."""
+        return self._stats["drops"]
+
+    @property
+    def connects(self):
+        """Sessions established so far."""
+        return self._stats["connects"]
 
     def stats(self):
         s = dict(self._stats)
@@ -617,11 +634,13 @@ class Session:
         return self.client.pid + 1
 
     def _publish(self, topic, payload, retain, qos):
+        # the packet id umqtt gives a QoS 1 PUBLISH (a QoS 0 one has none)
         pid = self._next_pid()
         try:
             self.client.publish(topic, payload, retain, qos)
         except _NeedMore:
             self._inflight[pid] = time.ticks_ms()  # QoS 1: PUBACK comes later
+        return pid
 
     def _subscribe(self, topic, qos):
         self._next_pid()

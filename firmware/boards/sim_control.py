@@ -1,0 +1,55 @@
+# The sim's control requests about the running app, beside the board's own
+# (sim.py): tests and `make run` read the meter's state and drive commands
+# through them. Production boards have no control socket, so none of this
+# is on an ESP32 (docs/simulator.md lists the requests).
+
+
+async def request(app, board, req):
+    """The reply to one app-level request, None when it is not one."""
+    # (imports inside: this module's globals stay few, on the sim's heap)
+    import gc
+    import json
+    cmd = req.get("cmd")
+    if cmd == "state":
+        out = board.snapshot()
+        out["meter"] = app.snapshot()
+        return out
+    if cmd == "hang":
+        return await _hang(app, req["task"], req.get("mode", "await"))
+    if cmd == "command":  # same path as a server command, without the link
+        raw = req["raw"].encode() if "raw" in req else json.dumps(req["body"]).encode()
+        reply = {"ok": True, "reply": json.loads(app.handle_command(raw))}
+        # a command that raised halfway: the reply cannot be held back for
+        # the restart, so the meter restarts at once and the caller sees its
+        # socket close
+        app.restart_after_failed()
+        return reply
+    if cmd == "config":
+        f = app.config_fault
+        return {"ok": True, "fault": f and f[0], "lcd": app.fault_lcd(), "why": f and f[1],
+                "unknown": app.cfg_unknown}
+    if cmd == "meter_state":
+        return {"ok": True, "state": app.core.state()}
+    if cmd == "mem":
+        gc.collect()
+        return {"ok": True, "free_after_gc": gc.mem_free(), "total": gc.mem_free() + gc.mem_alloc()}
+    if cmd == "lcd_frame":
+        return {"ok": True, "hex": board.lcd_frame_hex(), "lines": board.lcd_lines}
+    return None
+
+
+async def _hang(app, name, mode):
+    # The watchdog tests' broken task. "spin": stuck in a tight loop, which
+    # starves every task (this one never yields, so no reply comes).
+    # "await": stuck for good while the others run on; it stops checking in
+    # with the supervisor as a task awaiting what never comes would.
+    import asyncio
+    if mode == "spin":
+        while True:
+            pass
+    task = app.tasks.get(name)
+    if task is None:
+        return {"ok": False, "error": "no task %r" % name}
+    task.cancel()
+    await asyncio.sleep_ms(0)
+    return {"ok": True}
