@@ -67,10 +67,10 @@ class App:
             if self.core.tick():
                 self.state_dirty = True
                 self.lcd_due = True  # show a relay change at once, not at the next refresh
-            if self.key is None and self.core.link_events:
+            if self.key is None and self.core.events.link_events:
                 # no link will ever send the fault state's live events: drop
                 # them, or the list grows for as long as the fault lasts
-                del self.core.link_events[:]
+                del self.core.events.link_events[:]
             self.sup.checkin("meter")
             # Collect garbage while it is little, once a tick (~2 ms on an
             # ESP32), instead of when an allocation fails: short-lived
@@ -153,7 +153,7 @@ class App:
         while True:
             await self._maybe_hang("publish")
             s = self.session
-            ob = self.core.outbox
+            ob = self.core.events.outbox
             if s:
                 if s._stats["drops"] != drops:
                     # the connection dropped: events without a PUBACK go again
@@ -164,15 +164,15 @@ class App:
                 if unconfirmed:
                     for seq in [q for q in unconfirmed if unconfirmed[q] not in s._inflight]:
                         del unconfirmed[seq]
-                while s.up and self.core.link_events:
+                while s.up and self.core.events.link_events:
                     # fault-state events cannot be queued durably: sent live
-                    body = dict(self.core.link_events[0], v=1, meter=self.meter_id, t=self.core.clock.utc_s())
+                    body = dict(self.core.events.link_events[0], v=1, meter=self.meter_id, t=self.core.clock.utc_s())
                     if not s.publish(self.topic_evt, P.sign(signer, body), False, 1):
                         break
-                    self.core.link_events.pop(0)
+                    self.core.events.link_events.pop(0)
                 while s.up and len(unconfirmed) < 8:
                     ev = ob.peek()
-                    if not ev or ev[0] > self.core.durable_seq:
+                    if not ev or ev[0] > self.core.durable.seq:
                         break  # nothing to send, or not durable yet (the next commit makes it)
                     seq, body = ev
                     if not s.publish(self.topic_evt, P.seal(signer, body), False, 1):
@@ -187,7 +187,7 @@ class App:
                         self.last_state_ms = now
             self.sup.checkin("publish")
             # events waiting go out at once; an idle meter looks 5 times a second
-            busy = self.state_dirty or (self.session and self.session.up and self.core.outbox.pending())
+            busy = self.state_dirty or (self.session and self.session.up and self.core.events.outbox.pending())
             await asyncio.sleep_ms(20 if busy else 200)
 
     def state_report(self):
@@ -340,13 +340,13 @@ class App:
         return ack
 
     def _dispatcher(self):
-        d = self.core.dispatcher
+        d = self.core.durable.dispatcher
         if d is None:
             from firmware.link.commands import Dispatcher
-            d = Dispatcher(self.meter_id, self.key, self.core, commlog=self.core.commlog,
-                           outbox=self.core.outbox, state=self.state_body)
+            d = Dispatcher(self.meter_id, self.key, self.core.facade, commlog=self.core.commlog,
+                           outbox=self.core.events.outbox, state=self.state_body)
             d.poisoned_ctr = _read_int(self.board.flash_root() + "/" + _FAILED_CMD)
-            self.core.attach_dispatcher(d)
+            self.core.durable.attach_dispatcher(d)
         return d
 
     def _reset_after_failed(self, ctr):
