@@ -4,7 +4,8 @@
 # calls them in order:
 #   metering/  revenue.py (Wh and what waits to be taken), instruments.py, registers.py
 #   credit/    engine.py (charging, commands' effects), policy.py (the relay, warnings)
-#   core/      events.py (outcomes -> outbox events), durable.py (snapshot, hot
+#   core/      boot.py (the parts from the flash, or the fault state),
+#              events.py (outcomes -> outbox events), durable.py (snapshot, hot
 #              checkpoints, docs/storage.md), facade.py (what commands call),
 #              views.py (the state and the LCD figures)
 #   ui/        buzzer.py (tones)
@@ -12,14 +13,9 @@
 # Why did the relay open? relay_now() below is the one answer; the reasons and
 # their priority are in firmware/credit/policy.py (its header, line by line),
 # plus STORE_FAULT here while the store has failed.
-import array
-
 from firmware.clock import Clock
-from firmware.credit.engine import CreditEngine
 from firmware.link.commlog import CommLog
 from firmware.metering.instruments import Instruments
-from firmware.metering.registers import Registers
-from firmware.metering.revenue import Revenue
 from firmware.store.policy import CheckpointPolicy
 from firmware.store.store import Store
 from firmware.core import views
@@ -27,23 +23,7 @@ from firmware.core.durable import Durable
 from firmware.core.events import Events
 from firmware.ui.buzzer import Tones
 
-ADC_SAMPLES = 640
 STORE_FAULT = "store_fault"  # the relay's reason while the store has failed
-
-# config keys the credit engine takes from the provisioning config
-_CREDIT_KEYS = ("initial_balance_minor", "mode", "tariff", "warn_minor", "repeat_level",
-                "silence_s", "reconnect", "emergency_minor", "emergency_below_minor",
-                "friendly", "unsynced_friendly_s", "protection")
-
-
-def _credit_cfg(cfg):
-    c = {}
-    for k in _CREDIT_KEYS:
-        if k in cfg:
-            c[k] = cfg[k]
-    if "tariff" not in c:
-        c["tariff"] = {"version": 1, "price_milli_per_kwh": cfg["price_milli_per_kwh"]}
-    return c
 
 
 class MeterCore:
@@ -64,12 +44,9 @@ class MeterCore:
         self.events = Events(self.clock, self.durable)
         self.fault = None
         self.vbuf = self.ibuf = None
-        state, status = self.durable.load(fault)
+        self.engine = self.regs = self.revenue = None   # firmware/core/boot.py builds them
+        status, seq = _boot().start(self, fault)
         self.boot_status = status
-        if status.startswith("fault:"):
-            seq = self._enter_fault(status[6:], state)
-        else:
-            seq = self._build(state)
         self.events.open(root + "/outbox", self.meter_id, seq, self.fault)
         self.events.watch(self.regs)
         # Events above this seq are not durable yet: the app never publishes
@@ -126,46 +103,6 @@ class MeterCore:
         if not self._busy and self._pf_pending:
             self._pf_pending = False
             self._power_failing(None)
-
-    # --- boot
-    def _build(self, state):
-        """The meter's parts from the loaded state; returns its event seq."""
-        cfg = self.cfg
-        state = state or {}
-        clock_lost = self.clock.restore(state.get("clock"))
-        if "eng" in state:
-            self.engine = CreditEngine.from_dict(state["eng"])
-        else:
-            self.engine = CreditEngine(_credit_cfg(cfg))
-        self.regs = Registers.from_dict(state["regs"]) if "regs" in state else Registers()
-        self.revenue = Revenue(cfg.get("metering_source", "pulse"), cfg["imp_per_kwh"],
-                               self.board.ADC_RATE_HZ, state.get("cal"),
-                               cfg.get("crosscheck_pct", 3), on_event=self.events.metering,
-                               pulse_base=self.board.pulse_count())
-        if "rev" in state:
-            self.revenue.restore(state["rev"])
-        if self.revenue.adc:
-            self.vbuf = array.array("h", bytes(2 * ADC_SAMPLES))
-            self.ibuf = array.array("h", bytes(2 * ADC_SAMPLES))
-        self.durable.keep(state, state.get("cal"))
-        if clock_lost:
-            self.commlog.add("clk", "rtc lost")
-        return self.durable.replay_hot(state)
-
-    def _enter_fault(self, code, evidence):
-        # Safe state (docs/storage.md): relay open, E5x on the LCD, a live
-        # fault event, energy counted in RAM only, nothing written.
-        self.fault = code
-        self.engine = CreditEngine(_credit_cfg(self.cfg))
-        self.regs = Registers()
-        self.revenue = Revenue("pulse", self.cfg["imp_per_kwh"], pulse_base=self.board.pulse_count())
-        self.durable.keep(evidence, None)
-        self.board.relay_set(False)
-        self.events.live({"kind": "fault", "code": code, "lcd": self.durable.store.lcd_code()})
-        # the opening has its reason, as every other opening does (no balance:
-        # the stored one cannot be trusted)
-        self.events.live({"kind": "relay", "closed": 0, "reason": STORE_FAULT})
-        return (evidence or {}).get("seq", 0)
 
     # --- the metering tick
     def tick(self):
@@ -246,8 +183,8 @@ class MeterCore:
         """(closed, reason): the one answer to "is the supply on, and why".
         The board's relay is driven from it (drive_relay) and the state, the
         LCD and the console all read it; the relay events carry the same
-        reasons (the engine's, credit/policy.py, and STORE_FAULT from
-        _enter_fault)."""
+        reasons (the engine's, credit/policy.py, and STORE_FAULT from the
+        fault state, core/boot.py)."""
         if self.fault:
             return False, STORE_FAULT
         e = self.engine
@@ -311,3 +248,17 @@ class MeterCore:
 
     def snapshot(self):
         return views.snapshot(self)
+
+
+def _boot():
+    # firmware/core/boot.py runs once per boot: loaded for the occasion and
+    # dropped, as the store's first build is (firmware/store/store.py)
+    import sys
+    import firmware.core
+    from firmware.core import boot
+    sys.modules.pop("firmware.core.boot", None)
+    try:
+        delattr(firmware.core, "boot")   # the import also hung it on the package
+    except AttributeError:
+        pass
+    return boot

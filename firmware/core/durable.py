@@ -32,7 +32,8 @@ _LOCAL = const(5)     # local time, s
 
 
 class Hot:
-    """One hot record with named fields, decoded from its on-flash list."""
+    """One hot record with named fields, decoded from its on-flash list
+    (at boot: firmware/core/boot.py)."""
 
     def __init__(self, h):
         self.import_wh = h[_WH]
@@ -61,34 +62,10 @@ class Durable:
         self.dispatcher = None
         self.disp_state = None       # the dispatcher's saved state until one is attached
 
-    def load(self, held=None):
-        """(state, status) from the store (Store.load); `held`: (code, LCD
-        number) of a fault found outside the store, held as the store's."""
-        state, status = self.store.load()
-        if held and not status.startswith("fault:"):
-            self.store.hold(held[0], held[1])
-            status = "fault:" + held[0]
-        return state, status
-
     def keep(self, state, cal):
         """What the snapshot carries through unchanged from the loaded state."""
         self.disp_state = (state or {}).get("disp")
         self.cal = cal
-
-    def replay_hot(self, state):
-        """Apply a hot checkpoint newer than the snapshot to the parts built
-        from that snapshot; returns the event seq the state holds."""
-        seq = state.get("seq", 0)
-        h, s = state.get("h"), state.get("snap_h")
-        if h and s and h != s:
-            hot, snap = Hot(h), Hot(s)
-            c = self.core
-            wh = hot.import_wh - snap.import_wh
-            c.engine.apply_hot(hot.balance_minor, hot.rem_micro, wh, hot.local_s)
-            c.revenue.apply_hot(hot.pulse_rem)
-            c.regs.add(wh, 0, c.engine.ledger.open_period, hot.local_s)
-            seq = hot.seq
-        return seq
 
     def attach_dispatcher(self, dispatcher):
         self.dispatcher = dispatcher
