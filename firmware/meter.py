@@ -6,8 +6,7 @@
 #   credit/    engine.py (charging, commands' effects), policy.py (the relay, warnings)
 #   core/      boot.py (the parts from the flash, or the fault state),
 #              events.py (outcomes -> outbox events), durable.py (snapshot, hot
-#              checkpoints, docs/storage.md), facade.py (what commands call),
-#              views.py (the state and the LCD figures)
+#              checkpoints, docs/storage.md), facade.py (what commands call)
 #   ui/        buzzer.py (tones)
 #
 # Why did the relay open? relay_now() below is the one answer; the reasons and
@@ -18,7 +17,6 @@ from firmware.link.commlog import CommLog
 from firmware.metering.instruments import Instruments
 from firmware.store.policy import CheckpointPolicy
 from firmware.store.store import Store
-from firmware.core import views
 from firmware.core.durable import Durable
 from firmware.core.events import Events
 from firmware.ui.buzzer import Tones
@@ -46,7 +44,6 @@ class MeterCore:
         self.vbuf = self.ibuf = None
         self.engine = self.regs = self.revenue = None   # firmware/core/boot.py builds them
         status, seq = _boot().start(self, fault)
-        self.boot_status = status
         self.events.open(root + "/outbox", self.meter_id, seq, self.fault)
         self.events.watch(self.regs)
         # Events above this seq are not durable yet: the app never publishes
@@ -242,12 +239,44 @@ class MeterCore:
             f = self._facade = Facade(self)
         return f
 
-    # --- views (firmware/core/views.py)
+    # --- views: read-only, nothing here changes the meter
     def state(self):
-        return views.state(self)
+        """The state snapshot the head-end keeps (retained on .../state)."""
+        e = self.engine
+        closed, reason = self.relay_now()
+        s = {}
+        t = self.regs.telemetry()
+        for k in t:
+            # OBIS codes in wire keys: "1.8.0" travels as "obis_1_8_0"
+            s["obis_" + k.replace(".", "_") if k[0] in "0123456789" else k] = t[k]
+        ob = self.events.outbox
+        s.update({"balance_minor": e.balance_minor(), "relay_closed": closed,
+                  "relay_reason": reason, "mode": e.policy.mode,
+                  "tariff_version": e.tariff.version, "level": e.level,
+                  "price_milli_per_kwh": e.price_now()[0],
+                  "seq": self.events.seq, "t": self.clock.utc_s(), "synced": self.clock.synced,
+                  "owed_minor": e.ledger.owed_minor(),
+                  "evt_dropped": list(ob.dropped),
+                  "evt_dropped_total": ob.dropped_total})
+        if self.fault:
+            s["fault"] = self.fault
+            s["lcd_error"] = self.durable.store.lcd_code()
+        return s
 
     def snapshot(self):
-        return views.snapshot(self)
+        """What the LCD screens show (None: not known on this meter)."""
+        e = self.engine
+        closed, reason = self.relay_now()
+        return {"balance_minor": e.balance_minor(), "import_wh": self.regs.import_wh,
+                "today_wh": self.regs.today_wh, "relay_closed": closed,
+                "relay_reason": reason, "warning": e.level, "load_w": self.meas.power_w,
+                "voltage_v": self.meas.voltage_v,
+                "seq": self.events.seq, "decimals": self.cfg["decimals"], "currency": self.cfg["currency"],
+                "tariff_version": e.tariff.version, "mode": e.policy.mode,
+                "price_milli_per_kwh": e.price_now()[0],
+                "clock_synced": self.clock.synced, "fault": self.fault,
+                "error_code": self.durable.store.lcd_code() if self.fault else 0,
+                "owed_minor": e.ledger.owed_minor()}
 
 
 def _boot():

@@ -92,9 +92,9 @@ def _enter_fault(core, code, evidence):
     core.revenue = Revenue("pulse", core.cfg["imp_per_kwh"], pulse_base=core.board.pulse_count())
     core.durable.keep(evidence, None)
     core.board.relay_set(False)
-    ev = core.events
-    ev.live({"kind": "fault", "code": code, "lcd": core.durable.store.lcd_code()})
+    live = core.events.link_events   # sent live, never stored (core/events.py)
+    live.append({"kind": "fault", "code": code, "lcd": core.durable.store.lcd_code()})
     # the opening has its reason, as every other opening does (no balance:
     # the stored one cannot be trusted)
-    ev.live({"kind": "relay", "closed": 0, "reason": STORE_FAULT})
+    live.append({"kind": "relay", "closed": 0, "reason": STORE_FAULT})
     return (evidence or {}).get("seq", 0)

@@ -71,6 +71,7 @@ class Durable:
         self.dispatcher = dispatcher
         if self.disp_state:
             dispatcher.load(self.disp_state)
+            self.disp_state = None   # the dispatcher holds it now: one copy in RAM
 
     def hot(self):
         c = self.core

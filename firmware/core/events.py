@@ -39,10 +39,6 @@ class Events:
         self.durable.dirty = True
         return seq
 
-    def live(self, fields):
-        """An event of the fault state, sent live (`fields` holds its kind)."""
-        self.link_events.append(fields)
-
     def metering(self, kind, utc_s, value):
         """Revenue's on_event: metering_fault, reverse_energy, cover_open/closed."""
         self.add("fault" if kind == "metering_fault" else "tamper", {"code": kind, "value": value})
