@@ -8,7 +8,6 @@ import array
 from firmware.credit.engine import CreditEngine
 from firmware.metering.registers import Registers
 from firmware.metering.revenue import Revenue
-from firmware.core.durable import Hot
 
 ADC_SAMPLES = 640
 
@@ -31,6 +30,15 @@ def start(core, held):
     if status.startswith("fault:"):
         return status, _enter_fault(core, status[6:], state)
     return status, _build(core, state or {})
+
+
+class Hot:
+    """One hot record with named fields, from its on-flash list (the order
+    of firmware/core/durable.py's Durable.hot())."""
+
+    def __init__(self, h):
+        (self.import_wh, self.balance_minor, self.rem_micro, self.pulse_rem, self.seq,
+         self.local_s) = h
 
 
 def _credit_cfg(cfg):

@@ -16,37 +16,12 @@
 # command dispatcher's counters and order record, committed with the ledger
 # they guard), and "snap_h"/"h": the hot record at the snapshot, and the
 # newest one (a hot checkpoint overrides "h" on load).
-from micropython import const
-
 from firmware.store.store import StoreFault
 
 # The hot record is a JSON list on flash: positional, because a checkpoint
 # must stay within the store's 110-byte inline budget (store.HOT_MAX), and
-# every firmware so far wrote and reads this form. Positions:
-_WH = const(0)        # import Wh (register 1.8.0)
-_BAL = const(1)       # balance, minor units
-_REM = const(2)       # ledger's sub-minor remainder, micro-minor
-_PREM = const(3)      # pulse remainder, 1/imp_per_kwh Wh
-_SEQ = const(4)       # highest event seq
-_LOCAL = const(5)     # local time, s
-
-
-class Hot:
-    """One hot record with named fields, decoded from its on-flash list
-    (at boot: firmware/core/boot.py)."""
-
-    def __init__(self, h):
-        self.import_wh = h[_WH]
-        self.balance_minor = h[_BAL]
-        self.rem_micro = h[_REM]
-        self.pulse_rem = h[_PREM]
-        self.seq = h[_SEQ]
-        self.local_s = h[_LOCAL]
-
-
-def encode(import_wh, balance_minor, rem_micro, pulse_rem, seq, local_s):
-    """A hot record in its on-flash form."""
-    return [import_wh, balance_minor, rem_micro, pulse_rem, seq, local_s]
+# every firmware so far wrote and reads this form. Durable.hot() gives the
+# order; firmware/core/boot.py reads it back into named fields (Hot).
 
 
 class Durable:
@@ -74,10 +49,14 @@ class Durable:
             self.disp_state = None   # the dispatcher holds it now: one copy in RAM
 
     def hot(self):
+        """The hot record in its on-flash form: [import Wh (1.8.0), balance
+        (minor units), the ledger's sub-minor remainder (micro-minor), the
+        pulse remainder (1/imp_per_kwh Wh), the highest event seq, local
+        time (s)]."""
         c = self.core
         led = c.engine.ledger
-        return encode(c.regs.import_wh, led.balance_minor, led.rem_micro, c.revenue.pulse_rem(),
-                      c.events.seq, c.clock.local_s())
+        return [c.regs.import_wh, led.balance_minor, led.rem_micro, c.revenue.pulse_rem(),
+                c.events.seq, c.clock.local_s()]
 
     def snapshot(self):
         """The whole state, as committed."""
