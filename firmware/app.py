@@ -69,10 +69,10 @@ class App:
             if self.core.tick():
                 self.state_dirty = True
                 self.lcd_due = True  # show a relay change at once, not at the next refresh
-            if self.key is None and self.core.link_events:
+            if self.key is None and self.core.events.link_events:
                 # no link will ever send the fault state's live events: drop
                 # them, or the list grows for as long as the fault lasts
-                del self.core.link_events[:]
+                del self.core.events.link_events[:]
             self.sup.checkin("meter")
             # Collect garbage while it is little, once a tick (~2 ms on an
             # ESP32), instead of when an allocation fails: short-lived
@@ -144,9 +144,9 @@ class App:
             s = self.session
             if s:
                 if out is None:
-                    out = EventDelivery(s, self.core.outbox, self.topic_evt, signer,
+                    out = EventDelivery(s, self.core.events.outbox, self.topic_evt, signer,
                                         self.meter_id, self.core.clock)
-                out.pump(self.core.durable_seq, self.core.link_events)
+                out.pump(self.core.durable.seq, self.core.events.link_events)
                 now = time.ticks_ms()
                 due = time.ticks_diff(now, self.last_state_ms) > self.cfg["state_every_s"] * 1000
                 if s.up and (self.state_dirty or due):
@@ -265,13 +265,13 @@ class App:
         return ack
 
     def _dispatcher(self):
-        d = self.core.dispatcher
+        d = self.core.durable.dispatcher
         if d is None:
             from firmware.link.commands import Dispatcher
-            d = Dispatcher(self.meter_id, self.key, self.core, commlog=self.core.commlog,
-                           outbox=self.core.outbox, state=self.state_body)
+            d = Dispatcher(self.meter_id, self.key, self.core.facade, commlog=self.core.commlog,
+                           outbox=self.core.events.outbox, state=self.state_body)
             d.poisoned_ctr = _once("firmware.failedcmd").read(self.board.flash_root())
-            self.core.attach_dispatcher(d)
+            self.core.durable.attach_dispatcher(d)
         return d
 
     async def run(self):

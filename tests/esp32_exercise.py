@@ -193,7 +193,7 @@ def _run_meter(cf1, calibrated, phases):
             trace.append([t[0] // 1000, watts, volts, core.meas.power_w, core.meas.voltage_v,
                           closed, reason, b.relay_closed()])
     lcd = screens.render_lines(screens.HOME, core.snapshot())
-    events = [json.loads(e[3]) for e in core.outbox.entries]
+    events = [json.loads(e[3]) for e in core.events.outbox.entries]
     return {"trace": trace, "lcd": lcd, "state": core.state(),
             "relay_events": [[e["closed"], e["reason"]] for e in events if e["kind"] == "relay"],
             "protection_events": [[e["event"], e["what"]] for e in events if e["kind"] == "protection"]}

@@ -23,6 +23,11 @@ def run_mpy(script, stdin=None, heap=HEAP, extra_path=(), timeout=120, check=Tru
     e["MICROPYPATH"] = mpy_path(*extra_path)
     if env:
         e.update(env)
+    # `-c` puts "" (the working directory, ROOT) first on sys.path, ahead of
+    # MICROPYPATH: a test that asks for the compiled firmware (extra_path)
+    # would get the sources, compiled into its heap. ROOT is on MICROPYPATH
+    # anyway (mpy_path), after the extra paths. (Line numbers shift by one.)
+    script = "import sys;sys.path.remove('') if '' in sys.path else 0\n" + script
     proc = subprocess.run([MICROPYTHON, "-X", "heapsize=" + heap, "-c", script],
                           input=stdin, capture_output=True, text=True, timeout=timeout, env=e, cwd=ROOT)
     if check and proc.returncode != 0:

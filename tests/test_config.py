@@ -159,7 +159,8 @@ def _keys_the_firmware_reads():
     keys = set()
     # cfg["k"] / cfg.get("k"), not an assignment cfg["k"] = ... (a server setting kept there)
     pat = re.compile(r"""(?:\bcfg|\bc|\bp|\bself\.cfg|provisioning\(\))(?:\.get\(|\[)"([a-z_0-9]+)"(?!\]\s*=[^=])""")
-    for rel in ("firmware/app.py", "firmware/meter.py", "firmware/config.py", "firmware/boards/esp32.py"):
+    for rel in ("firmware/app.py", "firmware/meter.py", "firmware/core/boot.py", "firmware/core/facade.py",
+                "firmware/config.py", "firmware/boards/esp32.py"):
         with open(os.path.join(ROOT, rel)) as f:
             src = f.read()
         keys |= set(pat.findall(src))

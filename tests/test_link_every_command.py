@@ -137,7 +137,7 @@ a = A.App(board)
 if %(boom)r:
     def boom(action):
         raise MemoryError("injected by the test")
-    a.core.relay = boom     # the facade's handler for "relay" commands
+    a.core.facade.relay = boom     # the facade's handler for "relay" commands
 asyncio.run(a.run())
 """
 

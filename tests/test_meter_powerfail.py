@@ -28,7 +28,7 @@ from firmware.app import App
 board = SimBoard(["--flash", %(dir)r, "--step", "--config", %(cfg)r])
 app = App(board)
 core = app.core
-st = core.store
+st = core.durable.store
 dev = board.flash_dev
 trace = []
 in_commit = [False]
@@ -44,7 +44,7 @@ st.commit = commit
 
 orig_checkpoint = st.checkpoint
 def checkpoint(patch):
-    d = core.dispatcher
+    d = core.durable.dispatcher
     trace.append(["checkpoint", in_commit[0], d is not None and d.orders.find(7) is not None,
                   core.engine.balance_minor()])
     return orig_checkpoint(patch)
@@ -70,7 +70,7 @@ out = {}
 board.set_load(2000)
 board.advance(2000); core.tick()    # energy in RAM, not yet checkpointed: the callback has work to do
 arm[0] = 3                   # inside the snapshot commit of the next tick
-core.dirty = True
+core.durable.dirty = True
 core.tick()
 out["commit"] = trace[:]
 del trace[:]

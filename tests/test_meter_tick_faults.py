@@ -4,7 +4,8 @@ compiled firmware in the ESP32-sized heap.
 
 The test wraps every step the tick takes after the pulse counter is read
 (the revenue, the credit engine and its ledger, policy and protection, the
-registers, the outbox, the store, the meter core's own helpers) and makes
+registers, the outbox, the store, the meter core's own steps, its events and
+durability) and makes
 the k-th step boundary fail, for every k, in two ways: by raising
 MemoryError there ("raise"), or by locking the heap there so that the next
 allocation fails, wherever it is, inside the step or in a later one
@@ -106,17 +107,18 @@ def wrap_all(core, board):
     e = core.engine
     rev = core.revenue
     steps = [(rev, "tick"), (rev, "_event"),
-             (core, "_bill"), (core, "_register"), (core, "_engine_events"),
-             (core, "_frozen_events"), (core, "_after_change"), (core, "commit"),
-             (core, "checkpoint"), (core, "_event"), (core, "_entry_key"),
+             (core, "_bill"), (core, "_register"), (core.events, "from_engine"),
+             (core.events, "frozen"), (core, "drive_relay"), (core.durable, "commit"),
+             (core.durable, "checkpoint"), (core.events, "add"), (e.ledger, "open_key"),
              (e, "tick"), (e, "_advance"), (e, "_charge"), (e, "_settle"), (e, "_friendly_now"),
              (e, "pop_events"), (e.ledger, "charge"), (e.ledger, "close_charge"),
              (e.policy, "settle"), (e.protection, "update"), (e.tariff, "tier_of"),
              (e.tariff, "period_at"),
              (core.regs, "add"), (core.regs, "_advance"), (core.regs, "_close_window"),
              (core.regs, "_end_day"), (core.regs, "_end_month"),
-             (core.outbox, "add"), (core.outbox, "flush"), (core.store, "commit"),
-             (core.store, "checkpoint"), (core.policy, "due"), (board, "relay_set")]
+             (core.events.outbox, "add"), (core.events.outbox, "flush"),
+             (core.durable.store, "commit"), (core.durable.store, "checkpoint"),
+             (core.durable.policy, "due"), (core.durable, "due"), (board, "relay_set")]
     if rev.adc:
         steps.append((rev.adc, "analyze"))
     if rev.cross:
@@ -171,7 +173,7 @@ if LOOP:
             while True:
                 gc.collect()
                 board.advance(ms)
-                core.dirty = core.dirty or dirty
+                core.durable.dirty = core.durable.dirty or dirty
                 K[0] = k; count[0] = 0; hit[0] = None
                 want[0] = True
                 err = None
@@ -227,7 +229,7 @@ if FAIL_AT:
         pass
     want[0] = armed[0] = False
     waiting = core.revenue.untaken()
-    core.commit()
+    core.durable.commit()
 
 print(json.dumps({"feed_ok": feed_ok, "fired": fired, "points": points,
                   "failures": failures, "n_failures": n_failed,
@@ -261,7 +263,7 @@ def _assert_conserved(tmp_path, src):
     assert res["n_failures"] == 0, res["failures"]
     # the injection reached every taker and the durable writes after them
     for step in ("CreditEngine.tick>", "CreditEngine.tick<", "Ledger.charge>", "Ledger.charge<",
-                 "Registers.add>", "Registers.add<", "MeterCore._engine_events>",
+                 "Registers.add>", "Registers.add<", "Events.from_engine>",
                  "Outbox.add>", "Store.commit>", "Store.checkpoint>"):
         assert step in res["points"], (step, sorted(res["points"]))
     assert res["fired"] > 100

@@ -255,6 +255,14 @@ class CreditEngine:
         self._settle("config")
         return "ok"
 
+    def apply_hot(self, balance_minor, rem_micro, wh, local_s):
+        """Take the charging of a hot checkpoint newer than the snapshot this
+        engine was loaded from (firmware/core/durable.py)."""
+        self.ledger.apply_hot(balance_minor, rem_micro, wh)
+        self.month_wh += wh
+        if local_s > self.now_s:
+            self.now_s = local_s
+
     # --- views
     def price_now(self):
         """(price_milli_per_kwh, tier, period) for the next Wh: the tier the

@@ -105,6 +105,24 @@ class Ledger:
         self.seq += 1
         events.append(("entry", self.seq, kind, ref, amount_minor, self.balance_minor, reason, 0))
 
+    def apply_hot(self, balance_minor, rem_micro, wh):
+        """Take the charging a hot checkpoint recorded after the snapshot this
+        ledger was loaded from: `wh` charged, the balance and remainder as
+        the checkpoint had them. It all joins the open charge entry, which
+        was open for it (a closed entry forces a snapshot, not a checkpoint)."""
+        minor = self.balance_minor - balance_minor
+        self.balance_minor = balance_minor
+        self.rem_micro = rem_micro
+        self.charges_minor += minor
+        self.open_minor += minor
+        self.charged_wh += wh
+        self.open_wh += wh
+
+    def open_key(self):
+        """Identity of the open charge entry and the entry count: when it
+        changes, an entry closed or a new one opened (a snapshot is due)."""
+        return (self.open_ver, self.open_tier, self.open_period, self.open_day, self.seq)
+
     def seen(self, ref):
         return ref in self.ids
 

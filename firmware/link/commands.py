@@ -2,8 +2,8 @@
 # Every payload gets exactly one ack. A rejected command changes nothing: not
 # the counter, not the order record, and the facade is not called.
 #
-# The facade is the meter's command facade (firmware/meter.py today), on top
-# of the credit engine.
+# The facade is firmware/core/facade.py, on top of the meter core and its
+# credit engine.
 # Methods and return values (reason = None on success, else a short string):
 #   topup(order_id, amount_minor) -> (result, balance_after_minor, seq)
 #       result "credited" or a reason; seq = the "topup" event's seq.

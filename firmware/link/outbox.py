@@ -133,6 +133,15 @@ class Outbox:
                 return True
         return False
 
+    def forget_above(self, seq):
+        """Drop every event above `seq` and go on from seq + 1: after a cut,
+        the events the meter's durable state does not hold (their change was
+        lost with the RAM), so none is published that the state contradicts."""
+        if self.next_seq - 1 > seq:
+            self.entries = [e for e in self.entries if e[_SEQ] <= seq]
+            self.next_seq = seq + 1
+            self.save()
+
     # -- consuming
     def peek(self, skip=()):
         """(seq, canonical body) of the oldest unsent event whose seq is not

@@ -93,8 +93,26 @@ class Revenue:
         """True while metered energy waits for the bill or the registers."""
         return bool(self.unbilled_wh or self.unregistered_wh or self.unregistered_export_wh)
 
-    def forget_untaken(self):
+    def billed(self, wh):
+        """The bill took `wh` of unbilled_wh."""
+        self.unbilled_wh -= wh
+
+    def registered(self, import_wh, export_wh):
+        """The registers took these of the unregistered counts."""
+        self.unregistered_wh -= import_wh
+        self.unregistered_export_wh -= export_wh
+
+    def apply_hot(self, pulse_rem):
+        """State as a hot checkpoint newer than the snapshot left it. A hot
+        record is written only after a tick took everything it read, so Wh
+        left untaken in the snapshot are in it already."""
+        if self.pulse:
+            self.pulse.rem = pulse_rem
         self.unbilled_wh = self.unregistered_wh = self.unregistered_export_wh = 0
+
+    def pulse_rem(self):
+        """The pulse remainder a hot checkpoint keeps (0 without pulses)."""
+        return self.pulse.rem if self.pulse else 0
 
     def state(self):
         d = {"source": self.source}

@@ -1,0 +1,106 @@
+# The meter's durability: what the flash holds of the meter's state, and when
+# it is written (docs/storage.md, "The meter's records").
+#
+# - A full snapshot is committed after anything that is not plain charging:
+#   a command, a press, any engine or metering event, a closed charge entry,
+#   a day change (`dirty`). Top-ups are acknowledged only after that commit.
+# - Between snapshots, plain charging is saved in small hot checkpoints
+#   (CheckpointPolicy: at most 10 Wh or 60 s at risk). A hot checkpoint holds
+#   the exact money (balance, sub-unit remainder) and energy totals, so a cut
+#   never changes the balance the customer saw at the last checkpoint.
+# - `seq` is the highest event seq the flash holds (a snapshot or a hot
+#   record carries it): the app publishes no event above it.
+#
+# The snapshot's keys: "eng" (credit engine), "regs" (registers), "rev"
+# (revenue source), "seq", "clock", "cal" (kept as loaded), "disp" (the
+# command dispatcher's counters and order record, committed with the ledger
+# they guard), and "snap_h"/"h": the hot record at the snapshot, and the
+# newest one (a hot checkpoint overrides "h" on load).
+from firmware.store.store import StoreFault
+
+# The hot record is a JSON list on flash: positional, because a checkpoint
+# must stay within the store's 110-byte inline budget (store.HOT_MAX), and
+# every firmware so far wrote and reads this form. Durable.hot() gives the
+# order; firmware/core/boot.py reads it back into named fields (Hot).
+
+
+class Durable:
+    def __init__(self, core, store, policy):
+        self.core = core             # whose parts are saved (engine, regs, revenue, clock, events)
+        self.store = store
+        self.policy = policy
+        self.seq = 0                 # highest event seq on flash (saved())
+        self.dirty = False           # a full snapshot is due at the end of this work
+        self.unsaved_wh = 0          # import Wh registered since the last write
+        self.unsaved_since_ms = 0
+        self.cal = None              # calibration, kept as loaded
+        self.dispatcher = None
+        self.disp_state = None       # the dispatcher's saved state until one is attached
+
+    def keep(self, state, cal):
+        """What the snapshot carries through unchanged from the loaded state."""
+        self.disp_state = (state or {}).get("disp")
+        self.cal = cal
+
+    def attach_dispatcher(self, dispatcher):
+        self.dispatcher = dispatcher
+        if self.disp_state:
+            dispatcher.load(self.disp_state)
+            self.disp_state = None   # the dispatcher holds it now: one copy in RAM
+
+    def hot(self):
+        """The hot record in its on-flash form: [import Wh (1.8.0), balance
+        (minor units), the ledger's sub-minor remainder (micro-minor), the
+        pulse remainder (1/imp_per_kwh Wh), the highest event seq, local
+        time (s)]."""
+        c = self.core
+        led = c.engine.ledger
+        return [c.regs.import_wh, led.balance_minor, led.rem_micro, c.revenue.pulse_rem(),
+                c.events.seq, c.clock.local_s()]
+
+    def snapshot(self):
+        """The whole state, as committed."""
+        c = self.core
+        h = self.hot()
+        d = {"eng": c.engine.to_dict(), "regs": c.regs.to_dict(),
+             "rev": c.revenue.state(), "seq": c.events.seq, "clock": c.clock.to_dict(),
+             "snap_h": h, "h": h, "cal": self.cal}
+        if self.dispatcher:
+            d["disp"] = self.dispatcher.dump()
+        elif self.disp_state:
+            d["disp"] = self.disp_state
+        return d
+
+    def registered(self, wh):
+        self.unsaved_wh += wh
+
+    def commit(self):
+        """Make everything durable now (full snapshot). Raises StoreFault."""
+        c = self.core
+        if c.fault:
+            raise StoreFault(c.fault)
+        c.events.outbox.flush()
+        self.store.commit(self.snapshot())
+        self.saved(c.events.seq)
+        self.dirty = False
+
+    def checkpoint(self):
+        try:
+            self.store.checkpoint({"h": self.hot()})
+        except ValueError:  # patch too large for a hot record: take a full snapshot
+            self.commit()
+            return
+        self.saved(self.core.events.seq)   # the hot record carries the seq
+
+    def due(self, now_ms, pulses):
+        """True when a hot checkpoint is due (CheckpointPolicy). `pulses`:
+        a pulse remainder may have moved even when no whole Wh did."""
+        return self.policy.due(self.unsaved_wh, now_ms - self.unsaved_since_ms,
+                               self.unsaved_wh > 0 or not pulses)
+
+    def saved(self, seq):
+        """The flash holds everything up to now, events up to `seq` (a
+        write, or the state just loaded)."""
+        self.seq = seq
+        self.unsaved_wh = 0
+        self.unsaved_since_ms = self.core.clock.mono_ms()
