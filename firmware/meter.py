@@ -11,8 +11,9 @@
 #
 # Why did the relay open? relay_now() below is the one answer; the reasons and
 # their priority are in firmware/credit/policy.py (its header, line by line),
-# plus STORE_FAULT here while the store has failed.
+# including STORE_FAULT, which relay_now() reports while the store has failed.
 from firmware.clock import Clock
+from firmware.credit.policy import STORE_FAULT
 from firmware.link.commlog import CommLog
 from firmware.metering.instruments import Instruments
 from firmware.store.policy import CheckpointPolicy
@@ -21,7 +22,6 @@ from firmware.core.durable import Durable
 from firmware.core.events import Events
 from firmware.ui.buzzer import Tones
 
-STORE_FAULT = "store_fault"  # the relay's reason while the store has failed
 
 
 class MeterCore:

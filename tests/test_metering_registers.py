@@ -51,7 +51,9 @@ def _absolute(case):
 @given(st.lists(steps, min_size=1, max_size=6))
 def test_registers_never_decrease_and_every_wh_lands_exactly_once(cases):
     feeds = [_absolute(c) for c in cases]
-    out = run_mpy_json(_FEED, feeds)
+    # up to 6 x 80 steps in and a telemetry row per step out: the harness's
+    # JSON, not the registers, needs more than the board's heap
+    out = run_mpy_json(_FEED, feeds, heap=HARNESS_HEAP)
     for adds, res in zip(feeds, out):
         tel = res["tel"]
         for a, b in zip(tel, tel[1:]):

@@ -93,7 +93,7 @@ def _replay_hot(core, state):
 def _enter_fault(core, code, evidence):
     # Safe state (docs/storage.md): relay open, E5x on the LCD, a live
     # fault event, energy counted in RAM only, nothing written.
-    from firmware.meter import STORE_FAULT
+    from firmware.credit.policy import STORE_FAULT
     core.fault = code
     core.engine = CreditEngine(_credit_cfg(core.cfg))
     core.regs = Registers()

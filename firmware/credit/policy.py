@@ -21,6 +21,10 @@ REMOTE_AUTO = "auto"
 REMOTE_CONNECT = "connect"
 REMOTE_DISCONNECT = "disconnect"
 
+# reason 0 above: the meter core (relay_now) reports it while the store has
+# failed; named here with the others so that every reason has one home
+STORE_FAULT = "store_fault"
+
 # closed for as long as their condition holds (not for one action)
 STANDING = ("remote_connect", "postpaid", "friendly")
 
