@@ -227,6 +227,21 @@ class SimMeter:
     def state(self):
         return self.control({"cmd": "state"})
 
+    def qstr_pools(self, timeout=10):
+        """The interpreter's pools of interned names, as micropython.qstr_info()
+        prints them: {"n_pool", "n_qstr", "n_str_data_bytes", "n_total_bytes"}
+        (the names interned at run time, the firmware's own built in not counted)."""
+        start = len(self.log_lines)
+        self.control({"cmd": "qstr_info"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log_lines[start:]:
+                if line.startswith("qstr pool:"):
+                    pairs = line.split(":", 1)[1].replace(" ", "").split(",")
+                    return {k: int(v) for k, v in (p.split("=") for p in pairs)}
+            time.sleep(0.05)
+        raise TimeoutError("no qstr_info line in the sim meter's log")
+
     def wait_for(self, predicate, timeout=10, interval=0.05):
         deadline = time.time() + timeout
         last = None

@@ -33,6 +33,12 @@ async def request(app, board, req):
     if cmd == "mem":
         gc.collect()
         return {"ok": True, "free_after_gc": gc.mem_free(), "total": gc.mem_free() + gc.mem_alloc()}
+    if cmd == "qstr_info":
+        # the interned names' pools, which the interpreter prints (not
+        # returns): SimMeter.qstr_pools() reads them off the console log
+        import micropython
+        micropython.qstr_info()
+        return {"ok": True}
     if cmd == "lcd_frame":
         return {"ok": True, "hex": board.lcd_frame_hex(), "lines": board.lcd_lines}
     return None
