@@ -27,17 +27,25 @@ def test_relay_opens_when_credit_runs_out_and_state_reaches_the_broker(broker, s
 
 
 def test_load_drains_credit_on_a_scaled_clock_and_an_open_relay_stops_consumption(sim_meters):
-    # 2 kW for a simulated hour costs 300 minor at 150 minor/kWh; 100 minor lasts 20 min
-    m = sim_meters("m2", config={"initial_balance_minor": 100}, scale=600).start()
-    m.control({"cmd": "load", "w": 2000})
-    m.wait_for(lambda s: not s["relay_closed"], timeout=20)
+    # 2 kW for a simulated hour costs 300 minor at 150 minor/kWh; 100 minor
+    # lasts 20 min. The clock is stepped, 10 meter minutes a tick (333 Wh),
+    # so a slow machine cannot stretch a tick and the bounds are exact.
+    m = sim_meters("m2", config={"initial_balance_minor": 100}, step=True).start()
+    ticks = 0
+    st = m.state()
+    while st["relay_closed"]:
+        st = m.control({"cmd": "step", "w": 2000, "ms": 600000})
+        assert st["ticked"]
+        ticks += 1
+        assert ticks <= 4, "credit for 666 Wh still not cut after %d Wh" % st["pulses"]
     # the tick after the cut still registers what flowed until the relay
     # opened: every pulse the board made (1 Wh each at 1000 imp/kWh)
     st = m.wait_for(lambda s: s["meter"]["import_wh"] == s["pulses"], timeout=10)
     wh_at_cut = st["meter"]["import_wh"]
-    assert 600 <= wh_at_cut <= 1000  # one 1-s tick is 10 simulated minutes (333 Wh)
+    assert 600 <= wh_at_cut <= 1000, wh_at_cut  # cut on the tick the credit ran out in
+    assert st["meter"]["balance_minor"] <= 0
     for _ in range(3):   # three more ticks, each after 10 more meter minutes
-        assert m.control({"cmd": "step", "ms": 600000})["ticked"]
+        assert m.control({"cmd": "step", "w": 2000, "ms": 600000})["ticked"]
     st = m.state()
     assert st["meter"]["import_wh"] == wh_at_cut and st["pulses"] == wh_at_cut
 
