@@ -56,6 +56,7 @@ async def main():
         out[step] = s(r)
         out[step + "_ms"] = time.ticks_diff(time.ticks_ms(), t0)
         out[step + "_own_ms"] = out[step + "_ms"] - (_run_delay_ms() - rq0)
+        out[step + "_timeouts"] = m.timeouts
     h = m.health()
     out["health"] = dict((k, s(v)) for k, v in h.items())
     out["urcs"] = urcs
@@ -97,7 +98,9 @@ def test_a_healthy_modem_reports_identity_signal_registration_time_and_connects(
     assert out["apn"] is True and out["dial"] is True
     assert b'AT+CGDCONT=1,"IP","internet.test"' in modem.log
     assert modem.counts["dials"] == 1 and modem.data_mode
-    assert out["health"]["rssi_dbm"] == -73 and out["health"]["at_timeouts"] == 0
+    # sync's AT tries may time out while the line settles (what sync is for:
+    # a booting module); once it answered, no command of a healthy one does
+    assert out["health"]["rssi_dbm"] == -73 and out["health"]["at_timeouts"] == out["sync_timeouts"]
 
 
 def test_echo_from_a_freshly_booted_module_is_not_mistaken_for_an_answer(modem):
