@@ -20,9 +20,12 @@ MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(ROOT, ".venv", "bin"
 
 class MpyProc:
     """One unix-port MicroPython process running `script` with the firmware
-    on its path and the ESP32-sized heap."""
+    on its path and the ESP32-sized heap: 108wk, the board's 108 KB counted
+    in words as the sim meters run (108k on the 64-bit host is half the
+    board's, and the rig compiles the link's sources into it: the modem rig
+    ran out at import, a few names from the edge)."""
 
-    def __init__(self, script, args=(), heap="108k", opts=None):
+    def __init__(self, script, args=(), heap="108wk", opts=None):
         env = dict(os.environ)
         if opts is not None:
             # options go in the environment: the unix port dies ("FATAL:
