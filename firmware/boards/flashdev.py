@@ -149,17 +149,6 @@ class FileBlockDev:
     def total_erases(self):
         return sum(self.erases)
 
-    def blank_beyond_superblock(self):
-        """True when no block past the superblock pair (0 and 1) was ever
-        programmed: the flash holds no data, so formatting it loses nothing."""
-        buf = self._scratch
-        for b in range(2, self.block_count):
-            for off in range(0, BLOCK_SIZE, _CHUNK):
-                self.readblocks(b, buf, off)
-                if buf != self._blank:
-                    return False
-        return True
-
     def close(self):
         self.dead = True
         self.f.close()
