@@ -26,15 +26,7 @@ HEAP_WITH_FAKES = "1m"
 PCNT_MAX = 32767
 
 
-def lcd_cut_reason(lines):
-    """The reason on the LCD's "CUT: " line, joined when wrapped after a '_'."""
-    for i, line in enumerate(lines):
-        if line.startswith("CUT: "):
-            text = line[5:]
-            if text.endswith("_") and i + 1 < len(lines):
-                text += lines[i + 1]
-            return text
-    return None
+from lcd import lcd_cut_reason  # noqa: E402  (shared with the other LCD test)
 
 
 def _timestamps():
