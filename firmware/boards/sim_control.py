@@ -33,6 +33,14 @@ async def request(app, board, req):
     if cmd == "mem":
         gc.collect()
         return {"ok": True, "free_after_gc": gc.mem_free(), "total": gc.mem_free() + gc.mem_alloc()}
+    if cmd == "modules":  # what the heap holds code for (docs/benchmarks.md)
+        import sys
+        return {"ok": True, "modules": sorted(sys.modules)}
+    if cmd == "mem_map":
+        import micropython
+        gc.collect()
+        micropython.mem_info(1)
+        return {"ok": True}
     if cmd == "qstr_info":
         # the interned names' pools, which the interpreter prints (not
         # returns): SimMeter.qstr_pools() reads them off the console log
