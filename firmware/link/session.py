@@ -36,7 +36,7 @@ POLL_MS = const(50)          # socket poll period while up
 _IPPROTO_TCP = const(6)
 _TCP_NODELAY = const(1)
 KEEPALIVE_MAX_S = const(240)
-TX_MAX = const(4096)         # queued bytes beyond which publish() says no
+_TX_MAX = const(4096)         # queued bytes beyond which publish() says no
 # Incoming PUBLISH packets are held whole only up to one command's worth: the
 # protocol's payload limit plus the fixed header (<= 5), the topic (length
 # and <= TOPIC_MAX bytes) and the packet id. A bigger one is read through and
@@ -242,7 +242,7 @@ class Session:
         packet id (1-65535; acked(pid) tells when the broker has it, and a
         missing PUBACK drops the connection), at QoS 0 True. False when the
         link is down or backed up: the caller keeps the message."""
-        if not self.up or len(self.pipe.tx) > TX_MAX:
+        if not self.up or len(self.pipe.tx) > _TX_MAX:
             return False
         try:
             pid = self._publish(topic, payload, retain, qos)
