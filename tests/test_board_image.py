@@ -191,3 +191,9 @@ def test_the_mip_package_lists_every_module_with_the_sha256_of_the_file_it_serve
     stored = {n for _, _, fs in os.walk(os.path.join(pkg_dir, "file")) for n in fs}
     assert stored == set(listed.values())
     assert re.fullmatch(r"[0-9a-f]{12}", pkg["version"])
+
+
+def test_the_partitions_holding_keys_state_or_mapped_code_are_encrypted_once_flash_encryption_is_on():
+    flags = {p.name: p.flags for p in partitions.read()}
+    assert {n for n, f in flags.items() if f == "encrypted"} == {"romfs", "romfs_b", "meterdata", "vfs"}
+    assert flags["nvs"] == ""   # NVS has its own encryption; ESP-IDF refuses the flag there
