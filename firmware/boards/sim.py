@@ -6,14 +6,18 @@
 # step the clock, raise the power-fail input. Its flash is a real LittleFS v2
 # image in a host file, and its watchdog is a thread that kills the process
 # when not fed, as the ESP32's hardware watchdog would reset the chip.
+import array
 import json
 import os
 import sys
 import time
 
+from micropython import const
+
 from firmware.boards import flashdev
 
 _ISO_EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z, default start of sim time
+_TONES_KEPT = const(32)       # buzzer changes the snapshot's buzzer_log holds
 
 
 def _args(argv):
@@ -78,7 +82,11 @@ class SimBoard:
         self._cf1_acc = 0     # CF1 pulses not yet whole, in 1e-6 pulses
         self._last_sim_ms = self.mono_ms()
         self._relay = True
-        self._buzzer = False
+        self._buzzer = 0      # the pitch sounding, Hz (0: silent)
+        # what the buzzer played: the last _TONES_KEPT changes as (real ms,
+        # Hz) pairs, a ring in one array so a change allocates nothing
+        self._tones = array.array("i", bytes(8 * _TONES_KEPT))
+        self._tones_n = 0
         self._backlight = True
         self._lcd = None
         self.lcd_lines = []
@@ -195,7 +203,13 @@ class SimBoard:
         return self._relay
 
     def buzzer(self, on, freq_hz=2700):
-        self._buzzer = bool(on)
+        hz = (on if on is not True and on > 1 else freq_hz) if on else 0
+        if hz != self._buzzer:
+            k = self._tones_n % _TONES_KEPT * 2
+            self._tones[k] = time.ticks_ms()
+            self._tones[k + 1] = hz
+            self._tones_n += 1
+            self._buzzer = hz
 
     def lcd_show(self, fb_bytes, lines):
         self._lcd = fb_bytes
@@ -412,7 +426,11 @@ class SimBoard:
         return {"ok": True}
 
     def snapshot(self):
-        return {"ok": True, "relay_closed": self._relay, "buzzer": self._buzzer,
+        n = self._tones_n
+        log = [list(self._tones[j % _TONES_KEPT * 2:j % _TONES_KEPT * 2 + 2])
+               for j in range(n - _TONES_KEPT if n > _TONES_KEPT else 0, n)]
+        return {"ok": True, "relay_closed": self._relay, "buzzer": self._buzzer > 0,
+                "buzzer_hz": self._buzzer, "buzzer_log": log,
                 "backlight": self._backlight, "lcd": self.lcd_lines, "load_w": self.load_w,
                 "volts": self.volts, "pulses": self._pulses, "mono_ms": self.mono_ms(),
                 "rtc_s": self.rtc_get(), "reset_cause": self._reset_cause}

@@ -152,7 +152,12 @@ class CreditEngine:
         return self.friendly.in_force(self.now_s)
 
     def _settle(self, why):
-        self.policy.settle(self.ledger.balance_minor, self.in_friendly,
+        p = self.policy
+        if p.warn_days:
+            # the meter core has it loaded for the screens anyway
+            from firmware.credit.forecast import days
+            p.days_x10 = days(self.ledger, self.now_s // DAY_S, self.ledger.balance_minor)
+        p.settle(self.ledger.balance_minor, self.in_friendly,
                            self.protection.open_reason(), why, self.now_s, self.events)
 
     # --- customer and server actions; each returns "ok" or a reason code
@@ -272,13 +277,18 @@ class CreditEngine:
         and the console show this, never the tariff's source dict."""
         tar = self.tariff
         tier = tar.tier_of(self.month_wh)
-        if self.synced:
-            day = self.now_s // DAY_S
-            dt = self._dt if day == self._dt_day else tar.calendar.day_type(day)
-            period = tar.period_of(dt, self.now_s - day * DAY_S)
-        else:
-            period = tar.unsynced_period
+        period = self.period_now()
         return tar.price_milli_per_kwh(tier, period), tier, period
+
+    def period_now(self):
+        """The period price_now() prices the next Wh in (no allocation on a
+        day the tick has already looked up)."""
+        tar = self.tariff
+        if not self.synced:
+            return tar.unsynced_period
+        day = self.now_s // DAY_S
+        dt = self._dt if day == self._dt_day else tar.calendar.day_type(day)
+        return tar.period_of(dt, self.now_s - day * DAY_S)
 
     def balance_minor(self):
         return self.ledger.balance_minor
