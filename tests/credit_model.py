@@ -379,6 +379,7 @@ class Model:
 
     def press(self):
         self.silenced_until = self.now + self.silence_s
+        self.beep_day = self.now // DAY      # the daily beep is silenced too
         if self.latched and (self.balance > 0 or self.friendly_now):
             self.latched = False
         for trip in self.trips:

@@ -108,6 +108,7 @@ class Policy:
         (for silence_s at most, and only until the level changes) and
         confirms a reconnection."""
         self.silenced_until_s = now_s + self.silence_s
+        self.beep_day = day_number(now_s)   # nor the once-a-day beep in its place
         if self.credit_open and (balance_minor > 0 or friendly):
             self.credit_open = False
 
