@@ -56,7 +56,7 @@ class MeterCore:
         self.meas = Instruments(cfg["imp_per_kwh"], board.pulse_count(), board.cf1_count(),
                                 self.last_ms, cfg.get("cf1_mhz_per_v"),
                                 cfg.get("pulse_power_timeout_s", 300))
-        self.tones = Tones(cfg.get("quiet_hours"))
+        self.tones = Tones(cfg)
         if status == "factory":
             self.durable.commit()
         elif status == "recovered":

@@ -432,7 +432,7 @@ def case_buzzer_pattern():
     b = fresh_board()
     p = Policy({})
     p.level = 1
-    t = Tones()
+    t = Tones({})
     b.buzzer(t.on(0, 0, p, None))
     p.beeps += 1
     start = len(machine.log)

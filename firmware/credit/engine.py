@@ -156,7 +156,7 @@ class CreditEngine:
         if p.warn_days:
             # the meter core has it loaded for the screens anyway
             from firmware.credit.forecast import days
-            p.days_x10 = days(self.ledger, self.now_s // DAY_S, self.ledger.balance_minor)
+            p.days = days(self.ledger, self.now_s // DAY_S, self.ledger.balance_minor)
         p.settle(self.ledger.balance_minor, self.in_friendly,
                            self.protection.open_reason(), why, self.now_s, self.events)
 
@@ -277,18 +277,13 @@ class CreditEngine:
         and the console show this, never the tariff's source dict."""
         tar = self.tariff
         tier = tar.tier_of(self.month_wh)
-        period = self.period_now()
+        if self.synced:
+            day = self.now_s // DAY_S
+            dt = self._dt if day == self._dt_day else tar.calendar.day_type(day)
+            period = tar.period_of(dt, self.now_s - day * DAY_S)
+        else:
+            period = tar.unsynced_period
         return tar.price_milli_per_kwh(tier, period), tier, period
-
-    def period_now(self):
-        """The period price_now() prices the next Wh in (no allocation on a
-        day the tick has already looked up)."""
-        tar = self.tariff
-        if not self.synced:
-            return tar.unsynced_period
-        day = self.now_s // DAY_S
-        dt = self._dt if day == self._dt_day else tar.calendar.day_type(day)
-        return tar.period_of(dt, self.now_s - day * DAY_S)
 
     def balance_minor(self):
         return self.ledger.balance_minor

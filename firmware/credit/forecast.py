@@ -8,7 +8,7 @@
 # fill() writes every figure into OUT, one list made once, so the screens
 # read them each second without allocating (the figures are small ints on
 # the 64-bit host; an ESP32 makes a long int of a balance above ~1000 minor
-# units times 10^6 in walk(), a few bytes once a second, outside the frame
+# units times 10^6 in fill(), a few bytes once a second, outside the frame
 # path). OUT, by index:
 #   0 wh             Wh the balance buys from now on; -1: unlimited (free)
 #   1 estimate       True when the price of those Wh can change (see fill)
@@ -28,52 +28,30 @@ _DAY_S = const(86400)
 _MICRO = const(1000000)
 _BASIS_DAYS = const(7)    # days averaged for days left
 _AHEAD_DAYS = const(8)    # days searched for the next period change: a week and a day
+_RING_DAYS = const(8)     # days in the ledger's costs ring (credit/ledger.py)
 
 OUT = [0, False, None, 0, 0, "", None, 0, None, None]
 
 
-def walk(tariff, month_wh, period, budget_micro):
-    """Wh that `budget_micro` (millionths of a minor unit) buys from the
-    month's `month_wh` on, each Wh at its tier's price in `period`: whole
-    tiers while the money lasts, then what is left of it in the next.
-    The same split as the engine's charging (engine._charge), so it is
-    exactly the Wh after which the balance would reach 0 at these prices.
-    -1 when a free last tier makes it unlimited."""
-    if budget_micro <= 0:
-        return 0
-    wh = 0
-    tier = tariff.tier_of(month_wh)
-    while True:
-        p = tariff.prices[tier][period]
-        room = tariff.tier_room_wh(tier, month_wh + wh)
-        if room < 0 or p * room > budget_micro:
-            if p == 0:
-                return -1
-            return wh + budget_micro // p
-        budget_micro -= p * room
-        wh += room
-        tier += 1
-
-
-def days(ledger, today, balance_minor):
+def days(ledger, day, balance_minor):
     """Days the balance lasts at the average daily cost of the last 7 whole
-    local days before `today` (the ledger's costs ring), times 10, rounded
+    local days before `day`, today (the ledger's costs ring), times 10, rounded
     down; fewer days on a meter that has charged for fewer. Writes OUT[2]
     and OUT[3] (the days averaged) and returns OUT[2]: None without a day
     to average or when those days cost nothing; 0 once the balance is gone."""
     c = ledger.costs
     used = 0
     if c[0] >= 0:
-        used = today - (c[0] - c[1] + 1)   # days since the first one charged
+        used = day - (c[0] - c[1] + 1)     # days since the first one charged
         if used > _BASIS_DAYS:
             used = _BASIS_DAYS
         elif used < 0:
             used = 0
     total = 0
-    d = today - used
-    while d < today:
+    d = day - used
+    while d < day:
         k = c[0] - d             # slot of day d: 0 is the newest day
-        if 0 <= k < 8:
+        if 0 <= k < _RING_DAYS:
             total += c[2 + k]
         d += 1
     OUT[3] = used
@@ -93,10 +71,31 @@ def fill(engine):
     led = engine.ledger
     now = engine.now_s
     month_wh = engine.month_wh
-    period = engine.period_now()
+    if engine.synced:          # the period price_now() prices the next Wh in
+        day = now // _DAY_S
+        period = tar.period_of(tar.calendar.day_type(day), now - day * _DAY_S)
+    else:
+        period = tar.unsynced_period
     tier = tar.tier_of(month_wh)
-    price = tar.prices[tier][period]
-    wh = walk(tar, month_wh, period, led.balance_minor * _MICRO - led.rem_micro)
+    price = tar.price_milli_per_kwh(tier, period)
+    # What the money left buys from the month's month_wh on, each Wh at its
+    # tier's price in this period: whole tiers while it lasts, then what is
+    # left of it in the next. The same split as the engine's charging
+    # (engine._charge), so it is exactly the Wh after which the balance
+    # would reach 0 at these prices; -1 when a free last tier is reached.
+    money = led.balance_minor * _MICRO - led.rem_micro    # millionths of a minor unit
+    wh = 0
+    t = tier
+    if money > 0:
+        while True:
+            p = tar.price_milli_per_kwh(t, period)
+            room = tar.tier_room_wh(t, month_wh + wh)
+            if room < 0 or p * room > money:
+                wh = -1 if p == 0 else wh + money // p
+                break
+            money -= p * room
+            wh += room
+            t += 1
     OUT[0] = wh
     # Exact only when every Wh counted is priced in tier 0 of a one-period
     # tariff with nothing pending: a later period, tier or tariff (or the
@@ -113,7 +112,6 @@ def fill(engine):
     if tier > 0 and (soon is None or engine.month_next_s - now < soon):
         soon = engine.month_next_s - now       # a new month starts again in tier 0
     if engine.synced and tar.tou:
-        prices = tar.prices[tier]
         day = now // _DAY_S
         sod = now - day * _DAY_S
         for ahead in range(_AHEAD_DAYS + 1):
@@ -122,7 +120,8 @@ def fill(engine):
                 break
             sched = tar.days[tar.calendar.day_type(day + ahead)]
             i = 0                            # the first row ahead at another price
-            while i < len(sched) and (start + sched[i] <= 0 or prices[sched[i + 1]] == price):
+            while i < len(sched) and (start + sched[i] <= 0
+                                       or tar.price_milli_per_kwh(tier, sched[i + 1]) == price):
                 i += 2
             if i < len(sched):
                 if soon is None or start + sched[i] < soon:
@@ -132,5 +131,5 @@ def fill(engine):
     OUT[7] = tier
     room = tar.tier_room_wh(tier, month_wh)
     OUT[8] = room if room >= 0 else None
-    OUT[9] = tar.prices[tier + 1][period] if room >= 0 else None
+    OUT[9] = tar.price_milli_per_kwh(tier + 1, period) if room >= 0 else None
     return OUT

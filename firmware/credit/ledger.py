@@ -81,13 +81,9 @@ class Ledger:
         self.charged_wh += wh
         self.open_wh += wh
         self.open_minor += whole
-        self._cost(day, whole)
-
-    def _cost(self, day, minor):
-        """Add `minor` to the cost of local day `day`, moving the ring on to
-        it first (days skipped cost 0). A day before the newest (a clock
-        stepped back) counts into the newest: the ring never moves back.
-        Allocates nothing."""
+        # the day's cost (costs, above); allocates nothing. A day before the
+        # newest (a clock stepped back) counts into the newest: the ring
+        # never moves back; days skipped cost 0.
         c = self.costs
         k = day - c[0]
         if c[0] < 0:            # the first charge this ledger ever took
@@ -100,7 +96,7 @@ class Ledger:
             while j >= 2:
                 c[j] = c[j - k] if j - k >= 2 else 0
                 j -= 1
-        c[2] += minor
+        c[2] += whole
 
     def close_charge(self, events):
         if not self.open_wh:
@@ -144,7 +140,15 @@ class Ledger:
         self.open_minor += minor
         self.charged_wh += wh
         self.open_wh += wh
-        self._cost(self.open_day, minor)
+        # The snapshot was committed when this entry opened, after its first
+        # charge moved the day ring on: the newest day is the entry's, or a
+        # later one the clock stepped back from (charged into, as charge()
+        # does). A ring from before the forecast starts at the entry's day.
+        c = self.costs
+        if c[0] < 0:
+            c[0] = self.open_day
+            c[1] = 1
+        c[2] += minor
 
     def open_key(self):
         """Identity of the open charge entry and the entry count: when it

@@ -80,7 +80,10 @@ class Policy:
         self.beeps = 0             # count of one-off beeps asked for (the UI chirps on change)
         self.beep_day = -1
         self.silenced_until_s = 0
-        self.days_x10 = None       # days-left forecast (credit/forecast.py), set by the engine
+        # the days-left forecast in tenths of a day (credit/forecast.py
+        # days()), set by the engine when warn_days is configured; None:
+        # no forecast. ("days", a name the heap already holds.)
+        self.days = None
 
     def configure(self, cfg):
         self.warn_minor = tuple(cfg.get("warn_minor", (5000, 1000)))
@@ -98,7 +101,7 @@ class Policy:
         for t in self.warn_minor:
             if balance_minor <= t:
                 n += 1
-        d = self.days_x10
+        d = self.days
         if n == 0 and self.warn_days and d is not None and d <= self.warn_days * 10:
             n = 1
         return n
