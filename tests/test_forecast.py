@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from forecast_model import DRIVER, model_run
-from mpy import run_mpy
+from mpy import run_mpy, run_mpy_rom
+from simmeter import ensure_compiled
 
 DAY = 86400
 T_JAN = 1767225600          # 2026-01-01 00:00 local, a Thursday
@@ -246,3 +247,60 @@ def test_fill_allocates_nothing_and_prices_a_tiered_tou_tariff(unit):
     budget = r["money"][0] * 10 ** 6 - r["money"][1]
     assert budget > 2500 * 300000
     assert wh == 2500 + (budget - 2500 * 300000) // 400000
+
+
+CORE = r"""
+import json, os
+from firmware.boards.sim import SimBoard
+from firmware.meter import MeterCore
+from firmware import config
+
+DIR = %r
+H = 3600 * 1000
+
+def boot():
+    b = SimBoard(["--flash", DIR, "--step", "--epoch", "1767268800"])   # 2026-01-01 12:00
+    return b, MeterCore(b, config.load({"meter_id": "FC-1", "initial_balance_minor": 100000}))
+
+b, core = boot()
+b.set_load(2000)                     # 2 kW: 48 kWh a day at 1.50 = 72.00
+for _ in range(66):                  # to 06:00 on the 4th day in 1 h ticks: midnights, snapshots, checkpoints
+    b.advance(H)
+    core.tick()
+b.set_load(0)
+first = core.forecast()
+out = {"same_list": core.forecast() is first, "before": list(first),
+       "costs": list(core.engine.ledger.costs), "balance": core.engine.balance_minor(),
+       "rem_micro": core.engine.ledger.rem_micro}
+b.set_load(2000)
+b.advance(H // 60)                   # one more minute of charging ...
+core.tick()
+core.durable.checkpoint()            # ... in a hot checkpoint only (a power cut's last record)
+out["costs_at_cut"] = list(core.engine.ledger.costs)
+with open(DIR + "/simclock", "w") as f:
+    f.write(str(b.mono_ms()))
+import vfs
+vfs.umount("/flash")
+b2, core2 = boot()
+out["costs_after"] = list(core2.engine.ledger.costs)
+out["after"] = list(core2.forecast())
+print(json.dumps(out))
+"""
+
+
+def test_the_core_shows_the_forecast_and_each_day_s_cost_survives_a_power_cut(tmp_path):
+    ensure_compiled()
+    out = json.loads(run_mpy_rom(CORE % str(tmp_path / "m")).splitlines()[-1])
+    assert out["same_list"]                     # one list, reused: nothing allocated per call
+    c = out["costs"]
+    # from noon: half a day, two whole days at 72.00, then 6 h of today
+    assert c[1] == 4 and c[2:7] == [1800, 7200, 7200, 3600, 0]
+    wh, est, days_x10, used, price = out["before"][:5]
+    assert used == 3 and days_x10 == out["balance"] * 10 * 3 // (7200 + 7200 + 3600)
+    # flat 1.50: exact, and what the money left buys at 1.50 a kWh
+    assert price == 150000 and est is False
+    assert wh == (out["balance"] * 10 ** 6 - out["rem_micro"]) // 150000
+    # a minute at 2 kW more, in a hot checkpoint: 33 Wh, 4 or 5 minor units
+    assert out["costs_at_cut"][2] > c[2]
+    assert out["costs_after"] == out["costs_at_cut"]
+    assert out["after"][3] == 3 and out["after"][5] == "p0"

@@ -17,7 +17,7 @@ from micropython import const
 from firmware.boards import flashdev
 
 _ISO_EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z, default start of sim time
-_TONES_KEPT = const(32)       # buzzer changes the snapshot's buzzer_log holds
+_TONES_KEPT = const(16)       # buzzer changes the snapshot's buzzer_changes holds
 
 
 def _args(argv):
