@@ -105,6 +105,24 @@ e.press()                           # silence the last level too
 e.tick(8000, NOON + 240, 60)        # 8.00 -> 0: the cut, whatever the silence
 trace.append([e.level, e.alarm, e.relay_closed, play(t, e.policy, 12000, 16000)])
 out["silence"] = trace
+
+# the UI polls it every 40 ms: it allocates nothing, in quiet hours or not
+import micropython
+t = Tones({"quiet_hours": "22:00-07:00"})
+p = pol(2, REPEAT)
+t.on(0, NOON, p, None)
+p.beeps += 1
+def locked(t, p):
+    micropython.heap_lock()
+    try:
+        for ms in range(0, 24000, 40):   # a day of local hours, then the fault
+            t.on(ms, NOON + (ms // 1000) * 3600, p, "fs" if ms > 20000 else None)
+        return "ok"
+    except MemoryError:
+        return "allocated"
+    finally:
+        micropython.heap_unlock()
+out["locked"] = locked(t, p)
 print(json.dumps(out))
 """ % NOON
 
@@ -188,3 +206,7 @@ def test_each_level_and_alert_has_its_own_pitch(r):
     pitch = [{hz for hz, _ in sounding(r[k])} for k in
              ("daily_beep", "very_low", "last_repeat", "cut", "back", "fault")]
     assert pitch == [{2400}, {2700}, {3200}, {2000}, {2700, 3500}, {1500}]
+
+
+def test_the_decision_allocates_nothing(r):
+    assert r["locked"] == "ok"
