@@ -8,7 +8,7 @@
 import binascii
 from micropython import const
 
-KEY_BYTES = const(32)   # HMAC-SHA256 key shared with the head-end (docs/protocol.md)
+_KEY_BYTES = const(32)   # HMAC-SHA256 key shared with the head-end (docs/protocol.md)
 
 DEFAULTS = {
     "meter_id": "sim-0001",
@@ -100,8 +100,8 @@ def link_key(cfg):
         return None, ("key_missing", "no key_hex")
     if not isinstance(k, str):
         return None, ("key_bad", "key_hex is not a string")
-    if len(k) != 2 * KEY_BYTES:
-        return None, ("key_bad", "key_hex has %d digits, needs %d" % (len(k), 2 * KEY_BYTES))
+    if len(k) != 2 * _KEY_BYTES:
+        return None, ("key_bad", "key_hex has %d digits, needs %d" % (len(k), 2 * _KEY_BYTES))
     try:
         key = binascii.unhexlify(k)
     except ValueError:

@@ -235,16 +235,17 @@ def test_plain_tcp_is_not_accepted_where_only_tls_listens(secure_broker):
 # --- pure parts, batched into one MicroPython process
 UNIT_SCRIPT = r"""
 import sys, json
-from firmware.link.session import Session, _packet_len, KEEPALIVE_MAX_S
+from firmware.link.session import Session, KEEPALIVE_MAX_S
+from firmware.link.mqttwire import packet_len
 d = json.loads(sys.stdin.readline())
 out = {"len": [], "backoff": []}
 import gc
 for header, size, cut in d["frames"]:
     gc.collect()
     b = bytes.fromhex(header) + bytes(min(size, 64))
-    out["len"].append([_packet_len(bytearray(b[:cut])), _packet_len(bytearray(b))])
+    out["len"].append([packet_len(bytearray(b[:cut])), packet_len(bytearray(b))])
 try:
-    _packet_len(bytearray(b"\x30\xff\xff\xff\xff\x01"))
+    packet_len(bytearray(b"\x30\xff\xff\xff\xff\x01"))
 except Exception as e:
     out["bad"] = repr(e)
 s = Session("m1", "127.0.0.1", 1, keepalive_s=600)
@@ -279,7 +280,7 @@ def test_packet_framing_backoff_and_keepalive_limits():
     for (header, size, cut), got in zip(frames, out["len"]):
         # the whole packet's length and its fixed header's, once the header is in
         assert got == [[0, 0], [len(header) // 2 + size, len(header) // 2]]
-    assert out["bad"] == "_Drop('bad length',)"
+    assert out["bad"] == "Drop('bad length',)"
     assert out["keepalive_clamped"] == 240
     for attempt, delays in enumerate(out["backoff"], 1):
         base = min(60000, 1000 << (attempt - 1))

@@ -23,7 +23,7 @@
 from array import array
 from micropython import const
 
-BLOCK_SIZE = const(4096)
+_BLOCK_SIZE = const(4096)
 _CHUNK = const(256)  # scratch size: LittleFS programs at most its 128-byte cache
 _IOCTL_BLOCK_COUNT = const(4)
 _IOCTL_BLOCK_SIZE = const(5)
@@ -49,7 +49,7 @@ class FileBlockDev:
             self.f = open(path, "r+b")
         except OSError:
             self.f = open(path, "w+b")
-            for _ in range(block_count * BLOCK_SIZE // _CHUNK):
+            for _ in range(block_count * _BLOCK_SIZE // _CHUNK):
                 self.f.write(self._blank)
 
     # -- fault injection -------------------------------------------------
@@ -77,7 +77,7 @@ class FileBlockDev:
     def readblocks(self, block, buf, offset=0):
         if self.dead:
             return _EIO
-        self.f.seek(block * BLOCK_SIZE + offset)
+        self.f.seek(block * _BLOCK_SIZE + offset)
         self.f.readinto(buf)
         return 0
 
@@ -89,7 +89,7 @@ class FileBlockDev:
         n = len(buf)
         if 0 <= land < n:
             n = land
-        pos = block * BLOCK_SIZE + offset
+        pos = block * _BLOCK_SIZE + offset
         done = 0
         # NOR program: bits only go from 1 to 0
         while done < n:
@@ -115,14 +115,14 @@ class FileBlockDev:
         if op == _IOCTL_BLOCK_COUNT:
             return self.block_count
         if op == _IOCTL_BLOCK_SIZE:
-            return BLOCK_SIZE
+            return _BLOCK_SIZE
         if op == _IOCTL_ERASE:
             if self.dead:
                 return _EIO
             land = self._op()
             self.erases[arg] += 1
-            n = BLOCK_SIZE if land < 0 else min(land, BLOCK_SIZE)
-            self.f.seek(arg * BLOCK_SIZE)
+            n = _BLOCK_SIZE if land < 0 else min(land, _BLOCK_SIZE)
+            self.f.seek(arg * _BLOCK_SIZE)
             while n > 0:
                 k = min(_CHUNK, n)
                 self.f.write(memoryview(self._blank)[:k])
@@ -135,7 +135,7 @@ class FileBlockDev:
         programmed: the flash holds no data, so formatting it loses nothing."""
         buf = self._scratch
         for b in range(2, self.block_count):
-            for off in range(0, BLOCK_SIZE, _CHUNK):
+            for off in range(0, _BLOCK_SIZE, _CHUNK):
                 self.readblocks(b, buf, off)
                 if buf != self._blank:
                     return False

@@ -15,8 +15,8 @@ from firmware.credit.policy import (Policy, Friendly, PREPAID, POSTPAID, REMOTE_
 from firmware.credit.protection import Protection
 
 # An increment longer than this (meter time) is treated as this long: it bounds
-# the work of one tick; energy is spread over the last MAX_SPAN_S seconds.
-MAX_SPAN_S = const(2678400)  # 31 days
+# the work of one tick; energy is spread over the last _MAX_SPAN_S seconds.
+_MAX_SPAN_S = const(2678400)  # 31 days
 
 _FREE = {"version": 0, "price_milli_per_kwh": 0}
 
@@ -60,8 +60,8 @@ class CreditEngine:
         ev = self.events
         if span_s < 0:
             span_s = 0
-        elif span_s > MAX_SPAN_S:
-            span_s = MAX_SPAN_S
+        elif span_s > _MAX_SPAN_S:
+            span_s = _MAX_SPAN_S
         if synced:
             self.unsynced_s = 0
         else:

@@ -37,11 +37,11 @@ from firmware.link import protocol as P
 from firmware.link.orders import OrderBook, MAX_ORDER
 from firmware.link.replay import CounterWindow
 
-MAX_TOPUP_MINOR = const(100000000)   # 1,000,000.00 in a 2-decimal currency
+_MAX_TOPUP_MINOR = const(100000000)   # 1,000,000.00 in a 2-decimal currency
 # Larger than a 31-bit small int, so plain ints rather than const().
 MAX_CTR = 0xFFFFFFFFFFFF             # 2**48 - 1: room for millisecond counters
 MAX_UTC = 0xFFFFFFFF
-MIN_TIME_UTC = const(1577836800)     # 2020-01-01: a time sync earlier than this is wrong
+_MIN_TIME_UTC = const(1577836800)     # 2020-01-01: a time sync earlier than this is wrong
 MAX_INT31 = 0x7FFFFFFF
 INTERNAL = "internal"                # the facade raised: a bug, logged by the app
 
@@ -50,21 +50,21 @@ _COMMON = ("v", "meter", "ctr", "exp", "kind", "mac")
 # kind -> ((field, lo, hi) for ints | (field, choices tuple) | (field, dict)), optional fields
 _OBJ = dict
 KINDS = {
-    "topup": ((("order", 1, MAX_ORDER), ("amount_minor", 1, MAX_TOPUP_MINOR)), ()),
+    "topup": ((("order", 1, MAX_ORDER), ("amount_minor", 1, _MAX_TOPUP_MINOR)), ()),
     "tariff": ((("version", 1, MAX_INT31), ("activate_utc_s", 0, MAX_UTC), ("tariff", _OBJ)), ()),
     "relay": ((("action", ("connect", "disconnect")),), ()),
     "mode": ((("mode", ("prepaid", "postpaid")),), ()),
     "config": ((("settings", _OBJ),), ()),
-    "time": ((("utc_s", MIN_TIME_UTC, MAX_UTC),), ()),
+    "time": ((("utc_s", _MIN_TIME_UTC, MAX_UTC),), ()),
     "query": ((("what", ("state", "commlog", "billing", "billing_monthly", "events")),), (("since", 0, MAX_CTR),)),
 }
 # Reserved for later issues, refused as unknown_kind today: "token", "update".
 
 # config settings: name -> (lo, hi); "holidays" is a list of YYYYMMDD ints.
 CONFIG = {
-    "warn1_minor": (0, MAX_TOPUP_MINOR),
-    "warn2_minor": (0, MAX_TOPUP_MINOR),
-    "emergency_credit_minor": (0, MAX_TOPUP_MINOR),
+    "warn1_minor": (0, _MAX_TOPUP_MINOR),
+    "warn2_minor": (0, _MAX_TOPUP_MINOR),
+    "emergency_credit_minor": (0, _MAX_TOPUP_MINOR),
     "report_interval_s": (60, 86400),
     "state_interval_s": (10, 86400),
     "friendly_start_min": (0, 1439),
@@ -74,7 +74,7 @@ CONFIG = {
     "utc_offset_min": (-720, 840),
     "holidays": (19700101, 99991231),
 }
-MAX_HOLIDAYS = const(32)
+_MAX_HOLIDAYS = const(32)
 
 
 def _int_in(v, lo, hi):
@@ -99,7 +99,7 @@ def _check_settings(s):
             return P.UNKNOWN_FIELD
         v = s[k]
         if k == "holidays":
-            if type(v) is not list or len(v) > MAX_HOLIDAYS:
+            if type(v) is not list or len(v) > _MAX_HOLIDAYS:
                 return P.BAD_FIELD
             for d in v:
                 if not _int_in(d, lim[0], lim[1]):

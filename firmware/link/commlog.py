@@ -13,20 +13,20 @@ from micropython import const
 
 from firmware.link.protocol import encodable
 
-SIZE = const(32)
-DETAIL_MAX = const(24)
+_SIZE = const(32)
+_DETAIL_MAX = const(24)
 
 
 def _clean(s):
     # Details go into signed canonical JSON: what the codec cannot spell as it
     # is becomes "?".
-    if encodable(s, DETAIL_MAX):
+    if encodable(s, _DETAIL_MAX):
         return s
     return "".join(c if encodable(c, 1) else "?" for c in s)
 
 
 class CommLog:
-    def __init__(self, now_s=None, size=SIZE):
+    def __init__(self, now_s=None, size=_SIZE):
         # now_s() -> utc seconds, or 0/None before the clock is set
         self._now = now_s or (lambda: 0)
         self._t = [0] * size
@@ -40,7 +40,7 @@ class CommLog:
         self._t[i] = self._now() or 0
         self._code[i] = code
         if type(detail) is str:
-            detail = _clean(detail[:DETAIL_MAX])
+            detail = _clean(detail[:_DETAIL_MAX])
         self._detail[i] = detail
         self._next = (i + 1) % len(self._t)
         self.count += 1

@@ -28,9 +28,9 @@ REGISTER = "register"
 DIAL = "dial"
 DATA = "data"
 
-REDIAL = const(0)
+_REDIAL = const(0)
 RESET = const(1)
-POWER = const(2)
+_POWER = const(2)
 _RUNG_NAMES = ("redial", "reset", "power")
 
 
@@ -57,7 +57,7 @@ class ModemLink:
         self.up = False
         self.ppp = None
         self._carrier_lost = False
-        self.rung = POWER        # the first bring-up powers the module on
+        self.rung = _POWER        # the first bring-up powers the module on
         self.fails = 0
         self.backoff_ms = 0
         self.counts = {"dials": 0, "calls": 0, "drops": 0, "redial": 0, "reset": 0, "power": 0}
@@ -127,14 +127,14 @@ class ModemLink:
         rung = self.rung
         self.counts[_RUNG_NAMES[rung]] += 1
         self.state = BOOT
-        if rung == POWER:
+        if rung == _POWER:
             await self._power_cycle()
         elif rung == RESET:
             await self._reset()
         else:
             await self._leave_data()
         at.discard_input()
-        if not await at.sync(self.BOOT_MS if rung != REDIAL else 3000):
+        if not await at.sync(self.BOOT_MS if rung != _REDIAL else 3000):
             return await self._fail("no answer")
         if not await at.setup():
             return await self._fail("setup")
@@ -208,12 +208,12 @@ class ModemLink:
                 self.fail_reason = "carrier lost"
                 if stable:
                     self.fails = 0
-                    self.rung = REDIAL
+                    self.rung = _REDIAL
                     continue  # a long call ended: redial at once
                 self.fails += 1   # calls that keep dropping back off too
-                self.rung = REDIAL
+                self.rung = _REDIAL
             else:
                 self.fails += 1
-                self.rung = min(POWER, self.rung + 1)
+                self.rung = min(_POWER, self.rung + 1)
             self.backoff_ms = self._next_backoff()
             await asyncio.sleep_ms(self.backoff_ms)

@@ -7,7 +7,7 @@
 # When the outbox is full it makes room in this order:
 #   1. the oldest already-sent event (telemetry first, credit and relay last);
 #   2. the oldest unsent TELEMETRY event;
-#   3. the oldest unsent EVENT-class event (warnings, faults, tariff, frozen);
+#   3. the oldest unsent _EVENT-class event (warnings, faults, tariff, frozen);
 #   CRITICAL events (credit, relay) are never dropped: they may fill up to
 #   hard_cap, beyond which add() refuses and the app must raise a fault.
 # Dropped seqs are remembered (recent ones listed, all counted) for the state
@@ -25,7 +25,7 @@ from micropython import const
 from firmware.link import protocol as P
 
 TELEMETRY = const(0)
-EVENT = const(1)
+_EVENT = const(1)
 CRITICAL = const(2)
 
 # Priority class of each event kind (docs/protocol.md, "Events").
@@ -34,17 +34,17 @@ PRIORITY = {
     "topup": CRITICAL,
     "ledger": CRITICAL,     # emergency-credit loans, repayments, adjustments
     "relay": CRITICAL,
-    "warning": EVENT,
-    "fault": EVENT,
-    "tamper": EVENT,
-    "tariff": EVENT,
-    "mode": EVENT,
-    "frozen_daily": EVENT,
-    "frozen_monthly": EVENT,
+    "warning": _EVENT,
+    "fault": _EVENT,
+    "tamper": _EVENT,
+    "tariff": _EVENT,
+    "mode": _EVENT,
+    "frozen_daily": _EVENT,
+    "frozen_monthly": _EVENT,
 }
-CAP = const(24)
-HARD_CAP = const(48)
-DROPPED_KEPT = const(16)
+_CAP = const(24)
+_HARD_CAP = const(48)
+_DROPPED_KEPT = const(16)
 
 _PRIO = const(0)
 _SENT = const(1)
@@ -53,7 +53,7 @@ _BODY = const(3)
 
 
 class Outbox:
-    def __init__(self, path, meter_id, cap=CAP, hard_cap=HARD_CAP, seq_floor=0):
+    def __init__(self, path, meter_id, cap=_CAP, hard_cap=_HARD_CAP, seq_floor=0):
         """seq_floor: the highest seq known from another record (e.g. the
         ledger), so seqs keep rising even if this file is lost."""
         self.path = path
@@ -74,7 +74,7 @@ class Outbox:
     def add(self, kind, fields, t):
         """Append an event; returns its seq, or None when it was not kept
         (telemetry with no room, or hard_cap full of critical events)."""
-        prio = PRIORITY.get(kind, EVENT)
+        prio = PRIORITY.get(kind, _EVENT)
         if not self._make_room(prio):
             return None
         seq = self.next_seq
@@ -94,7 +94,7 @@ class Outbox:
         if len(self.entries) < self.cap:
             return True
         for e in self.entries:
-            if e[_SENT] or e[_PRIO] == TELEMETRY or (prio != TELEMETRY and e[_PRIO] == EVENT):
+            if e[_SENT] or e[_PRIO] == TELEMETRY or (prio != TELEMETRY and e[_PRIO] == _EVENT):
                 return True
         return len(self.entries) < (self.hard_cap if prio == CRITICAL else self.cap)
 
@@ -105,7 +105,7 @@ class Outbox:
                 continue
             if prio == TELEMETRY:
                 return False
-            if self._evict_unsent(EVENT):
+            if self._evict_unsent(_EVENT):
                 continue
             break
         return len(self.entries) < limit
@@ -113,7 +113,7 @@ class Outbox:
     def _evict_sent(self):
         # Delivered history is kept for "query events since"; credit and relay
         # events are the ones a head-end most needs back, so they go last.
-        for prio in (TELEMETRY, EVENT, CRITICAL):
+        for prio in (TELEMETRY, _EVENT, CRITICAL):
             for i in range(len(self.entries)):
                 e = self.entries[i]
                 if e[_SENT] and e[_PRIO] == prio:
@@ -127,7 +127,7 @@ class Outbox:
             if e[_PRIO] == prio and not e[_SENT]:
                 self.entries.pop(i)
                 self.dropped.append(e[_SEQ])
-                if len(self.dropped) > DROPPED_KEPT:
+                if len(self.dropped) > _DROPPED_KEPT:
                     self.dropped.pop(0)
                 self.dropped_total += 1
                 return True

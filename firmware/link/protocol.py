@@ -20,7 +20,7 @@ MAX_STR = const(64)           # characters in any string value
 MAX_KEY = const(32)           # characters in an object key
 MAX_LIST = const(64)          # items in a list, keys in an object
 MAX_DEPTH = const(4)          # nesting of objects/lists below the top level
-MAC_HEX_LEN = const(64)
+_MAC_HEX_LEN = const(64)
 
 # Reason codes sent back in rejection acks (docs/protocol.md, "Reason codes").
 OVERSIZED = "oversized"          # payload longer than MAX_CMD_BYTES (read through, not parsed)
@@ -202,7 +202,7 @@ class Signer:
     def verify(self, msg, mac_hex):
         """True when mac_hex is the MAC of msg. Time does not depend on where
         the first differing digit is (only on the fixed MAC length)."""
-        if type(mac_hex) is not str or len(mac_hex) != MAC_HEX_LEN:
+        if type(mac_hex) is not str or len(mac_hex) != _MAC_HEX_LEN:
             return False
         return equal_ct(self.mac_hex(msg), mac_hex)
 

@@ -2,7 +2,7 @@
 # alive through a cellular link, and reconnects by itself.
 #
 # umqtt.simple encodes and decodes the MQTT packets; this module owns the
-# socket. umqtt's client is handed a _Pipe instead of a socket: its writes
+# socket. umqtt's client is handed a Pipe instead of a socket: its writes
 # queue bytes that we send with non-blocking writes, and its reads are served
 # from one complete packet we already received. So umqtt never blocks: the
 # loop is held up only by the few microseconds of encoding and decoding
@@ -30,147 +30,20 @@ from micropython import const
 from umqtt import simple
 from umqtt.simple import MQTTClient, MQTTException
 
-from firmware.link.protocol import MAX_CMD_BYTES, HEAD_BYTES
+from firmware.link.mqttwire import TOPIC_MAX, BigPublish, Drop, NeedMore, Pipe, packet_len
+from firmware.link.protocol import MAX_CMD_BYTES
 
 POLL_MS = const(50)          # socket poll period while up
 _IPPROTO_TCP = const(6)
 _TCP_NODELAY = const(1)
 KEEPALIVE_MAX_S = const(240)
-TX_MAX = const(4096)         # queued bytes beyond which publish() says no
+_TX_MAX = const(4096)         # queued bytes beyond which publish() says no
 # Incoming PUBLISH packets are held whole only up to one command's worth: the
 # protocol's payload limit plus the fixed header (<= 5), the topic (length
 # and <= TOPIC_MAX bytes) and the packet id. A bigger one is read through and
-# dropped as it arrives, never held (see _Big); other packets are tiny.
-TOPIC_MAX = const(64)        # meters/<id>/cmd is at most 43
+# dropped as it arrives, never held (see BigPublish); other packets are tiny.
 RX_MAX = MAX_CMD_BYTES + 5 + 2 + TOPIC_MAX + 2   # imported names are not const()
 DISCARD_PER_PASS = const(4096)  # bytes of an oversized packet dropped per loop pass
-_CAPTURE = 5 + 2 + TOPIC_MAX + 2 + HEAD_BYTES  # what is kept of one
-
-
-class _NeedMore(Exception):
-    # umqtt asked for bytes that have not arrived: it has finished writing its
-    # request, and the reply will be handled by the session's receive loop
-    pass
-
-
-class _Pipe:
-    """What umqtt's client sees as its socket."""
-
-    def __init__(self):
-        self.tx = bytearray()
-        self.rx = b""
-        self.pos = 0
-
-    def write(self, buf, n=None):
-        if isinstance(buf, str):
-            buf = buf.encode()
-        if n is None:
-            self.tx.extend(buf)
-        else:
-            self.tx.extend(memoryview(buf)[:n])
-        return n if n is not None else len(buf)
-
-    def read(self, n):
-        if self.pos + n > len(self.rx):
-            raise _NeedMore()
-        b = self.rx[self.pos:self.pos + n]
-        self.pos += n
-        return b
-
-    def load(self, packet):
-        self.rx = packet
-        self.pos = 0
-
-    def setblocking(self, flag):
-        pass
-
-    def close(self):
-        pass
-
-    # umqtt.connect() calls socket.socket() and socket.getaddrinfo()
-    def socket(self):
-        return self
-
-    def getaddrinfo(self, host, port):
-        return [(0, 0, 0, "", None)]
-
-    def connect(self, addr):
-        pass
-
-
-class _Drop(Exception):
-    pass
-
-
-def _packet_len(buf):
-    """(length of the first MQTT packet in buf, length of its fixed header),
-    or (0, 0) while its fixed header is incomplete."""
-    n = 0
-    shift = 0
-    i = 1
-    while True:
-        if i >= len(buf):
-            return 0, 0
-        b = buf[i]
-        n |= (b & 0x7F) << shift
-        i += 1
-        if not b & 0x80:
-            break
-        shift += 7
-        if shift > 21:
-            raise _Drop("bad length")
-    return i + n, i
-
-
-class _Big:
-    """An oversized PUBLISH, read through as it arrives and dropped: only its
-    first _CAPTURE bytes (fixed header, topic, packet id, the head of the
-    payload) and the packet id are kept, whatever its length."""
-
-    def __init__(self, flags, total, hdr):
-        self.qos = (flags >> 1) & 3
-        self.total = total       # bytes of the whole packet
-        self.hdr = hdr           # bytes of its fixed header
-        self.seen = 0            # bytes of it consumed so far
-        self.cap = bytearray(_CAPTURE)
-        self.pid_off = -1        # offset of the packet id, once the topic length is in
-        self.pid = 0
-
-    @property
-    def left(self):
-        return self.total - self.seen
-
-    def take(self, mv):
-        """Consume the packet's next bytes (a memoryview no longer than left)."""
-        at = self.seen
-        n = len(mv)
-        if at < _CAPTURE:
-            k = min(n, _CAPTURE - at)
-            self.cap[at:at + k] = mv[:k]
-        self.seen = at + n
-        if self.pid_off < 0 and self.seen >= self.hdr + 2:
-            tl = self.cap[self.hdr] << 8 | self.cap[self.hdr + 1]
-            self.pid_off = self.hdr + 2 + tl
-        po = self.pid_off
-        if self.qos and po >= 0:
-            for k in (0, 1):  # the two bytes of the packet id, wherever they fall
-                if at <= po + k < at + n:
-                    self.pid = self.pid << 8 | mv[po + k - at]
-
-    def topic(self):
-        tl = self.pid_off - self.hdr - 2
-        if tl > TOPIC_MAX:
-            return None  # too long to have kept: not ours
-        return bytes(self.cap[self.hdr + 2:self.hdr + 2 + tl])
-
-    def head(self):
-        start = self.pid_off + (2 if self.qos else 0)
-        end = min(_CAPTURE, start + HEAD_BYTES, self.total)
-        return bytes(self.cap[start:end]) if start < end else b""
-
-    def size(self):
-        """Bytes of the payload."""
-        return self.total - self.pid_off - (2 if self.qos else 0)
 
 
 class Session:
@@ -203,7 +76,7 @@ class Session:
         if status_topic:
             self.client.set_last_will(status_topic, b"offline", retain=True, qos=1)
         self.client.set_callback(self._decoded)
-        self.pipe = _Pipe()
+        self.pipe = Pipe()
         self.client.sock = self.pipe
         self.subs = []
         self.up = False
@@ -242,7 +115,7 @@ class Session:
         packet id (1-65535; acked(pid) tells when the broker has it, and a
         missing PUBACK drops the connection), at QoS 0 True. False when the
         link is down or backed up: the caller keeps the message."""
-        if not self.up or len(self.pipe.tx) > TX_MAX:
+        if not self.up or len(self.pipe.tx) > _TX_MAX:
             return False
         try:
             pid = self._publish(topic, payload, retain, qos)
@@ -391,7 +264,7 @@ class Session:
             ev = poller.poll(0)
             if ev:
                 if ev[0][1] & (select.POLLERR | select.POLLHUP):
-                    raise _Drop("connect refused")
+                    raise Drop("connect refused")
                 break
             self._check_deadline(deadline, "connect timeout")
             await asyncio.sleep_ms(20)
@@ -404,7 +277,7 @@ class Session:
         simple.socket = self.pipe
         try:
             self.client.connect(clean_session=False)
-        except _NeedMore:
+        except NeedMore:
             pass
         finally:
             simple.socket = saved
@@ -416,8 +289,8 @@ class Session:
                 break
             self._check_deadline(deadline, "no connack")
             await asyncio.sleep_ms(20)
-        if isinstance(pkt, _Big) or pkt[0] != 0x20 or len(pkt) < 4:
-            raise _Drop("not a connack")
+        if isinstance(pkt, BigPublish) or pkt[0] != 0x20 or len(pkt) < 4:
+            raise Drop("not a connack")
         if pkt[3] != 0:
             raise MQTTException(pkt[3])  # 4 bad credentials, 5 not authorised
         self._stats["session_present"] = pkt[2] & 1
@@ -443,7 +316,7 @@ class Session:
     async def _serve(self):
         while True:
             if self.net is not None and not self.net.up:
-                raise _Drop("network down")
+                raise Drop("network down")
             if self._broken is not None:
                 raise self._broken
             while True:
@@ -451,7 +324,7 @@ class Session:
                 if pkt is None:
                     break
                 self._dispatch(pkt)
-                if isinstance(pkt, _Big):
+                if isinstance(pkt, BigPublish):
                     break   # one oversized message per pass: the others wait their turn
             self._flush()
             self._keepalive()
@@ -480,14 +353,14 @@ class Session:
     def _fail(self, err):
         self._stats["last_error"] = repr(err)
         self._last_reason = _reason(err)
-        if not isinstance(err, (_Drop, MQTTException)):
+        if not isinstance(err, (Drop, MQTTException)):
             self._addr = None  # resolve again next time: the address may have moved
         self.up = False
 
     @staticmethod
     def _check_deadline(deadline, what):
         if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
-            raise _Drop(what)
+            raise Drop(what)
 
     # --- bytes in and out, never waiting
     def _flush(self):
@@ -505,25 +378,25 @@ class Session:
                 self.pipe.tx = bytearray()
                 self._sent = 0
         elif time.ticks_diff(now, self._stall_since) > self.SEND_STALL_MS:
-            raise _Drop("send stalled")
+            raise Drop("send stalled")
 
     def _read_packet(self):
-        """One complete packet from the socket (bytes), a _Big once an
+        """One complete packet from the socket (bytes), a BigPublish once an
         oversized PUBLISH has been read through, or None if not all here yet.
-        Reads at most one chunk, or DISCARD_PER_PASS bytes of a _Big, per
+        Reads at most one chunk, or DISCARD_PER_PASS bytes of a BigPublish, per
         call: the loop yields between calls, so metering never waits."""
         if self._big is not None:
             return self._discard()
-        total, hdr = _packet_len(self._rxbuf)
+        total, hdr = packet_len(self._rxbuf)
         if not total:
             self._recv()
-            total, hdr = _packet_len(self._rxbuf)
+            total, hdr = packet_len(self._rxbuf)
             if not total:
                 return None
         if total > RX_MAX:
             if self._rxbuf[0] & 0xF0 != 0x30:
-                raise _Drop("packet too big")   # only a PUBLISH may be long
-            self._big = _Big(self._rxbuf[0], total, hdr)
+                raise Drop("packet too big")   # only a PUBLISH may be long
+            self._big = BigPublish(self._rxbuf[0], total, hdr)
             rest = self._rxbuf
             self._rxbuf = bytearray()
             self._feed_big(rest)
@@ -540,13 +413,13 @@ class Session:
         # one chunk from the socket into _rxbuf
         n = self._sock.readinto(self._chunk)
         if n == 0:
-            raise _Drop("closed by peer")
+            raise Drop("closed by peer")
         if n:
             self._stats["bytes_in"] += n
             self._rxbuf.extend(memoryview(self._chunk)[:n])
 
     def _feed_big(self, buf):
-        # the _Big takes what is its own; bytes after its end start the next packet
+        # the BigPublish takes what is its own; bytes after its end start the next packet
         big = self._big
         mv = memoryview(buf)
         k = min(len(mv), big.left)
@@ -560,7 +433,7 @@ class Session:
         while big.left and budget > 0:
             n = self._sock.readinto(self._chunk)
             if n == 0:
-                raise _Drop("closed by peer")
+                raise Drop("closed by peer")
             if not n:
                 return None    # the rest is still on its way
             self._stats["bytes_in"] += n
@@ -572,7 +445,7 @@ class Session:
         return big
 
     def _dispatch(self, pkt):
-        if isinstance(pkt, _Big):
+        if isinstance(pkt, BigPublish):
             self._dropped(pkt)
             return
         kind = pkt[0] & 0xF0
@@ -615,7 +488,7 @@ class Session:
         now = time.ticks_ms()
         if self._ping_at is not None:
             if time.ticks_diff(now, self._ping_at) > self.PINGRESP_TIMEOUT_MS:
-                raise _Drop("no pingresp")
+                raise Drop("no pingresp")
         elif time.ticks_diff(now, self._last_tx) >= self.keepalive_s * 750:
             # three quarters of the keepalive: a lost ping is still noticed
             # before the broker gives up on us at one and a half
@@ -625,7 +498,7 @@ class Session:
             self._flush()
         for pid in self._inflight:
             if time.ticks_diff(now, self._inflight[pid]) > self.PUBACK_TIMEOUT_MS:
-                raise _Drop("no puback")
+                raise Drop("no puback")
 
     # --- packets out, through umqtt's encoders
     def _next_pid(self):
@@ -638,7 +511,7 @@ class Session:
         pid = self._next_pid()
         try:
             self.client.publish(topic, payload, retain, qos)
-        except _NeedMore:
+        except NeedMore:
             self._inflight[pid] = time.ticks_ms()  # QoS 1: PUBACK comes later
         return pid
 
@@ -646,7 +519,7 @@ class Session:
         self._next_pid()
         try:
             self.client.subscribe(topic, qos)
-        except _NeedMore:
+        except NeedMore:
             pass   # SUBACK is checked by _dispatch
 
     def _decoded(self, topic, payload):
@@ -664,7 +537,7 @@ class Session:
 def _reason(err):
     # a failure in words for the log: "connect refused", "errno 113"
     a = err.args
-    if a and isinstance(err, _Drop):
+    if a and isinstance(err, Drop):
         return str(a[0])
     if a and isinstance(err, OSError):
         return "errno %s" % a[0]

@@ -5,14 +5,14 @@
 # the board's divider and the IC's gain, found at calibration and given in
 # the provisioning config as `cf1_mhz_per_v`; without it the voltage is
 # unknown (None), never guessed. The frequency is measured over at least
-# SPAN_MS of meter time between two counter reads.
+# _SPAN_MS of meter time between two counter reads.
 from micropython import const
 
-SPAN_MS = const(1000)
+_SPAN_MS = const(1000)
 
 
 class Cf1Voltage:
-    def __init__(self, mhz_per_v, count, now_ms, span_ms=SPAN_MS):
+    def __init__(self, mhz_per_v, count, now_ms, span_ms=_SPAN_MS):
         if int(mhz_per_v) <= 0:
             raise ValueError("cf1_mhz_per_v")
         self.mhz_per_v = int(mhz_per_v)

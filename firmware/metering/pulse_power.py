@@ -3,9 +3,9 @@
 #
 # The meter reads the pulse counter once a tick, so a pulse is timed to the
 # tick that first sees it. The rate is taken over a window of at least
-# WINDOW_MS between two such ticks, which keeps that +-1 tick error small
+# _WINDOW_MS between two such ticks, which keeps that +-1 tick error small
 # against the window at any load. Two anchors ping-pong so the window is
-# always between WINDOW_MS and twice that once pulses are frequent.
+# always between _WINDOW_MS and twice that once pulses are frequent.
 #
 # Between pulses no pulse for `idle` ms bounds the power by one pulse's
 # energy over `idle`: a load that stops brings the figure down at once
@@ -21,12 +21,12 @@
 # 20 minutes of pulses, so update() allocates nothing.
 from micropython import const
 
-WINDOW_MS = const(10000)
-TIMEOUT_MS = const(300000)   # below one pulse per 5 min the load reads 0 W
+_WINDOW_MS = const(10000)
+_TIMEOUT_MS = const(300000)   # below one pulse per 5 min the load reads 0 W
 
 
 class PulsePower:
-    def __init__(self, imp_per_kwh, count, now_ms, timeout_ms=TIMEOUT_MS, window_ms=WINDOW_MS):
+    def __init__(self, imp_per_kwh, count, now_ms, timeout_ms=_TIMEOUT_MS, window_ms=_WINDOW_MS):
         # energy of one pulse in mJ: 3.6e9 mJ per kWh (>= 360000 for imp <= 10000)
         self.mj_per_pulse = 3600000000 // int(imp_per_kwh)
         self.timeout_ms = timeout_ms

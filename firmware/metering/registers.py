@@ -3,8 +3,8 @@
 # Totals: import 1.8.0, per tariff period 1.8.1..1.8.4, export 2.8.0. Calendar
 # registers: today/yesterday, this/last month, and the 15-minute maximum
 # demand of the month (OBIS 1.6.0). Frozen records are taken at local
-# midnight (daily, ring of DAYS_KEPT) and at month end (monthly, ring of
-# MONTHS_KEPT).
+# midnight (daily, ring of _DAYS_KEPT) and at month end (monthly, ring of
+# _MONTHS_KEPT).
 #
 # Time is the caller's local wall clock in seconds (clock.py), which can jump:
 #  - backwards (RTC corrected, DST ending): the calendar position never moves
@@ -20,9 +20,9 @@ from micropython import const
 
 from firmware.localtime import DAY_S, month_key
 
-DAYS_KEPT = const(62)
-MONTHS_KEPT = const(24)
-PERIODS = const(4)
+_DAYS_KEPT = const(62)
+_MONTHS_KEPT = const(24)
+_PERIODS = const(4)
 _WINDOW_S = const(900)     # demand integration period
 _DREC = const(4)           # daily record: day, 1.8.0, 2.8.0, day import Wh
 _MREC = const(9)           # monthly: month, 1.8.0, 1.8.1..1.8.4, 2.8.0, month Wh, max demand W
@@ -32,7 +32,7 @@ _SKIP_MAX = const(800)     # days frozen one by one on a forward jump (> 24 mont
 class Registers:
     def __init__(self):
         self.import_wh = 0                       # 1.8.0
-        self.period_wh = array.array("i", bytes(4 * PERIODS))  # 1.8.1..1.8.4
+        self.period_wh = array.array("i", bytes(4 * _PERIODS))  # 1.8.1..1.8.4
         self.export_wh = 0                       # 2.8.0
         self.day = -1                            # local day number of "today"
         self.today_wh = 0
@@ -45,10 +45,10 @@ class Registers:
         self.md_w = 0                            # this month's max 15-min demand
         self.md_at = 0                           # local start of that window
         self.last_md_w = 0
-        self.daily = array.array("i", bytes(4 * _DREC * DAYS_KEPT))
-        self.days_n = 0                          # records held (<= DAYS_KEPT)
+        self.daily = array.array("i", bytes(4 * _DREC * _DAYS_KEPT))
+        self.days_n = 0                          # records held (<= _DAYS_KEPT)
         self.days_head = 0                       # next slot to write
-        self.monthly = array.array("i", bytes(4 * _MREC * MONTHS_KEPT))
+        self.monthly = array.array("i", bytes(4 * _MREC * _MONTHS_KEPT))
         self.months_n = 0
         self.months_head = 0
 
@@ -58,7 +58,7 @@ class Registers:
         self._advance(local_s)
         if import_wh > 0:
             self.import_wh += import_wh
-            if period_index < 0 or period_index >= PERIODS:
+            if period_index < 0 or period_index >= _PERIODS:
                 period_index = 0
             self.period_wh[period_index] += import_wh
             self.today_wh += import_wh
@@ -107,8 +107,8 @@ class Registers:
         r[k + 1] = self.import_wh
         r[k + 2] = self.export_wh
         r[k + 3] = self.today_wh
-        self.days_head = (self.days_head + 1) % DAYS_KEPT
-        if self.days_n < DAYS_KEPT:
+        self.days_head = (self.days_head + 1) % _DAYS_KEPT
+        if self.days_n < _DAYS_KEPT:
             self.days_n += 1
         self.yesterday_wh = self.today_wh
         self.today_wh = 0
@@ -123,13 +123,13 @@ class Registers:
         k = self.months_head * _MREC
         r[k] = self.month
         r[k + 1] = self.import_wh
-        for p in range(PERIODS):
+        for p in range(_PERIODS):
             r[k + 2 + p] = self.period_wh[p]
         r[k + 6] = self.export_wh
         r[k + 7] = self.month_wh
         r[k + 8] = self.md_w
-        self.months_head = (self.months_head + 1) % MONTHS_KEPT
-        if self.months_n < MONTHS_KEPT:
+        self.months_head = (self.months_head + 1) % _MONTHS_KEPT
+        if self.months_n < _MONTHS_KEPT:
             self.months_n += 1
         self.last_month_wh = self.month_wh
         self.month_wh = 0
@@ -141,18 +141,18 @@ class Registers:
     def daily_records(self):
         """Oldest first: [day, import_wh(1.8.0), export_wh(2.8.0), day_wh]."""
         out = []
-        start = (self.days_head - self.days_n) % DAYS_KEPT
+        start = (self.days_head - self.days_n) % _DAYS_KEPT
         for j in range(self.days_n):
-            k = ((start + j) % DAYS_KEPT) * _DREC
+            k = ((start + j) % _DAYS_KEPT) * _DREC
             out.append(list(self.daily[k:k + _DREC]))
         return out
 
     def monthly_records(self):
         """Oldest first: [month, 1.8.0, 1.8.1, 1.8.2, 1.8.3, 1.8.4, 2.8.0, month_wh, md_w]."""
         out = []
-        start = (self.months_head - self.months_n) % MONTHS_KEPT
+        start = (self.months_head - self.months_n) % _MONTHS_KEPT
         for j in range(self.months_n):
-            k = ((start + j) % MONTHS_KEPT) * _MREC
+            k = ((start + j) % _MONTHS_KEPT) * _MREC
             out.append(list(self.monthly[k:k + _MREC]))
         return out
 
@@ -184,18 +184,18 @@ class Registers:
         for name in cls._SCALARS:
             if name in d:
                 setattr(r, name, int(d[name]))
-        for p, v in enumerate(d.get("period_wh", ())[:PERIODS]):
+        for p, v in enumerate(d.get("period_wh", ())[:_PERIODS]):
             r.period_wh[p] = int(v)
-        for rec in d.get("daily", ())[-DAYS_KEPT:]:
+        for rec in d.get("daily", ())[-_DAYS_KEPT:]:
             k = r.days_head * _DREC
             for j in range(_DREC):
                 r.daily[k + j] = int(rec[j])
-            r.days_head = (r.days_head + 1) % DAYS_KEPT
+            r.days_head = (r.days_head + 1) % _DAYS_KEPT
             r.days_n += 1
-        for rec in d.get("monthly", ())[-MONTHS_KEPT:]:
+        for rec in d.get("monthly", ())[-_MONTHS_KEPT:]:
             k = r.months_head * _MREC
             for j in range(_MREC):
                 r.monthly[k + j] = int(rec[j])
-            r.months_head = (r.months_head + 1) % MONTHS_KEPT
+            r.months_head = (r.months_head + 1) % _MONTHS_KEPT
             r.months_n += 1
         return r
