@@ -34,6 +34,8 @@ OPTIONAL = (" key_hex"              # the meter's key, 64 hex digits; none = no 
             " broker_ca_hex"        # broker CA (DER, hex): TLS with verification
             " apn ppp_user ppp_key"                            # link/modem.py, boards/esp32.py
             " tariff mode warn_minor repeat_level silence_s"   # credit/ (meter._CREDIT_KEYS)
+            " warn_days"                                       # credit/forecast.py, policy.py
+            " quiet_hours"                                     # ui/buzzer.py
             " reconnect emergency_minor emergency_below_minor"
             " friendly unsynced_friendly_s protection"
             " metering_source crosscheck_pct"                  # metering/revenue.py

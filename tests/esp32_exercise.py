@@ -424,6 +424,28 @@ def case_buzzer():
     return {"steps": steps}
 
 
+def case_buzzer_pattern():
+    # the buzzer's decision (ui/buzzer.py) driving the board's PWM, as the UI
+    # task does: a level-1 beep of the policy, polled every 10 ms
+    from firmware.ui.buzzer import Tones
+    from firmware.credit.policy import Policy
+    b = fresh_board()
+    p = Policy({})
+    p.level = 1
+    t = Tones({})
+    b.buzzer(t.on(0, 0, p, None))
+    p.beeps += 1
+    start = len(machine.log)
+    seen = []
+    for ms in range(10, 3020, 10):
+        b.buzzer(t.on(ms, 0, p, None))
+        for e in machine.log[start:]:
+            if e[0] == "pwm" and e[1] == pins.BUZZER:
+                seen.append([ms] + list(e[2:]))
+        start = len(machine.log)
+    return {"seen": seen}
+
+
 def case_inputs():
     b = fresh_board()
     out = {"rest": [b.button_down("query"), b.button_down(), b.maintenance_held()]}

@@ -254,6 +254,16 @@ def test_buzzer_drives_a_50_percent_pwm_and_touches_it_only_on_change(seen):
     ]
 
 
+def test_the_buzzer_pattern_reaches_the_pwm_as_pitch_and_duty_changes(seen):
+    # level 1's pattern (ui/buzzer.py): two 150 ms beeps at 2400 Hz, then quiet
+    assert seen["buzzer_pattern"]["seen"] == [
+        [10, "freq", 2400], [10, "duty_u16", 32768],
+        [160, "duty_u16", 0],
+        [310, "duty_u16", 32768],
+        [460, "duty_u16", 0],
+    ]
+
+
 def test_query_button_tamper_switch_and_maintenance_hold_read_their_pins(seen):
     r = seen["inputs"]
     assert r["rest"] == [False, False, False]

@@ -263,6 +263,10 @@ class Esp32Board:
         return self._relay
 
     def buzzer(self, on, freq_hz=2700):
+        # `on`: False/0 silent, True at freq_hz, or the pitch itself in Hz
+        # (what ui/buzzer.py's patterns give, through MeterCore.buzzer_on)
+        if on and on is not True and on > 1:
+            freq_hz = on
         on = bool(on)
         if on == self._buzzer_on and (not on or freq_hz == self._buzzer_hz):
             return          # the UI calls this every poll: touch the PWM only on change

@@ -6,14 +6,18 @@
 # step the clock, raise the power-fail input. Its flash is a real LittleFS v2
 # image in a host file, and its watchdog is a thread that kills the process
 # when not fed, as the ESP32's hardware watchdog would reset the chip.
+import array
 import json
 import os
 import sys
 import time
 
+from micropython import const
+
 from firmware.boards import flashdev
 
 _ISO_EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z, default start of sim time
+_TONES_KEPT = const(16)       # buzzer changes the snapshot's buzzer_changes holds
 
 
 def _args(argv):
@@ -78,7 +82,10 @@ class SimBoard:
         self._cf1_acc = 0     # CF1 pulses not yet whole, in 1e-6 pulses
         self._last_sim_ms = self.mono_ms()
         self._relay = True
-        self._buzzer = False
+        # The buzzer: [pitch sounding now (Hz, 0: silent), changes so far,
+        # then a ring of the last _TONES_KEPT changes as (real ms, Hz)]; one
+        # array, so a change allocates nothing
+        self._buzzer = array.array("i", bytes(4 * (2 + 2 * _TONES_KEPT)))
         self._backlight = True
         self._lcd = None
         self.lcd_lines = []
@@ -195,7 +202,15 @@ class SimBoard:
         return self._relay
 
     def buzzer(self, on, freq_hz=2700):
-        self._buzzer = bool(on)
+        # `on`: False/0 silent, True at freq_hz, or the pitch itself in Hz
+        b = self._buzzer
+        hz = (on if on is not True and on > 1 else freq_hz) if on else 0
+        if hz != b[0]:
+            k = 2 + b[1] % _TONES_KEPT * 2
+            b[k] = time.ticks_ms()
+            b[k + 1] = hz
+            b[1] += 1
+            b[0] = hz
 
     def lcd_show(self, fb_bytes, lines):
         self._lcd = fb_bytes
@@ -412,7 +427,12 @@ class SimBoard:
         return {"ok": True}
 
     def snapshot(self):
-        return {"ok": True, "relay_closed": self._relay, "buzzer": self._buzzer,
+        b = self._buzzer
+        n = b[1]
+        log = [[b[2 + j % _TONES_KEPT * 2], b[3 + j % _TONES_KEPT * 2]]
+               for j in range(n - _TONES_KEPT if n > _TONES_KEPT else 0, n)]
+        return {"ok": True, "relay_closed": self._relay, "buzzer": b[0] > 0,
+                "buzzer_pitch_hz": b[0], "buzzer_changes": log,
                 "backlight": self._backlight, "lcd": self.lcd_lines, "load_w": self.load_w,
                 "volts": self.volts, "pulses": self._pulses, "mono_ms": self.mono_ms(),
                 "rtc_s": self.rtc_get(), "reset_cause": self._reset_cause}

@@ -152,7 +152,12 @@ class CreditEngine:
         return self.friendly.in_force(self.now_s)
 
     def _settle(self, why):
-        self.policy.settle(self.ledger.balance_minor, self.in_friendly,
+        p = self.policy
+        if p.warn_days:
+            # the meter core has it loaded for the screens anyway
+            from firmware.credit.forecast import days
+            p.days = days(self.ledger, self.now_s // DAY_S, self.ledger.balance_minor)
+        p.settle(self.ledger.balance_minor, self.in_friendly,
                            self.protection.open_reason(), why, self.now_s, self.events)
 
     # --- customer and server actions; each returns "ok" or a reason code
