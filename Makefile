@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # `make bench BENCH="store link"` runs only those tools/bench_<name>.py
 BENCH ?=
 
-.PHONY: all setup test run bench soak compile clean distclean coverage-esp32
+.PHONY: all setup test run bench soak compile screenshots golden clean distclean coverage-esp32
 
 all: test
 
@@ -55,6 +55,14 @@ bench: setup
 
 soak: setup
 	$(PY) -m pytest -q -s tests -m soak --soak-cuts=$(SOAK_CUTS) $(PYTEST_ARGS)
+
+# docs/screens/*.png and tests/golden/*.png from tools/screen_scenarios.py
+# (sim meters on a stepped clock: the same pixels every run)
+screenshots: setup
+	$(PY) tools/screenshots.py
+
+golden: setup
+	$(PY) tools/screenshots.py --golden
 
 coverage-esp32: setup
 	$(PY) tools/esp32_coverage.py

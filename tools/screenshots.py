@@ -259,8 +259,8 @@ def read_golden(path):
     img = Image.open(path).convert("1")
     if img.size != (lcd_png.WIDTH, lcd_png.HEIGHT):
         raise ValueError("%s is %dx%d, not 128x64" % ((path,) + img.size))
-    px = list(img.getdata())
-    return [[0 if px[y * lcd_png.WIDTH + x] else 1 for x in range(lcd_png.WIDTH)] for y in range(lcd_png.HEIGHT)]
+    px = img.load()
+    return [[0 if px[x, y] else 1 for x in range(lcd_png.WIDTH)] for y in range(lcd_png.HEIGHT)]
 
 
 def write_all(frames, folder, writer, prune=True):
