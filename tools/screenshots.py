@@ -25,10 +25,20 @@ from simmeter import MICROPYTHON, ROOT, SIM_KEY_HEX, SimMeter, ensure_compiled  
 
 DOCS_DIR = os.path.join(ROOT, "docs", "screens")
 GOLDEN_DIR = os.path.join(ROOT, "tests", "golden")
-# The app redraws the LCD at least once a second (firmware/app.py LCD_EVERY_MS)
-# and at once on a press or a relay change; a frame that has stayed the same
-# this long after the last action was drawn after it.
-STABLE_S = 1.4
+# The app redraws the LCD at least once a second (firmware/app.py
+# LCD_EVERY_MS) and at once on a press, a command or a relay change. Once an
+# action is done, the first frame that differs from the one shown then was
+# drawn after it; a frame that stays the same for longer than a refresh
+# period already showed it (1.5 s: the period, and half of one more as
+# margin on a loaded machine).
+FRESH_S = 1.5
+# The meter ticks once a real second even on a stepped clock (no time
+# passes), and a tick re-measures the power: what a tick right after a
+# stepped second shows (the pulses of that second) the next one replaces.
+# After a scenario's actions the runner waits out this many zero-time
+# ticks, so a picture never depends on where in a second it was taken.
+SETTLE_TICKS = 2
+METER_EVERY_MS = 100
 PRESS_MS = 150          # a short press, well above the key's debounce
 PRESS_WAIT_S = 1.5      # a press the ui task did not see by then is pressed again
 FAR_FUTURE = 4102444800
@@ -67,8 +77,12 @@ class Runner:
         cfg = dict(spec.get("config", {}))
         if not spec.get("broker"):
             cfg.setdefault("broker_port", 9)   # discard port: nothing listens
+        # the meter ticks every METER_EVERY_MS of real time instead of every
+        # second: on a stepped clock a tick meters only what a step gave it,
+        # so this changes no figure, and steps and settling go faster
+        args = ["--meter-every-ms", str(METER_EVERY_MS)] + list(spec.get("args", ()))
         self.meter = SimMeter("scr-" + name, workdir, broker_port=broker_port, config=cfg, step=True,
-                              epoch=spec.get("epoch", epoch), extra_args=spec.get("args", ()))
+                              epoch=spec.get("epoch", epoch), extra_args=args)
         key = self.meter.config.get("key_hex") or SIM_KEY_HEX
         self.key = bytes.fromhex(key)
         self.count = count
@@ -78,7 +92,8 @@ class Runner:
 
     def start(self):
         self.meter.start()
-        self.wait_stable()
+        self.settle()
+        self.frame = self.fresh_frame()
 
     def stop(self):
         self.meter.stop()
@@ -86,30 +101,43 @@ class Runner:
     def lcd(self):
         return self.meter.control({"cmd": "lcd_frame"})["hex"]
 
-    def wait_stable(self, timeout=30):
-        """The frame once it has stayed the same for STABLE_S."""
+    def fresh_frame(self, timeout=30):
+        """A frame drawn after everything done so far (see FRESH_S)."""
         deadline = time.monotonic() + timeout
-        last, since = self.lcd(), time.monotonic()
-        while time.monotonic() < deadline:
+        f0 = self.lcd()
+        while not f0:                    # nothing drawn yet since power-up
+            if time.monotonic() > deadline:
+                raise TimeoutError("%s drew no frame" % self.meter.meter_id)
             time.sleep(0.05)
+            f0 = self.lcd()
+        until = time.monotonic() + FRESH_S
+        while time.monotonic() < until:
+            time.sleep(0.03)
             now = self.lcd()
-            if now != last or not now:
-                last, since = now, time.monotonic()
-            elif time.monotonic() - since >= STABLE_S:
+            if now != f0:
                 return now
-        raise TimeoutError("the LCD of %s never settled" % self.meter.meter_id)
+        return f0
+
+    def settle(self):
+        for _ in range(SETTLE_TICKS):
+            r = self.meter.control({"cmd": "step", "ms": 0})
+            if not r.get("ticked"):
+                raise AssertionError("%s: the meter did not tick: %r" % (self.meter.meter_id, r))
 
     def press_next(self):
-        """One short press that the ui task saw: the frame changed."""
+        """One short press that the ui task saw: the frame changed. Only
+        from a fresh frame, so that no redraw of the state is pending that
+        would pass for the press."""
         before = self.lcd()
         for _ in range(3):
             self.meter.control({"cmd": "press", "ms": PRESS_MS})
             deadline = time.monotonic() + PRESS_WAIT_S
             while time.monotonic() < deadline:
                 time.sleep(0.02)
-                if self.lcd() != before:
+                now = self.lcd()
+                if now != before:
                     self.at = (self.at + 1) % self.count
-                    return
+                    return now
         raise AssertionError("%s: three presses did not change the screen" % self.meter.meter_id)
 
     def send(self, kind, fields):
@@ -147,18 +175,12 @@ class Runner:
             self.send(step["send"], fields)
         elif "press" in step:
             ms = int(step["press"])
-            before = self.lcd()
-            self.meter.control({"cmd": "press", "ms": ms})
             if ms < 1500:
-                # a short press moves the screen on as well: wait for it, so
-                # that the count of where we are stays true
-                deadline = time.monotonic() + PRESS_WAIT_S + ms / 1000
-                while self.lcd() == before and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                if self.lcd() == before:
-                    raise AssertionError("%s: the press %r did not show" % (self.meter.meter_id, step))
-                self.at = (self.at + 1) % self.count
+                # a short press moves the screen on as well: count it
+                self.fresh_frame()
+                self.press_next()
             else:
+                self.meter.control({"cmd": "press", "ms": ms})
                 time.sleep(ms / 1000 + 0.2)
         elif "until" in step:
             self.until(step["until"])
@@ -171,19 +193,14 @@ class Runner:
         """Set up the scenario's state, go to its screen, return the frame (hex)."""
         for step in sc.get("do", ()):
             self.act(step)
-        acted = bool(sc.get("do")) or self.frame is None
-        moved = False
+        if sc.get("do"):
+            self.settle()
+        frame = self.fresh_frame() if sc.get("do") else self.frame
         while self.at != sc["screen"] % self.count:
-            self.press_next()
-            moved = True
-        if acted or not moved:
-            # something changed since the last picture (or nothing moved):
-            # a frame that stays put is one drawn after the change
-            self.frame = self.wait_stable()
-        else:
-            # a press redraws at once from the same state: the new frame is it
-            self.frame = self.lcd()
-        return self.frame
+            # a press redraws at once, from the state as it is now
+            frame = self.press_next()
+        self.frame = frame
+        return frame
 
 
 def capture(scenarios_mod=None, only=None, workdir=None):
