@@ -56,13 +56,15 @@ bench: setup
 soak: setup
 	$(PY) -m pytest -q -s tests -m soak --soak-cuts=$(SOAK_CUTS) $(PYTEST_ARGS)
 
-# docs/screens/*.png and tests/golden/*.png from tools/screen_scenarios.py
-# (sim meters on a stepped clock: the same pixels every run)
+# The LCD's pictures from tools/screen_scenarios.py (sim meters on a stepped
+# clock: the same pixels every run): screenshots writes docs/screens/*.png;
+# golden writes tests/golden/*.png and docs/screens/*.png from the same run,
+# so that the docs show what the test checks
 screenshots: setup
 	$(PY) tools/screenshots.py
 
 golden: setup
-	$(PY) tools/screenshots.py --golden
+	$(PY) tools/screenshots.py --both
 
 coverage-esp32: setup
 	$(PY) tools/esp32_coverage.py

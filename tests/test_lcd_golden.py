@@ -5,7 +5,7 @@ tools/screen_scenarios.py, run on sim meters, draws exactly its golden frame
 A frame that differs fails with the scenario's name and the pictures to look
 at: build/golden/<name>.actual.png and build/golden/<name>.diff.png (red: on
 only now, blue: on only in the golden). When the change is meant, `make
-golden` writes the new goldens (and `make screenshots` the docs' pictures).
+golden` writes the new goldens and the docs' pictures (docs/screens/).
 """
 import os
 import random
@@ -70,6 +70,9 @@ def test_every_scenario_has_a_golden_and_a_picture_and_nothing_is_left_over():
         have = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".png"))
         assert have == sorted(NAMES), "%s is out of date with tools/screen_scenarios.py: run `%s`" % (
             os.path.relpath(folder, ROOT), what)
+    for name in NAMES:   # the docs show the frames the goldens hold
+        assert lcd_png.png_bits(os.path.join(screenshots.DOCS_DIR, name + ".png")) == screenshots.read_golden(
+            screenshots.golden_path(name)), "docs/screens/%s.png is not its golden: run `make golden`" % name
 
 
 def test_every_screen_and_state_draws_its_golden_frame_bit_for_bit(tmp_path):

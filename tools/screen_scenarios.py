@@ -40,7 +40,7 @@ A scenario:
                  from the screen it is on.
 
 When the screens change, edit this list (names, "screen" numbers, new states)
-and run `make screenshots golden`.
+and run `make golden` (the goldens and docs/screens/ from one run).
 """
 EPOCH = 1772443800      # 2026-03-02 09:30:00 UTC, a Monday (flat period in TOU_TARIFF)
 # The screens a short press cycles through; None: ask the firmware

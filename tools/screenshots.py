@@ -3,6 +3,7 @@ tools/screen_scenarios.py run on sim meters, each frame written as a picture.
 
     python tools/screenshots.py                  # docs/screens/<name>.png (x4, LCD colours)
     python tools/screenshots.py --golden         # tests/golden/<name>.png (1 bit, 128x64)
+    python tools/screenshots.py --both           # both, from one run (`make golden`)
     python tools/screenshots.py --only a,b ...   # just these scenarios (their meters run whole)
 
 Pictures of scenarios no longer in the list are removed from the folder, so
