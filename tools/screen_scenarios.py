@@ -46,6 +46,9 @@ EPOCH = 1772443800      # 2026-03-02 09:30:00 UTC, a Monday (flat period in TOU_
 # The screens a short press cycles through; None: ask the firmware
 # (len(firmware.ui.screens.SCREENS), tools/screenshots.py screen_count)
 SCREEN_COUNT = None
+# The display returns home after this many real seconds without a press
+# (firmware/app.py); the runner counts on it when a scenario takes that long
+IDLE_HOME_S = 30
 
 # Each Wh costs 0.15 at the default 1.50/kWh; 1000 imp/kWh, so a pulse is a Wh.
 # Pulses go in at one a second (3.6 kW), below the over-power limit, with

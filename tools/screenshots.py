@@ -11,7 +11,6 @@ a renamed screen leaves no stale picture behind. tests/test_lcd_golden.py
 calls capture() and compares each frame with its golden bit for bit.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -72,7 +71,7 @@ print("corrupted")
 class Runner:
     """One sim meter and the scenarios that run on it, in order."""
 
-    def __init__(self, name, spec, workdir, broker_port, count, epoch):
+    def __init__(self, name, spec, workdir, broker_port, count, epoch, idle_home_s=30):
         from headend import codec
         self.codec = codec
         cfg = dict(spec.get("config", {}))
@@ -90,6 +89,8 @@ class Runner:
         self.at = 0          # the screen shown, counted from home
         self.ctr = 0         # the signed commands' counter
         self.frame = None    # the frame of the last capture
+        self.pressed_at = 0.0
+        self.idle_home_s = idle_home_s
 
     def start(self):
         self.meter.start()
@@ -138,6 +139,7 @@ class Runner:
                 now = self.lcd()
                 if now != before:
                     self.at = (self.at + 1) % self.count
+                    self.pressed_at = time.monotonic()
                     return now
         raise AssertionError("%s: three presses did not change the screen" % self.meter.meter_id)
 
@@ -178,6 +180,7 @@ class Runner:
             ms = int(step["press"])
             if ms < 1500:
                 # a short press moves the screen on as well: count it
+                self.settle()
                 self.fresh_frame()
                 self.press_next()
             else:
@@ -197,6 +200,13 @@ class Runner:
         if sc.get("do"):
             self.settle()
         frame = self.fresh_frame() if sc.get("do") else self.frame
+        idle = time.monotonic() - self.pressed_at
+        if self.at != 0 and idle > self.idle_home_s - 3:
+            # the display goes home by itself after idle_home_s without a
+            # press: near that, wait until it surely has
+            time.sleep(max(0.0, self.idle_home_s + 3 - idle))
+            self.at = 0
+            frame = self.fresh_frame()
         while self.at != sc["screen"] % self.count:
             # a press redraws at once, from the state as it is now
             frame = self.press_next()
@@ -232,7 +242,8 @@ def capture(scenarios_mod=None, only=None, workdir=None):
             broker.start()
 
         def one(meter_name):
-            r = Runner(meter_name, meters[meter_name], work, broker.port if broker else 9, count, epoch)
+            r = Runner(meter_name, meters[meter_name], work, broker.port if broker else 9, count, epoch,
+                       getattr(scenarios_mod, "IDLE_HOME_S", 30))
             try:
                 r.start()
                 for sc in scenarios:
