@@ -34,6 +34,10 @@ class MeterCore:
         self._busy = 0             # depth of work in progress (see begin())
         self._pf_pending = False   # the power failed during that work
         self._facade = None
+        # the last offline token's result, (code, amount_minor, count,
+        # balance_minor), for the LCD's last top-up screen; None before any
+        # (firmware/tokens/entry.py sets it)
+        self.last_token = None
         self.clock = Clock(board, cfg.get("utc_offset_s", 0))
         root = board.flash_root()
         self.commlog = CommLog(self.clock.utc_s)
