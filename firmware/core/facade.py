@@ -16,7 +16,7 @@ class Facade:
 
     def token(self, text, commit=True):
         """Enter an offline token: the result line "<code> <amount_minor>
-        <balance_minor>" (firmware/tokens/entry.py); the core's last_token
+        <balance_minor>[ #<count>]" (firmware/tokens/entry.py); the core's last_token
         holds (code, amount_minor, count, balance_minor) for the LCD."""
         t = self.tokens
         if t is None:

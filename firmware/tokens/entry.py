@@ -68,7 +68,8 @@ class TokenEntry:
     def enter(self, text, commit=True):
         """Enter one token (digits; spaces and dashes are ignored). Returns
         the result line: "<code> <amount credited, minor> <balance after>",
-        code one of add set used invalid locked disable sync. With
+        code one of add set used invalid locked disable sync, then " #<count>"
+        when the token decoded to a count (add set used disable sync). With
         `commit` False the caller commits (the command dispatcher, which
         commits its counters in the same snapshot)."""
         c = self.core
@@ -84,7 +85,9 @@ class TokenEntry:
                     c.durable.commit()
         finally:
             c.end()
-        return "%s %d %d" % (code, amount, bal)
+        if count < 0:
+            return "%s %d %d" % (code, amount, bal)
+        return "%s %d %d #%d" % (code, amount, bal, count)
 
     def _enter(self, text):
         c = self.core

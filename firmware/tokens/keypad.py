@@ -1,0 +1,36 @@
+# The keypad task: keys typed at the meter become an offline token
+# (docs/tokens.md, "At the meter"). Digits gather; "#" enters them as a
+# token, "*" clears them. The board reports the key held now
+# (board.keypad_key()); a key counts once, when it goes down. Loaded by the
+# app only on a board with a keypad.
+#
+# The digits typed so far are the core's keypad_digits, for the LCD, beside
+# core.last_token (the result); both are in MeterCore.snapshot().
+import asyncio
+
+from micropython import const
+
+_POLL_MS = const(40)      # keys are pressed by people: 25 polls a second is plenty
+_MAX_DIGITS = const(16)   # more than any token (12): what is typed beyond is dropped
+
+
+async def run(app):
+    read = app.board.keypad_key
+    core = app.core
+    last = None
+    while True:
+        k = read()
+        if k != last:
+            last = k
+            digits = core.keypad_digits
+            if k == "*":
+                core.keypad_digits = ""
+            elif k == "#":
+                core.keypad_digits = ""
+                if digits:
+                    app.log("token", core.facade.token(digits))
+                    app.state_dirty = True
+            elif k is not None and len(digits) < _MAX_DIGITS:
+                core.keypad_digits = digits + k
+            app.lcd_due = True
+        await asyncio.sleep_ms(_POLL_MS)
