@@ -77,11 +77,12 @@ class Decoder:
         while count <= last:
             if code // mod == hi:
                 kind = _kind(count, value, ext)
-                if kind is None:
-                    return "invalid", -1, 0   # a value no encoder makes
-                if window.fresh(count, kind):
-                    return kind, count, value
-                seen = count
+                # None: a value no encoder makes at this count's parity (a
+                # chance match of the digits, not this token)
+                if kind is not None:
+                    if window.fresh(count, kind):
+                        return kind, count, value
+                    seen = count
             code = self._next_ext(code) if ext else self._next(code)
             count += 1
         if seen >= 0:
