@@ -70,6 +70,7 @@ def expected_ack_fields(acks, kind, result):
         if (when == "always" or (when == "when the kind was a known one")
                 or (when == "rejected" and result == "rejected")
                 or (when == "top-up" and kind == "topup")
+                or (when == "top-up credited/duplicate" and kind == "topup" and result in ("credited", "duplicate"))
                 or (when == "top-up credited/duplicate, token"
                     and (kind == "topup" and result in ("credited", "duplicate") or kind == "token"))
                 or (when == "query, token" and kind in ("query", "token") and result == "ok")):
