@@ -85,8 +85,8 @@ def test_every_control_request_the_simulator_doc_shows_is_answered(sim_meters):
         except ValueError:
             assert '{...}' in r, "docs/simulator.md: control request %s is not JSON" % r
     names = [r["cmd"] for r in reqs]
-    assert {"load", "state", "mem", "lcd_frame", "powerfail"} <= set(names)
-    m = sim_meters("f2", config={"key_hex": signed.KEY_HEX}).start()
+    assert {"load", "state", "mem", "lcd_frame", "powerfail", "keys"} <= set(names)
+    m = sim_meters("f2", config={"key_hex": signed.KEY_HEX}, extra_args=["--keypad"]).start()
     # the hang hook stops a task (the watchdog then resets the sim): it is
     # exercised by the watchdog tests; the power-fail input stays raised, so last
     for r in sorted((r for r in reqs if r["cmd"] != "hang"), key=lambda r: r["cmd"] == "powerfail"):
