@@ -69,3 +69,16 @@ def _events(w):
         ev = signed.verify(payload)
         seen.setdefault(ev["seq"], ev)
     return [seen[k] for k in sorted(seen)]
+
+
+def test_the_token_code_is_not_loaded_at_boot_only_at_the_first_token(sim_meters):
+    m = sim_meters("TK2", config={"key_hex": signed.KEY_HEX, "token_key_hex": TOKEN_KEY}).start()
+    mods = m.control({"cmd": "modules"})["modules"]
+    assert not [x for x in mods if x.startswith("firmware.tokens")], mods
+    _, tok = O.issue(TOKEN_KEY, 1, "add", 1)
+    ack = m.control({"cmd": "command", "raw": signed.command("TK2", "token", token=tok).decode()})["reply"]
+    assert ack["data"]["result"] == "add"
+    mods = m.control({"cmd": "modules"})["modules"]
+    assert {"firmware.tokens.entry", "firmware.tokens.opaygo", "firmware.tokens.window",
+            "firmware.tokens.siphash"} <= set(mods)
+    assert "firmware.tokens.keypad" not in mods        # no keypad on this board

@@ -7,6 +7,7 @@
 # The digits typed so far are the core's keypad_digits, for the LCD, beside
 # core.last_token (the result); both are in MeterCore.snapshot().
 import asyncio
+import gc
 
 from micropython import const
 
@@ -28,6 +29,9 @@ async def run(app):
             elif k == "#":
                 core.keypad_digits = ""
                 if digits:
+                    # from a collected heap, as a command is (App.handle_command):
+                    # the commit needs a few KB in one piece
+                    gc.collect()
                     app.log("token", core.facade.token(digits))
                     app.state_dirty = True
             elif k is not None and len(digits) < _MAX_DIGITS:
