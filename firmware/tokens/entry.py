@@ -56,7 +56,8 @@ class TokenEntry:
         except (ValueError, TypeError):
             pass
         st = core.durable.tok
-        if type(st) is not list or len(st) != 4:
+        if type(st) is not list or len(st) < 4:
+            # no token yet (a later firmware may add fields: they are kept)
             st = core.durable.tok = [0, 1, 0, 0]
         self.st = st
 
@@ -126,15 +127,15 @@ class TokenEntry:
         amount = 0
         if kind == "add":
             amount = self.minor(value)
-            if amount:
-                e.topup(ref, amount)
+            if amount and e.topup(ref, amount) != "ok":
+                amount = 0    # the ledger knows the ref already: never credited twice
         elif kind == "set":
             # the utility states the balance: an adjustment to it (owed
             # emergency credit stays owed), and the meter is prepaid again
             e.set_mode(PREPAID)
             amount = self.minor(value) - e.balance_minor()
-            if amount:
-                e.adjust(ref, amount, "token_set")
+            if amount and e.adjust(ref, amount, "token_set") != "ok":
+                amount = 0
         elif kind == "disable":
             # DISABLE_PAYG: unrestricted supply, i.e. postpaid: the relay no
             # longer opens for credit, energy is still charged and billed

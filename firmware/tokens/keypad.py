@@ -32,7 +32,17 @@ async def run(app):
                     # from a collected heap, as a command is (App.handle_command):
                     # the commit needs a few KB in one piece
                     gc.collect()
-                    app.log("token", core.facade.token(digits))
+                    try:
+                        app.log("token", core.facade.token(digits))
+                    except Exception as e:
+                        # a bug or no memory halfway: part of the change may
+                        # be in RAM, none of it on the flash. Restart from
+                        # the flash state, as after a command that raised
+                        # halfway (firmware/failedcmd.py); the customer
+                        # types the token again and it is credited once
+                        app.log("token", "internal error", repr(e))
+                        app.board.reset()
+                        return
                     app.state_dirty = True
             elif k is not None and len(digits) < _MAX_DIGITS:
                 core.keypad_digits = digits + k
