@@ -1,5 +1,5 @@
 # Composition root: builds the meter from a board and its config, then runs
-# the asyncio tasks (meter, ui, link, publish, supervisor, console) in their
+# the asyncio tasks (meter, ui, link, publish, supervisor, console, keypad) in their
 # order. What the tasks do belongs to the objects they call: the meter core,
 # the session and event delivery (link/), the screens. The sim board's
 # control socket is the board's (boards/sim.py, sim_control.py).
@@ -286,6 +286,11 @@ class App:
         if self.board.console:
             from firmware.console import Console
             fns.append(("console", Console(self).run))
+        if self.board.keypad_key:
+            # offline tokens typed at the meter (firmware/tokens/keypad.py);
+            # boards without a keypad never load it
+            kp = _once("firmware.tokens.keypad")
+            fns.append(("keypad", lambda: kp.run(self)))
         for name, fn in fns:
             self.tasks[name] = asyncio.create_task(self._guard(fn))
         # the tasks never end; one cancelled (the sim's hang request) is

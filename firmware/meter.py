@@ -34,6 +34,11 @@ class MeterCore:
         self._busy = 0             # depth of work in progress (see begin())
         self._pf_pending = False   # the power failed during that work
         self._facade = None
+        # the last offline token's result, (code, amount_minor, count,
+        # balance_minor), for the LCD's last top-up screen; None before any
+        # (firmware/tokens/entry.py sets it)
+        self.last_token = None
+        self.keypad_digits = ""    # digits typed on the keypad so far (firmware/tokens/keypad.py)
         self.clock = Clock(board, cfg.get("utc_offset_s", 0))
         root = board.flash_root()
         self.commlog = CommLog(self.clock.utc_s)
@@ -283,7 +288,8 @@ class MeterCore:
                 "price_milli_per_kwh": e.price_now()[0],
                 "clock_synced": self.clock.synced, "fault": self.fault,
                 "error_code": self.durable.store.lcd_code() if self.fault else 0,
-                "owed_minor": e.ledger.owed_minor()}
+                "owed_minor": e.ledger.owed_minor(),
+                "last_token": self.last_token, "keypad_digits": self.keypad_digits}
 
 
 def _boot():

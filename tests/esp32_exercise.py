@@ -469,6 +469,55 @@ def case_inputs():
     return out
 
 
+class _KeypadExpander:
+    """A PCF8574 with a 4x3 key matrix: rows on P0-P3, columns on P4-P6. A
+    held key joins its row and column, so a row written low pulls that
+    column low; pins written 1 read high unless so pulled."""
+
+    def __init__(self):
+        self.out = 0xFF
+        self.held = None      # (row, col) or None
+        self.writes = 0
+
+    def write(self, data):
+        self.out = data[-1]
+        self.writes += 1
+
+    def read(self, n):
+        v = self.out
+        if self.held is not None:
+            row, col = self.held
+            if not (self.out >> row) & 1:
+                v &= ~(1 << (4 + col)) & 0xFF
+        return bytes([v] * n)
+
+
+def case_keypad():
+    out = {"not_fitted": fresh_board().keypad_key}
+    saved = (pins.KEYPAD_SCL, pins.KEYPAD_SDA)
+    pins.KEYPAD_SCL, pins.KEYPAD_SDA = 13, 14     # a board revision with the keypad's bus
+    try:
+        b = fresh_board()
+        exp = _KeypadExpander()
+        machine.attach_i2c(0x20, exp)
+        out["idle"] = b.keypad_key()
+        keys = []
+        for row in range(4):
+            for col in range(3):
+                exp.held = (row, col)
+                keys.append(b.keypad_key())
+        out["keys"] = "".join(keys)
+        exp.held = None
+        out["released"] = b.keypad_key()
+        out["scans"] = exp.writes
+        machine.attach_i2c(0x20, None)          # unplugged: no acknowledge
+        out["unplugged"] = b.keypad_key()
+        out["bus"] = list(b._kp_bus.pins) + [b._kp_bus.id]
+    finally:
+        pins.KEYPAD_SCL, pins.KEYPAD_SDA = saved
+    return out
+
+
 def case_watchdog():
     b = fresh_board()
     b.wdt_feed()                            # before start: nothing to feed, no error

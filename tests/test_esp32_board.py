@@ -274,6 +274,15 @@ def test_query_button_tamper_switch_and_maintenance_hold_read_their_pins(seen):
     assert r["not_fitted"] is False
 
 
+def test_the_keypad_matrix_is_scanned_row_by_row_on_its_expander(seen):
+    k = seen["keypad"]
+    assert k["not_fitted"] is None          # this revision: no keypad, the API's "not fitted"
+    assert k["idle"] is None and k["released"] is None
+    assert k["keys"] == "123456789*0#"
+    assert k["unplugged"] is None           # no acknowledge reads as no key, never raises
+    assert k["bus"] == [13, 14, 0]
+
+
 def test_watchdog_starts_with_the_asked_timeout_and_is_fed(seen):
     assert seen["watchdog"] == {"before": True, "timeout": 8000, "feeds": 3}
 

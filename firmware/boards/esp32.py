@@ -44,6 +44,9 @@ _PCNT_FILTER = const(1023)
 # 30-100 ms. One coil is never energised while the other is.
 RELAY_PULSE_MS = const(80)
 
+_KEYPAD_ADDR = const(0x20)         # PCF8574 with A0-A2 tied low
+_KEYS = "123456789*0#"             # the matrix, row by row
+
 _BUZZER_DUTY_ON = const(32768)     # 50 % square wave: loudest for a piezo
 
 # ST7565/UC1701-class controller: panel-specific bias, contrast, column offset.
@@ -326,6 +329,12 @@ class Esp32Board:
     def _init_inputs(self):
         self._button = Pin(pins.BUTTON_QUERY, Pin.IN, Pin.PULL_UP)
         self._tamper = Pin(pins.TAMPER, Pin.IN, Pin.PULL_UP) if pins.TAMPER is not None else None
+        if pins.KEYPAD_SDA is None:
+            self.keypad_key = None      # no keypad on this board (the board API's "not fitted")
+        else:
+            self._kp_bus = machine.I2C(pins.KEYPAD_I2C_ID, scl=Pin(pins.KEYPAD_SCL),
+                                       sda=Pin(pins.KEYPAD_SDA), freq=100000)
+            self._kp_buf = bytearray(1)
         self._pf_pin = Pin(pins.POWER_FAIL, Pin.IN)     # pull-up is on the board
         self._pf_cb = None
         self._pf_isr = self._on_power_fail_edge
@@ -340,6 +349,26 @@ class Esp32Board:
     def maintenance_held(self):
         """The query button held at power-up: boot.py then skips the app."""
         return self.button_down("query")
+
+    def keypad_key(self):
+        """The keypad key held now ("0"-"9", "*", "#"), None when none is or
+        the expander does not answer. One row at a time is pulled low (its
+        PCF8574 pin written 0; the others and the columns written 1, which
+        makes them inputs with a weak pull-up), and a held key pulls its
+        column low. The app polls it (firmware/tokens/keypad.py)."""
+        buf = self._kp_buf
+        bus = self._kp_bus
+        try:
+            for row in range(4):
+                buf[0] = 0xFF ^ (1 << row)
+                bus.writeto(_KEYPAD_ADDR, buf)
+                bus.readfrom_into(_KEYPAD_ADDR, buf)
+                cols = (buf[0] >> 4) & 7
+                if cols != 7:
+                    return _KEYS[row * 3 + (0 if not cols & 1 else 1 if not cols & 2 else 2)]
+        except OSError:   # no answer: unplugged or a bus glitch, read as no key
+            pass
+        return None
 
     def tamper_open(self):
         if self._tamper is None:

@@ -91,6 +91,12 @@ class SimBoard:
         self.lcd_lines = []
         self._buttons = {}
         self._tamper = False
+        # keys typed through the "keys" control request, one poll each, a
+        # release between two; --keypad fits the keypad (none by default,
+        # as on the ESP32 board revision)
+        self._keys = []
+        if "keypad" not in o:
+            self.keypad_key = None
         self._power_fail = False
         self._power_fail_cb = None
         self._wdt_timeout_ms = 0
@@ -227,6 +233,10 @@ class SimBoard:
     def press(self, which="query", ms=100):
         self._buttons[which] = time.ticks_add(time.ticks_ms(), ms)
 
+    def keypad_key(self):
+        q = self._keys
+        return q.pop(0) if q else None
+
     def tamper_open(self):
         return self._tamper
 
@@ -361,6 +371,13 @@ class SimBoard:
             self.advance(int(req["ms"]))
         elif cmd == "scale":
             self.set_scale(int(req["scale"]))
+        elif cmd == "keys":   # type on the keypad: digits, "*" (clear), "#" (enter)
+            if self.keypad_key is None:
+                return {"ok": False, "error": "no keypad (start the sim with --keypad)"}
+            for k in req["keys"]:
+                if k in "0123456789*#":
+                    self._keys.append(k)
+                    self._keys.append(None)
         elif cmd == "tamper":
             self._tamper = bool(req.get("open", True))
         elif cmd == "powerfail":
