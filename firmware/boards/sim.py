@@ -14,6 +14,10 @@ import time
 from firmware.boards import flashdev
 
 _ISO_EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z, default start of sim time
+# the LCD's icons (codes 1-11, firmware/ui/glyphs.py) in the text the sim
+# reports: signal bars 0-4, relay closed/open, warning, friendly credit,
+# emergency credit, unsynced clock (tests/lcd.py)
+_ICON_CHARS = " \u2581\u2582\u2583\u2585\u2587\u25cf\u25cb\u26a0\u263a\u271a\u29d6"
 
 
 def _args(argv):
@@ -82,7 +86,9 @@ class SimBoard:
         self._backlight = True
         self._lcd = None
         self.lcd_lines = []
+        self.lcd_boot = []    # lit pixels of the first frames (the boot self-test)
         self._buttons = {}
+        self._presses = {}    # press edges latched per button (button_presses)
         self._tamper = False
         self._power_fail = False
         self._power_fail_cb = None
@@ -198,8 +204,27 @@ class SimBoard:
         self._buzzer = bool(on)
 
     def lcd_show(self, fb_bytes, lines):
+        # `lines` are the firmware's text rows (bytearrays it rewrites in
+        # place): kept as they are, and made into strings only when asked
+        # (lcd_text), so showing a frame allocates nothing here either
         self._lcd = fb_bytes
         self.lcd_lines = lines
+        if len(self.lcd_boot) < 3:
+            lit = 0
+            for b in fb_bytes:
+                while b:
+                    lit += b & 1
+                    b >>= 1
+            self.lcd_boot.append(lit)
+            print("SIM-LCD", lit)
+
+    def lcd_text(self):
+        """The rows last shown as strings, trailing blanks cut; icon codes
+        1-11 as the characters tests/lcd.py names."""
+        out = []
+        for row in self.lcd_lines:
+            out.append("".join(_ICON_CHARS[c] if c < 12 else chr(c) for c in row).rstrip())
+        return out
 
     def backlight(self, on):
         self._backlight = bool(on)
@@ -210,7 +235,14 @@ class SimBoard:
         return until is not None and time.ticks_diff(until, time.ticks_ms()) > 0
 
     def press(self, which="query", ms=100):
+        # the request latches a press edge, as the ESP32's interrupt does:
+        # a loop that stalls past the hold still sees the press
         self._buttons[which] = time.ticks_add(time.ticks_ms(), ms)
+        self._presses[which] = self._presses.get(which, 0) + 1
+
+    def button_presses(self, which="query"):
+        """Press edges so far (latched: counted when they happen)."""
+        return self._presses.get(which, 0)
 
     def tamper_open(self):
         return self._tamper
@@ -413,7 +445,7 @@ class SimBoard:
 
     def snapshot(self):
         return {"ok": True, "relay_closed": self._relay, "buzzer": self._buzzer,
-                "backlight": self._backlight, "lcd": self.lcd_lines, "load_w": self.load_w,
+                "backlight": self._backlight, "lcd": self.lcd_text(), "load_w": self.load_w,
                 "volts": self.volts, "pulses": self._pulses, "mono_ms": self.mono_ms(),
                 "rtc_s": self.rtc_get(), "reset_cause": self._reset_cause}
 
