@@ -56,7 +56,7 @@ class App:
         self.topic_ack = (t + "ack").encode()
         self.topic_status = (t + "status").encode()
         self.topic_evt = (t + "evt").encode()
-        self.panel = Panel(self)   # after the core: it reads the meter
+        self.ui = Panel(self)   # the front panel, after the core: it reads the meter
     # --- tasks
     async def meter_task(self):
         self.sup.register("meter", 4000)
@@ -235,7 +235,7 @@ class App:
         # the sim's control socket for tests; a real board has none (returns None)
         await self.board.serve_control(self)
         gc.collect()
-        fns = [("meter", self.meter_task), ("ui", self.panel.run), ("supervisor", self.sup.run)]
+        fns = [("meter", self.meter_task), ("ui", self.ui.run), ("supervisor", self.sup.run)]
         if self.key is not None:
             fns[2:2] = [("publish", self.publish_task), ("link", self.link_task)]
         if self.board.console:

@@ -192,11 +192,34 @@ def _run_meter(cf1, calibrated, phases):
             closed, reason = core.relay_now()
             trace.append([t[0] // 1000, watts, volts, core.meas.power_w, core.meas.voltage_v,
                           closed, reason, b.relay_closed()])
-    lcd = screens.render_lines(screens.HOME, core.snapshot())
+    lcd = _lcd_lines(core)
     events = [json.loads(e[3]) for e in core.events.outbox.entries]
     return {"trace": trace, "lcd": lcd, "state": core.state(),
             "relay_events": [[e["closed"], e["reason"]] for e in events if e["kind"] == "relay"],
             "protection_events": [[e["event"], e["what"]] for e in events if e["kind"] == "protection"]}
+
+
+def _lcd_lines(core):
+    # the home, live power and supply screens as ui/panel.py draws them,
+    # from a core without an App around it
+    from firmware.ui import render, texts
+
+    class _App:
+        cfg = core.cfg
+        config_fault = session = modem = None
+
+        def fault_lcd(self):
+            return 0
+    a = _App()
+    a.core = core
+    r = render.Renderer(texts.get("en"))
+    v = screens.view(core.meter_id, core.cfg.get("currency", ""))
+    screens.fill(v, a, False)
+    out = []
+    for k in (0, 4, 7):     # home, live power, supply
+        screens.draw(r, v, k)
+        out += [bytes(x).decode().rstrip() for x in r.rows]
+    return out
 
 
 def case_pulse_only_meter():

@@ -108,6 +108,6 @@ def test_emergency_credit_owed_is_on_home_with_its_icon(frames):
     assert "\u271a" in rows[0]
 
 
-def test_the_glyph_module_is_what_the_tool_makes_of_the_ascii_art():
+def test_the_glyphs_in_render_py_are_what_the_tool_makes_of_the_ascii_art():
     rc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_glyphs.py"), "--check"]).returncode
-    assert rc == 0, "firmware/ui/glyphs.py is stale: run tools/make_glyphs.py"
+    assert rc == 0, "firmware/ui/render.py's _GLYPHS is stale: run tools/make_glyphs.py"

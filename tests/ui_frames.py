@@ -15,7 +15,7 @@ board = SimBoard(["--flash", args["flash"], "--config", args["cfg"]])
 a = A.App(board)
 core = a.core
 e = core.engine
-panel = a.panel
+panel = a.ui
 
 
 class _At:
@@ -34,17 +34,17 @@ class _Session:
 
 def frames(case):
     out = []
-    panel.timers(board.mono_ms())   # as the loop does before each frame
+    panel.poll(board.mono_ms())   # as the loop does before each frame
     for mode in range(3):
         screens_here = range(12) if mode == 0 else (0,)
         for k in screens_here:
             panel.mode = mode
             panel.screen = k
-            panel.res = 42 if mode == 2 else 0
+            panel.result = 2 if mode == 2 else 0   # the emergency credit taken
             err = None
             micropython.heap_lock()
             try:
-                panel.frame()
+                panel.draw()
             except Exception as x:
                 err = x
             micropython.heap_unlock()

@@ -14,10 +14,6 @@ import time
 from firmware.boards import flashdev
 
 _ISO_EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z, default start of sim time
-# the LCD's icons (codes 1-11, firmware/ui/glyphs.py) in the text the sim
-# reports: signal bars 0-4, relay closed/open, warning, friendly credit,
-# emergency credit, unsynced clock (tests/lcd.py)
-_ICON_CHARS = " \u2581\u2582\u2583\u2585\u2587\u25cf\u25cb\u26a0\u263a\u271a\u29d6"
 
 
 def _args(argv):
@@ -86,9 +82,7 @@ class SimBoard:
         self._backlight = True
         self._lcd = None
         self.lcd_lines = []
-        self.lcd_boot = []    # lit pixels of the first frames (the boot self-test)
-        self._buttons = {}
-        self._presses = {}    # press edges latched per button (button_presses)
+        self._buttons = {}    # button -> [held until (ticks), press edges latched]
         self._tamper = False
         self._power_fail = False
         self._power_fail_cb = None
@@ -209,21 +203,25 @@ class SimBoard:
         # (lcd_text), so showing a frame allocates nothing here either
         self._lcd = fb_bytes
         self.lcd_lines = lines
-        if len(self.lcd_boot) < 3:
+        if not lines:
+            # a frame without text: the self-test's (ui/render.py); for
+            # tests, its lit pixels
             lit = 0
             for b in fb_bytes:
                 while b:
                     lit += b & 1
                     b >>= 1
-            self.lcd_boot.append(lit)
-            print("SIM-LCD", lit)
+            print("SIM-LCD-FRAME lit", lit)
 
     def lcd_text(self):
-        """The rows last shown as strings, trailing blanks cut; icon codes
-        1-11 as the characters tests/lcd.py names."""
+        """The rows last shown as strings, trailing blanks cut; the icon
+        codes 1-11 (firmware/ui/render.py) as the characters tests/lcd.py
+        names: signal bars 0-4, relay closed/open, warning, friendly
+        credit, emergency credit, unsynced clock."""
+        icons = " \u2581\u2582\u2583\u2585\u2587\u25cf\u25cb\u26a0\u263a\u271a\u29d6"
         out = []
         for row in self.lcd_lines:
-            out.append("".join(_ICON_CHARS[c] if c < 12 else chr(c) for c in row).rstrip())
+            out.append("".join(icons[c] if c < 12 else chr(c) for c in row).rstrip())
         return out
 
     def backlight(self, on):
@@ -231,18 +229,20 @@ class SimBoard:
 
     # --- inputs
     def button_down(self, which="query"):
-        until = self._buttons.get(which)
-        return until is not None and time.ticks_diff(until, time.ticks_ms()) > 0
+        b = self._buttons.get(which)
+        return b is not None and time.ticks_diff(b[0], time.ticks_ms()) > 0
 
     def press(self, which="query", ms=100):
         # the request latches a press edge, as the ESP32's interrupt does:
         # a loop that stalls past the hold still sees the press
-        self._buttons[which] = time.ticks_add(time.ticks_ms(), ms)
-        self._presses[which] = self._presses.get(which, 0) + 1
+        b = self._buttons.setdefault(which, [0, 0])
+        b[0] = time.ticks_add(time.ticks_ms(), ms)
+        b[1] += 1
 
     def button_presses(self, which="query"):
         """Press edges so far (latched: counted when they happen)."""
-        return self._presses.get(which, 0)
+        b = self._buttons.get(which)
+        return b[1] if b else 0
 
     def tamper_open(self):
         return self._tamper

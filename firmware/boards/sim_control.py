@@ -48,7 +48,7 @@ async def request(app, board, req):
         micropython.qstr_info()
         return {"ok": True}
     if cmd == "lcd_frame":
-        return {"ok": True, "hex": board.lcd_frame_hex(), "lines": board.lcd_text(), "boot": board.lcd_boot}
+        return {"ok": True, "hex": board.lcd_frame_hex(), "lines": board.lcd_text()}
     return None
 
 

@@ -6,14 +6,15 @@
 #
 # Short press: the core's press (silences the alarm, confirms a waiting
 # reconnection, clears a protection lockout: MeterCore.short_press), then
-# the next screen. Long press, on the home and supply screens only, does
-# what they offer (screens.offer): reconnect, silence the alarm, or ask to
-# confirm emergency credit (a second long press takes it, a short press
-# cancels). Every action ends on a result screen.
+# the next screen (or, when it reconnected the supply, that result). Long
+# press, on the home and supply screens only, does what they offer
+# (screens.fill's answer): reconnect, silence the alarm, or ask to confirm
+# emergency credit (a second long press takes it, a short press cancels).
+# Every action ends on a result screen.
 #
 # The screens' timers (idle, backlight, result) run on meter time
-# (board.mono_ms(): real time on a board, the sim can step it); the button's
-# gestures on real time (a person holds it).
+# (board.mono_ms(): real time on a board; the sim can step it), the
+# button's gestures on real time (a person holds it).
 import asyncio
 import time
 from micropython import const
@@ -26,9 +27,21 @@ _IDLE_MS = const(30000)     # back home after this long without a press
 _LIGHT_MS = const(20000)    # backlight off after this long without news
 _RESULT_MS = const(4000)    # an action's result stays this long
 _SELFTEST_MS = const(800)   # each self-test frame (all on, then all off)
+_SUPPLY = const(7)          # the supply screen (screens.draw)
+_N_SCREENS = const(12)
+# modes (self.mode) as screens.draw takes them
 _SCREENS = const(0)
 _CONFIRM = const(1)
 _RESULT = const(2)
+# screens.fill's long-press actions
+_A_RECONNECT = const(1)
+_A_EMERGENCY = const(2)
+_A_SILENCE = const(3)
+# self.ms: meter ms of the last press, of the backlight going on (-1: off),
+# of the result shown
+_PRESSED = const(0)
+_LIT = const(1)
+_SHOWN = const(2)
 
 
 class Panel:
@@ -36,23 +49,20 @@ class Panel:
         self.app = app
         self.board = app.board
         cfg = app.cfg
-        r = self.r = render.Renderer()
-        t = texts.table(cfg.get("language", "en"))
+        t = texts.get(cfg.get("language") or b"en")
         # an unknown language is a config fault (E65, shown), never a blank screen
-        self.lang_fault = t is None
-        r.lang(t or texts.table("en"))
-        self.v = screens.View(app.meter_id, cfg["currency"])
+        self.fault = t is None
+        self.r = render.Renderer(t or texts.get(b"en"))
+        self.v = screens.view(app.meter_id, cfg["currency"])
         self.key = keys.Key(self.board)
-        self.screen = screens.HOME
+        self.screen = 0
         self.mode = _SCREENS
-        self.res = 0
-        self.why = None
-        self.pressed_ms = 0
-        self.light_ms = 0
-        self.result_ms = 0
-        self.seen = -1      # relay closed and warning level last seen (backlight)
-        # the forecast's hook: a callable filling the view's forecast slots
-        # (firmware/ui/screens.py header) before each frame; None: they show --
+        self.result = 0     # the action a result screen shows (0: refused)
+        self.why = None     # the refusal's reason
+        self.ms = [0, 0, 0]
+        self.seen = -1      # relay and warning level last seen (backlight)
+        # the forecast's hook: a callable that fills the view's forecast
+        # slots (firmware/ui/screens.py header) before each frame; None: --
         self.forecast = None
 
     async def run(self):
@@ -64,55 +74,63 @@ class Panel:
             render.selftest(b, on)
             app.sup.checkin("ui")
             await asyncio.sleep_ms(_SELFTEST_MS)
-        self.light(b.mono_ms())
+        self.ms[_LIT] = b.mono_ms()
+        b.backlight(True)
         next_lcd = time.ticks_ms()
         while True:
             g = self.key.poll()
-            now = b.mono_ms()
+            t = b.mono_ms()
             if g:
-                self.light(now)
-                self.pressed_ms = now
-                self.gesture(g, now)
+                self.ms[_PRESSED] = t
+                self.ms[_LIT] = t
+                b.backlight(True)
+                self.press(g, t)
                 app.lcd_due = True
-            self.timers(now)
+            self.poll(t)
             real = time.ticks_ms()
             if app.lcd_due or time.ticks_diff(real, next_lcd) >= 0:
                 app.lcd_due = False
-                self.frame()
+                self.draw()
                 next_lcd = time.ticks_add(real, _LCD_EVERY_MS)
             b.buzzer(core.buzzer_on(real))
             app.sup.checkin("ui")
             await asyncio.sleep_ms(_POLL_MS)
 
-    def light(self, now):
-        self.light_ms = now
-        self.board.backlight(True)
-
-    def timers(self, now):
-        self.v.news(self.app.core.engine)
-        p = self.app.core.engine.policy
-        seen = (2 if p.relay_closed and not self.app.core.fault else 0) | (p.level << 2)
+    def poll(self, t):
+        """The timers at meter time t, and the texts that changed."""
+        app = self.app
+        e = app.core.engine
+        v = self.v
+        if e.last_topup is not v[4]:
+            # a new top-up: its order reference made into bytes once, here
+            # (it allocates), not in the frame
+            v[4] = e.last_topup
+            v[3] = str(v[4][0]).encode() if v[4] else b""
+        p = e.policy
+        seen = (2 if p.relay_closed and not app.core.fault else 0) | (p.level << 2)
         if seen != self.seen:
             # a relay change or a new warning: light up to show it
             if self.seen >= 0:
-                self.light(now)
+                self.ms[_LIT] = t
+                self.board.backlight(True)
             self.seen = seen
-        if self.light_ms is not None and now - self.light_ms >= _LIGHT_MS:
-            self.light_ms = None
+        ms = self.ms
+        if ms[_LIT] >= 0 and t - ms[_LIT] >= _LIGHT_MS:
+            ms[_LIT] = -1
             self.board.backlight(False)
-        if self.mode == _RESULT and now - self.result_ms >= _RESULT_MS:
+        if self.mode == _RESULT and t - ms[_SHOWN] >= _RESULT_MS:
             self.mode = _SCREENS
-            self.app.lcd_due = True
-        if (self.screen != screens.HOME or self.mode != _SCREENS) and now - self.pressed_ms >= _IDLE_MS:
-            self.screen = screens.HOME
+            app.lcd_due = True
+        if (self.screen or self.mode != _SCREENS) and t - ms[_PRESSED] >= _IDLE_MS:
+            self.screen = 0
             self.mode = _SCREENS
-            self.app.lcd_due = True
+            app.lcd_due = True
 
-    def gesture(self, g, now):
+    def press(self, g, t):
+        """A gesture (keys.SHORT or keys.LONG) at meter time t."""
         app = self.app
         core = app.core
-        v = self.v
-        screens.fill(v, app, self.lang_fault)
+        offer = screens.fill(self.v, app, self.fault)
         if g == keys.SHORT:
             was_open = not core.relay_now()[0]
             if core.short_press():
@@ -120,49 +138,40 @@ class Panel:
             if self.mode != _SCREENS:
                 self.mode = _SCREENS     # a short press cancels or dismisses
             elif was_open and core.relay_now()[0]:
-                self.done(screens.RES_RECONNECTED, None, now)
+                self.done(_A_RECONNECT, None, t)
             else:
-                self.screen = (self.screen + 1) % screens.N_SCREENS
+                self.screen = (self.screen + 1) % _N_SCREENS
             return
-        # a long press
         if self.mode == _CONFIRM:
             why = core.engine.emergency_refusal()
             if why is None and core.long_press():
                 app.state_dirty = True
-                screens.fill(v, app, self.lang_fault)
-                self.done(screens.RES_EC_TAKEN, None, now)
+                self.done(_A_EMERGENCY, None, t)
             else:
-                self.done(screens.RES_REFUSED, why, now)
+                self.done(0, why, t)
             return
-        if self.mode != _SCREENS or (self.screen != screens.HOME and self.screen != screens.SUPPLY):
+        if self.mode != _SCREENS or (self.screen and self.screen != _SUPPLY):
             return   # no action offered here
-        a = screens.offer(v)
-        if a == screens.A_EMERGENCY:
+        if offer == _A_EMERGENCY:
             self.mode = _CONFIRM
-        elif a == screens.A_RECONNECT or a == screens.A_SILENCE:
-            if core.short_press():
+        elif offer:
+            if core.short_press():   # reconnects, or silences the alarm
                 app.state_dirty = True
-            self.done(screens.RES_RECONNECTED if a == screens.A_RECONNECT else screens.RES_SILENCED,
-                      None, now)
+            self.done(offer, None, t)
 
-    def done(self, res, why, now):
+    def done(self, action, why, t):
         self.mode = _RESULT
-        self.res = res
+        self.result = action
         self.why = why
-        self.result_ms = now
+        self.ms[_SHOWN] = t
 
-    def frame(self):
-        """Fill the view, compose the screen, push the frame. Allocates
+    def draw(self):
+        """Fill the view, write the screen, push the frame. Allocates
         nothing (tests/test_ui_render.py)."""
         v = self.v
         r = self.r
-        screens.fill(v, self.app, self.lang_fault)
+        screens.fill(v, self.app, self.fault)
         if self.forecast is not None:
-            self.forecast(v.n)
-        if self.mode == _CONFIRM:
-            screens.confirm(r, v)
-        elif self.mode == _RESULT:
-            screens.result(r, v, self.res, self.why)
-        else:
-            screens.compose(r, v, self.screen)
+            self.forecast(v[0])
+        screens.draw(r, v, self.screen, self.mode, self.result, self.why)
         self.board.lcd_show(r.draw(), r.rows)

@@ -9,20 +9,29 @@
 # path makes no garbage. A figure the meter does not know is _NA and shows
 # as "--".
 #
-# The view's slots. The forecast (firmware/credit/forecast.py) fills the
-# ones marked F, through Panel.forecast (firmware/ui/panel.py); until it
-# does they stay _NA:
+# The view is a list: [slots (array of ints), meter id, currency, order
+# ref (bytes), the top-up that ref is of]; the slots are below. The
+# forecast (firmware/credit/forecast.py) fills the ones marked F, through
+# Panel.forecast (firmware/ui/panel.py); until it does they stay _NA:
 #   _KWH_LEFT   F kWh the balance buys from now on, in Wh
 #   _KWH_EST    F 1 when that is an estimate (the price can change), else 0
 #   _DAYS_X10   F days left, in tenths of a day
 #   _DAYS_BASIS F days of history the forecast averaged (7, fewer on a new meter)
 #   _TODAY_COST F cost of today's energy, minor units
 #   _MONTH_COST F cost of this month's energy, minor units
+# Names cost the heap (docs/architecture.md, "Heap"): the ids, slots and
+# codes are private constants, and the screens are branches of draw().
 import array
 from micropython import const
 
+from firmware.credit.protection import KINDS, _LOCK_REASONS
 from firmware.localtime import _civil_packed
-from firmware.ui.render import INVERSE, BIG
+
+_INVERSE = const(1)        # render.py's row kinds
+_BIG = const(2)
+_V_ID = const(1)           # the view list's texts
+_V_UNIT = const(2)
+_V_REF = const(3)
 
 _NA = const(-0x3FFFFFFF)   # not known; a small int on a 32-bit port too
 _BAL = const(0)            # balance, minor units
@@ -82,25 +91,18 @@ _R_OK = const(0)
 _R_CREDIT = const(1)
 _R_PRESS = const(2)
 _R_FRIENDLY = const(3)
-_R_POWER = const(4)
-_R_HIGH_V = const(5)
-_R_LOW_V = const(6)
-_R_UTILITY = const(8)
-_R_FAULT = const(9)
-_R_LOCK_POWER = const(10)
-_R_LOCK_HIGH_V = const(11)
-_R_LOCK_LOW_V = const(12)
+_R_POWER = const(4)        # _R_POWER + i: the protection trip KINDS[i]
+_R_LOCK = const(7)         # _R_LOCK + i: its lockout
+_R_UTILITY = const(10)
+_R_FAULT = const(11)
 
-# long-press actions a screen offers
-A_NONE = const(0)
-A_RECONNECT = const(1)
-A_EMERGENCY = const(2)
-A_SILENCE = const(3)
+# long-press actions (fill() returns one; ui/panel.py has the same codes)
+_A_RECONNECT = const(1)
+_A_EMERGENCY = const(2)
+_A_SILENCE = const(3)
 
-HOME = const(0)
-SUPPLY = const(7)
-N_SCREENS = const(12)
 _E_LANGUAGE = const(65)    # docs/error-codes.md
+_PERIOD_NAMES = const("sharp peak flat valley ")   # one string: no names
 
 # message ids: line n of each table in firmware/ui/texts.py
 _M_T_BALANCE = const(0)
@@ -187,43 +189,24 @@ _M_TO_TIER = const(80)
 _M_LINK_OFF = const(81)
 _M_BAD_LANG = const(82)
 
-# result screens (Panel.result): what an action did
-RES_EC_TAKEN = const(_M_EC_TAKEN)
-RES_RECONNECTED = const(_M_RECONNECTED)
-RES_SILENCED = const(_M_SILENCED)
-RES_REFUSED = const(_M_REFUSED)
 
 _FIRMWARE = const(b"0.14.0")
 _KWH = const(b"kWh")
 _PER_KWH = const(b"/kWh")
-_DBM = const(b"dBm")
 
 
-class View:
-    """The figures of every screen: n (ints, the slots above) and the few
-    texts (meter id, currency, order ref), as bytes made when they change."""
-
-    def __init__(self, meter_id, currency):
-        n = self.n = array.array("i", bytes(4 * _SLOTS))
-        for i in range(_SLOTS):
-            n[i] = _NA
-        self.id = meter_id.encode()
-        self.unit = currency.encode()
-        self.ref = b""
-        self.topup = None    # the engine's last_topup that ref was made from
-
-    def news(self, engine):
-        """Make the texts that changed into bytes: the order reference of a
-        new top-up. Outside the frame (it allocates, once per top-up)."""
-        t = engine.last_topup
-        if t is not self.topup:
-            self.topup = t
-            self.ref = str(t[0]).encode() if t else b""
+def view(meter_id, currency):
+    """A new view: every slot _NA until fill()."""
+    n = array.array("i", bytes(4 * _SLOTS))
+    for i in range(_SLOTS):
+        n[i] = _NA
+    return [n, meter_id.encode(), currency.encode(), b"", None]
 
 
-def fill(v, app, lang_fault):
-    """Read the meter into the view, in place. app: the firmware's App."""
-    n = v.n
+def fill(v, app, fault):
+    """Read the meter into view v, in place; returns the long-press action
+    the home and supply screens offer (0: none). app: the firmware's App."""
+    n = v[0]
     core = app.core
     e = core.engine
     p = e.policy
@@ -231,57 +214,63 @@ def fill(v, app, lang_fault):
     tar = e.tariff
     n[_BAL] = led.balance_minor
     n[_DEC] = core.cfg["decimals"]
-    n[_LANG_FAULT] = _E_LANGUAGE if lang_fault else 0
+    n[_LANG_FAULT] = _E_LANGUAGE if fault else 0   # the panel's language fault
     n[_LINK_FAULT] = app.fault_lcd() if app.config_fault and not core.fault else 0
     n[_LEVEL] = p.level
     n[_OWED] = led.owed_minor()
     n[_EC] = e.emergency_minor
+    q = _R_OK
     if core.fault:
         n[_FAULT] = core.durable.store.lcd_code()
         n[_CLOSED] = 0
-        n[_REASON] = _R_FAULT
+        q = _R_FAULT
     else:
         n[_FAULT] = 0
         n[_CLOSED] = 1 if p.relay_closed else 0
-        n[_REASON] = _reason(p.relay_reason) if not p.relay_closed or p.relay_reason == "friendly" else _R_OK
+        why = p.relay_reason
+        if why == "friendly":
+            q = _R_FRIENDLY
+        elif p.relay_closed:
+            q = _R_OK
+        elif why == "credit":
+            q = _R_CREDIT
+        elif why == "await_press":
+            q = _R_PRESS
+        elif why == "remote_disconnect":
+            q = _R_UTILITY
+        else:
+            for i in range(3):
+                if why == KINDS[i]:
+                    q = _R_POWER + i
+                elif why == _LOCK_REASONS[i]:
+                    q = _R_LOCK + i
+    n[_REASON] = q
     n[_ALARM] = 1 if p.alarm == 2 else 0   # policy.REPEAT: sounds until a press
-    r = n[_REASON]
     n[_RETRY] = _NA
-    if _R_POWER <= r <= _R_LOW_V:
+    if _R_POWER <= q < _R_LOCK:
         for t in e.protection.trips:
             if t and t.phase == 1:
                 n[_RETRY] = t.retry_s - t.open_s
-    # local time from the last tick (the RTC read allocates on an ESP32)
-    now = e.now_s
-    day = now // 86400
-    sod = now - day * 86400
+    # local time from the last tick (reading the RTC allocates on an ESP32)
+    t = e.now_s
+    day = t // 86400
+    sod = t - day * 86400
     n[_DAY] = day
     n[_SOD] = sod
     n[_SYNCED] = 1 if core.clock.synced else 0
     n[_FR_END] = _NA
-    if r == _R_FRIENDLY:
+    if q == _R_FRIENDLY:
         n[_FR_END] = 0   # a weekend or holiday: until midnight
         for w in e.friendly.windows:
             if (w[0] <= sod < w[1]) or (w[0] > w[1] and (sod >= w[0] or sod < w[1])):
                 n[_FR_END] = w[1]
-    # what a long press does, here and on the supply screen
-    if core.fault:
-        n[_OFFER] = A_NONE
-    elif r == _R_PRESS or _R_LOCK_POWER <= r <= _R_LOCK_LOW_V:
-        n[_OFFER] = A_RECONNECT
-    elif e.emergency_refusal() is None:
-        n[_OFFER] = A_EMERGENCY
-    elif n[_ALARM]:
-        n[_OFFER] = A_SILENCE
-    else:
-        n[_OFFER] = A_NONE
     # power
     m = core.meas
-    n[_POWER] = _opt(m.power_w)
-    n[_VOLT] = _opt(m.voltage_v)
-    adc = core.revenue.adc if core.revenue else None
-    n[_AMP] = adc.irms_ma if adc else _NA
-    n[_PF] = adc.pf_milli if adc else _NA
+    n[_POWER] = _NA if m.power_w is None else m.power_w
+    n[_VOLT] = _NA if m.voltage_v is None else m.voltage_v
+    a = core.revenue.adc if core.revenue else None
+    n[_AMP] = a.irms_ma if a else _NA
+    n[_PF] = a.pf_milli if a else _NA
     # energy
     g = core.regs
     n[_IMPORT] = g.import_wh
@@ -293,27 +282,30 @@ def fill(v, app, lang_fault):
     n[_MD] = g.md_w
     # price: as CreditEngine.price_now(), read in place (it returns a tuple)
     tier = tar.tier_of(e.month_wh)
+    n[_NEXT_CHANGE] = _NA
     if e.synced:
-        dt = e._dt if day == e._dt_day else 0
-        period = tar.period_of(dt, sod)
-        nxt = tar.next_switch_s if tar.tou else _NA
-        n[_NEXT_CHANGE] = nxt if nxt < 86400 else (0 if tar.tou else _NA)
+        period = tar.period_of(e._dt if day == e._dt_day else 0, sod)
+        if tar.tou:
+            k = tar.next_switch_s
+            n[_NEXT_CHANGE] = k if k < 86400 else 0
     else:
         period = tar.unsynced_period
-        n[_NEXT_CHANGE] = _NA
     n[_PERIOD_N] = period if tar.tou else _NA
-    n[_PERIOD] = _period_msg(tar.period_names[period]) if tar.tou else _NA
+    n[_PERIOD] = _NA
+    if tar.tou:
+        name = tar.period_names[period]
+        i = _PERIOD_NAMES.find(name)
+        if i >= 0 and _PERIOD_NAMES[i + len(name)] == " ":
+            n[_PERIOD] = _M_SHARP + (0 if i == 0 else (1 if i == 6 else (2 if i == 11 else 3)))
     n[_PRICE] = tar.prices[tier][period]
     n[_TIER] = tier
-    room = tar.tier_room_wh(tier, e.month_wh)
-    n[_TIER_LEFT] = room if room >= 0 else _NA
-    n[_NEXT_PRICE] = tar.prices[tier + 1][period] if room >= 0 else _NA
-    # last top-up
+    k = tar.tier_room_wh(tier, e.month_wh)
+    n[_TIER_LEFT] = k if k >= 0 else _NA
+    n[_NEXT_PRICE] = tar.prices[tier + 1][period] if k >= 0 else _NA
+    # last top-up (its reference: v[_V_REF], made by the panel when it changes)
     t = e.last_topup
-    if t is None:
-        n[_TOPUP] = _NA
-    else:
-        n[_TOPUP] = t[1]
+    n[_TOPUP] = _NA if t is None else t[1]
+    if t is not None:
         n[_TOPUP_DAY] = t[2] // 86400
         n[_TOPUP_SOD] = t[2] % 86400
     n[_TOKEN] = _NA
@@ -322,176 +314,244 @@ def fill(v, app, lang_fault):
     n[_UP] = 1 if s and s.up else 0
     n[_HEARD_DAY] = _NA
     if s and s.heard_s:
-        local = s.heard_s + core.clock.utc_offset_s
-        n[_HEARD_DAY] = local // 86400
-        n[_HEARD_SOD] = local % 86400
-    md = app.modem
-    n[_SIGNAL] = _opt(md.at.rssi_dbm) if md else _NA
-    n[_REG] = _opt(md.at.reg) if md else _NA
+        t = s.heard_s + core.clock.utc_offset_s
+        n[_HEARD_DAY] = t // 86400
+        n[_HEARD_SOD] = t % 86400
+    m = app.modem
+    k = m.at.rssi_dbm if m else None
+    n[_SIGNAL] = _NA if k is None else k
+    k = m.at.reg if m else None
+    n[_REG] = _NA if k is None else k
     n[_PENDING] = core.events.outbox.pending()
+    # what a long press does, here and on the supply screen
+    if core.fault:
+        a = 0
+    elif q == _R_PRESS or _R_LOCK <= q < _R_UTILITY:
+        a = _A_RECONNECT
+    elif e.emergency_refusal() is None:
+        a = _A_EMERGENCY
+    else:
+        a = _A_SILENCE if n[_ALARM] else 0
+    n[_OFFER] = a
+    return a
 
 
-def _opt(x):
-    return _NA if x is None else x
-
-
-def _reason(why):
-    if why == "credit":
-        return _R_CREDIT
-    if why == "await_press":
-        return _R_PRESS
-    if why == "friendly":
-        return _R_FRIENDLY
-    if why == "over_power":
-        return _R_POWER
-    if why == "over_voltage":
-        return _R_HIGH_V
-    if why == "under_voltage":
-        return _R_LOW_V
-    if why == "over_power_lockout":
-        return _R_LOCK_POWER
-    if why == "over_voltage_lockout":
-        return _R_LOCK_HIGH_V
-    if why == "under_voltage_lockout":
-        return _R_LOCK_LOW_V
-    if why == "remote_disconnect":
-        return _R_UTILITY
-    if why == "store_fault":
-        return _R_FAULT
-    return _R_OK
-
-
-def _period_msg(name):
-    if name == "sharp":
-        return _M_SHARP
-    if name == "peak":
-        return _M_PEAK
-    if name == "flat":
-        return _M_FLAT
-    if name == "valley":
-        return _M_VALLEY
-    return _NA
-
-
-# --- composing: each screen writes the rows of r (a render.Renderer)
-def compose(r, v, k):
-    """Screen k (0 = home) from view v into r's rows."""
+def draw(r, v, k, mode=0, done=0, why=None):
+    """Write screen k (0 = home) of view v into the rows of r (render.py's
+    Renderer). mode 1: the emergency credit confirmation (how much, and that
+    the next top-up repays it); mode 2: what action `done` (an _A_* code,
+    0: refused, for the reason `why`) did."""
     r.clear()
-    n = v.n
-    if k != HOME:
-        r.kind[0] = INVERSE
-        r.msg(0, 0, k)   # the titles are messages 0-11, in screen order
-    if k == HOME:
-        _home(r, v, n)
-    elif k == 1:
-        _big_or_na(r, n[_KWH_LEFT] // 100 if n[_KWH_LEFT] != _NA else _NA, 1)
-        r.text(4, 0, _KWH)
-        if n[_KWH_LEFT] != _NA:
-            r.msg(5, 0, _M_ESTIMATE if n[_KWH_EST] else _M_AT_PRICE)
-    elif k == 2:
-        _big_or_na(r, n[_DAYS_X10], 1)
-        r.msg(4, 0, _M_DAYS)
-        if n[_DAYS_BASIS] != _NA:
-            x = r.msg(5, 0, _M_AVG_OF)
-            x = r.num(5, x, n[_DAYS_BASIS])
-            r.msg(5, x, _M_DAY_UNIT)
-    elif k == 3:
-        _use(r, v, 1, _M_TODAY, n[_TODAY], n[_TODAY_COST])
-        _use(r, v, 4, _M_MONTH, n[_MONTH], n[_MONTH_COST])
-    elif k == 4:
-        _unit(r, 2, n[_POWER], 0, 87)            # W
-        _unit(r, 3, n[_VOLT], 0, 86)             # V
-        _unit(r, 4, n[_AMP], 3, 65)              # A, from mA
-        x = r.text(5, 0, b"PF ")
-        if n[_PF] == _NA:
-            r.dashes(5, x)
+    n = v[0]
+    r.kind[0] = _INVERSE
+    if mode == 1:
+        r.msg(0, 0, _M_TAKE_EC)
+        r.msg(1, 0, _M_CREDIT_OF)
+        _money(r, v, 2, 1, n[_EC])
+        r.msg(3, 0, _M_NEXT_TOPUP)
+        r.msg(4, 0, _M_REPAYS)
+        r.msg(6, 0, _M_HOLD_YES)
+        r.msg(7, 0, _M_PRESS_NO)
+        return
+    if mode == 2:
+        r.msg(0, 0, _M_T_SUPPLY)
+        if done == _A_EMERGENCY:
+            r.msg(2, 0, _M_EC_TAKEN)
+            _money(r, v, 3, 0, n[_EC])
+            r.msg(5, 0, _M_NEXT_TOPUP)
+            r.msg(6, 0, _M_REPAYS)
+        elif done:
+            r.msg(2, 0, _M_RECONNECTED if done == _A_RECONNECT else _M_SILENCED)
+            r.msg(4, 0, _M_ON if n[_CLOSED] else _M_OFF)
         else:
-            r.num(5, x, n[_PF] // 10, 2)
+            r.msg(2, 0, _M_REFUSED)
+            r.msg(3, 0, _M_NOT_LOW if why == "not_low" else (
+                _M_IN_USE if why == "in_use" else (_M_NOT_PREPAID if why == "not_prepaid" else _M_DISABLED)))
+        return
+    if k:
+        r.msg(0, 0, k)   # the titles are messages 0-11, in screen order
+    if k == 0 and n[_FAULT]:
+        # the stored balance cannot be trusted: no number rather than a wrong one
+        r.msg(0, 0, _M_FAULT)
+        r.kind[1] = _BIG
+        r.text(1, 0, b"E")
+        r.put(1, 1, n[_FAULT])
+        r.msg(4, 0, _M_OFF)
+        _status(r, n, 5, 0)
+    elif k == 0:
+        x = r.msg(0, 0, _M_T_BALANCE)
+        r.text(0, x + 1, v[_V_UNIT])
+        # top right: signal bars, relay, friendly / emergency / warning, unsynced clock
+        f = n[_SIGNAL]
+        if f != _NA:   # bars: -110, -100, -90, -80 dBm
+            r.rows[0][12] = 1 + (0 if f < -109 else (1 if f < -99 else (2 if f < -89 else (3 if f < -79 else 4))))
+        r.rows[0][13] = 6 if n[_CLOSED] else 7
+        if n[_REASON] == _R_FRIENDLY:
+            r.rows[0][14] = 9
+        elif n[_OWED] > 0:
+            r.rows[0][14] = 10
+        elif not n[_CLOSED] or n[_LEVEL] > 0:
+            r.rows[0][14] = 8
+        if not n[_SYNCED]:
+            r.rows[0][15] = 11
+        r.kind[1] = _BIG
+        r.put(1, 0, n[_BAL], n[_DEC])
+        r.msg(4, 0, _M_ON if n[_CLOSED] else _M_OFF)
+        _status(r, n, 5, 7)
+    elif k == 1 or k == 2:
+        # remaining electricity (tenths of a kWh) or days (tenths)
+        f = n[_KWH_LEFT] if k == 1 else n[_DAYS_X10]
+        r.kind[1] = _BIG
+        if f == _NA:
+            r.text(1, 0, b"--")
+        else:
+            r.put(1, 0, f // 100 if k == 1 else f, 1)
+        if k == 1:
+            r.text(4, 0, _KWH)
+            if f != _NA:
+                r.msg(5, 0, _M_ESTIMATE if n[_KWH_EST] else _M_AT_PRICE)
+        else:
+            r.msg(4, 0, _M_DAYS)
+            if n[_DAYS_BASIS] != _NA:
+                x = r.msg(5, 0, _M_AVG_OF)
+                x = r.put(5, x, n[_DAYS_BASIS])
+                r.msg(5, x, _M_DAY_UNIT)
+    elif k == 3:
+        # today and this month: energy and cost
+        for y in (1, 4):
+            r.msg(y, 0, _M_TODAY if y == 1 else _M_MONTH)
+            x = r.put(y + 1, 1, n[_TODAY if y == 1 else _MONTH], 3)
+            r.text(y + 1, x + 1, _KWH)
+            _money(r, v, y + 2, 1, n[_TODAY_COST if y == 1 else _MONTH_COST])
+    elif k == 4:
+        # live power: W, V, A (from mA), PF (from thousandths); -- where unknown
+        for y in (2, 3, 4, 5):
+            f = n[_POWER + y - 2]
+            x = 0
+            if y == 5:
+                x = r.text(5, 0, b"PF ")
+            if f == _NA:
+                x = r.text(y, x, b"--")
+            else:
+                x = r.put(y, x, f // 10 if y == 5 else f, 2 if y == 5 else (3 if y == 4 else 0))
+            if y < 5:
+                r.rows[y][x + 1] = 87 if y == 2 else (86 if y == 3 else 65)   # W V A
     elif k == 5:
-        _price(r, v, n)
+        # price now, its period and next change, the tier and what follows it
+        r.kind[1] = _BIG
+        _price(r, 1, 0, n[_PRICE], n[_DEC])
+        x = r.text(4, 0, v[_V_UNIT])
+        r.text(4, x, _PER_KWH)
+        x = 0
+        if n[_PERIOD] != _NA:
+            x = r.msg(5, 0, n[_PERIOD])
+        elif n[_PERIOD_N] != _NA:   # a period the tariff names otherwise: P1, P2...
+            x = r.text(5, 0, b"P")
+            x = r.put(5, x, n[_PERIOD_N] + 1)
+        if n[_NEXT_CHANGE] != _NA:
+            x = r.msg(5, x + 1, _M_NEXT)
+            _time(r, 5, x, n[_NEXT_CHANGE], 0)
+        x = r.msg(6, 0, _M_TIER)
+        x = r.put(6, x, n[_TIER] + 1)
+        if n[_TIER_LEFT] != _NA:
+            x = r.put(6, x + 1, n[_TIER_LEFT] // 100, 1)
+            r.text(6, x, _KWH)
+            x = r.msg(7, 0, _M_THEN)
+            x = _price(r, 7, x, n[_NEXT_PRICE], n[_DEC])
+            r.text(7, x, _PER_KWH)
     elif k == 6:
-        _topup(r, v, n)
-    elif k == SUPPLY:
+        # last top-up: amount, meter time, order ref; the last offline token
+        if n[_TOPUP] == _NA:
+            r.msg(2, 0, _M_NONE_YET)
+        else:
+            _money(r, v, 2, 0, n[_TOPUP])
+            _date(r, 3, 0, n[_TOPUP_DAY])
+            _time(r, 3, 11, n[_TOPUP_SOD], 0)
+            x = r.msg(4, 0, _M_REF)
+            r.text(4, x, v[_V_REF])
+        x = r.msg(6, 0, _M_TOKEN)
+        if n[_TOKEN] == _NA:
+            r.text(6, x, b"--")
+        else:
+            r.put(6, x, n[_TOKEN])
+    elif k == 7:
+        # why the supply is off, or what is about to happen
         r.msg(2, 0, _M_ON if n[_CLOSED] else _M_OFF)
-        _status(r, n, 4)
-        _hint(r, n, 7)
+        _status(r, n, 4, 7)
     elif k == 8:
-        _link(r, n)
+        # link: signal, registration, server, last exchange, undelivered events
+        x = r.msg(2, 0, _M_SIGNAL)
+        f = n[_SIGNAL]
+        if f == _NA:
+            r.text(2, x, b"--")
+        else:
+            r.rows[2][x] = 1 + (0 if f < -109 else (1 if f < -99 else (2 if f < -89 else (3 if f < -79 else 4))))
+            x = r.put(2, x + 2, f)
+            r.text(2, x + 1, b"dBm")
+        f = n[_REG]
+        if f != _NA:
+            r.msg(3, 0, _M_REG_HOME if f == 1 else (_M_REG_ROAM if f == 5 else _M_REG_NO))
+        r.msg(4, 0, _M_SERVER_UP if n[_UP] else _M_SERVER_DOWN)
+        x = r.msg(5, 0, _M_LAST)
+        if n[_HEARD_DAY] == _NA:
+            r.text(5, x, b"--")
+        else:
+            if n[_HEARD_DAY] != n[_DAY]:
+                x = _date(r, 5, x, n[_HEARD_DAY]) + 1
+            _time(r, 5, x, n[_HEARD_SOD], 0)
+        x = r.msg(6, 0, _M_PENDING)
+        r.put(6, x, n[_PENDING])
     elif k == 9:
-        _reg(r, 1, b"1.8.0 ", n[_IMPORT])
+        # totals: 1.8.0, 1.8.1-1.8.4, 2.8.0 (kWh), maximum demand (W)
+        r.text(1, 0, b"1.8.0")
+        r.put(1, 6, n[_IMPORT], 3)
         for i in range(4):
-            r.rows[2 + i][0:6] = b"1.8.1 "
+            r.text(2 + i, 0, b"1.8.1")
             r.rows[2 + i][4] = 49 + i
-            r.num(2 + i, 6, n[_P1 + i], 3)
-        _reg(r, 6, b"2.8.0 ", n[_EXPORT])
+            r.put(2 + i, 6, n[_P1 + i], 3)
+        r.text(6, 0, b"2.8.0")
+        r.put(6, 6, n[_EXPORT], 3)
         x = r.msg(7, 0, _M_MAX)
-        x = r.num(7, x, n[_MD])
+        x = r.put(7, x, n[_MD])
         r.text(7, x + 1, b"W")
     elif k == 10:
+        # meter id, firmware version, date and time, unsynced mark
         x = r.msg(2, 0, _M_ID)
-        r.text(2, x, v.id)
+        r.text(2, x, v[_V_ID])
         x = r.msg(3, 0, _M_FW)
         r.text(3, x, _FIRMWARE)
         _date(r, 5, 0, n[_DAY])
         x = _time(r, 6, 0, n[_SOD], 1)
         if not n[_SYNCED]:
-            r.char(6, x + 1, 11)
+            r.rows[6][x + 1] = 11
             r.msg(7, 0, _M_UNSYNCED)
     else:
-        _errors(r, n)
+        # error codes (docs/error-codes.md)
+        y = 2
+        for i in (_FAULT, _LINK_FAULT, _LANG_FAULT):   # a constant tuple: no allocation
+            if n[i]:
+                r.text(y, 0, b"E")
+                r.put(y, 1, n[i])
+                y += 1
+        if y == 2:
+            r.msg(2, 0, _M_NO_ERRORS)
+        else:
+            r.msg(y + 1, 0, _M_CALL)
 
 
-def _home(r, v, n):
-    r.kind[0] = INVERSE
-    if n[_FAULT]:
-        # the stored balance cannot be trusted: no number rather than a wrong one
-        x = r.msg(0, 0, _M_FAULT)
-        r.kind[1] = BIG
-        r.char(1, 0, 69)
-        r.num(1, 1, n[_FAULT])
-        r.msg(4, 0, _M_OFF)
-        _status(r, n, 5)
-        return
-    x = r.msg(0, 0, _M_T_BALANCE)
-    r.text(0, x + 1, v.unit)
-    _icons(r, n)
-    r.kind[1] = BIG
-    r.num(1, 0, n[_BAL], n[_DEC])
-    r.msg(4, 0, _M_ON if n[_CLOSED] else _M_OFF)
-    _status(r, n, 5)
-    _hint(r, n, 7)
-
-
-def _icons(r, n):
-    # top right: signal bars, relay, warning / friendly / emergency, unsynced
-    s = n[_SIGNAL]
-    if s != _NA:
-        bars = 0 if s < -109 else (1 if s < -99 else (2 if s < -89 else (3 if s < -79 else 4)))
-        r.char(0, 12, 1 + bars)
-    r.char(0, 13, 6 if n[_CLOSED] else 7)
-    if n[_REASON] == _R_FRIENDLY:
-        r.char(0, 14, 9)
-    elif n[_OWED] > 0:
-        r.char(0, 14, 10)
-    elif _warned(n) or (not n[_CLOSED]):
-        r.char(0, 14, 8)
-    if not n[_SYNCED]:
-        r.char(0, 15, 11)
-
-
-def _warned(n):
-    # a credit warning, never while the supply is off for no credit (that
-    # is not a warning any more: the reason line says what to do)
-    return n[_LEVEL] > 0 and n[_REASON] != _R_CREDIT and n[_REASON] != _R_PRESS
-
-
-def _status(r, n, y):
-    """Two lines at rows y, y+1: why the supply is off, or what comes next."""
+def _status(r, n, y, h):
+    """Two lines at rows y, y+1: why the supply is off, or what comes next.
+    Never "low credit" while off for no credit: the lines say what to do.
+    Row h (0: none) says what a long press does here (fill() decided it)."""
+    a = n[_OFFER]
+    if h and a:
+        r.msg(h, 0, _M_HOLD_RECONNECT if a == _A_RECONNECT else (
+            _M_HOLD_EC if a == _A_EMERGENCY else _M_HOLD_SILENCE))
     q = n[_REASON]
     if q == _R_FAULT:
         x = r.msg(y, 0, _M_FAULT)
-        r.char(y, x, 69)
-        r.num(y, x + 1, n[_FAULT])
+        x = r.text(y, x, b"E")
+        r.put(y, x, n[_FAULT])
         r.msg(y + 1, 0, _M_CALL)
     elif q == _R_CREDIT:
         r.msg(y, 0, _M_NO_CREDIT)
@@ -504,12 +564,11 @@ def _status(r, n, y):
         x = r.msg(y + 1, 0, _M_UNTIL)
         if n[_FR_END] != _NA:
             _time(r, y + 1, x, n[_FR_END], 0)
-    elif _R_POWER <= q <= _R_LOW_V or _R_LOCK_POWER <= q <= _R_LOCK_LOW_V:
-        base = q if q <= _R_LOW_V else q - (_R_LOCK_POWER - _R_POWER)
-        r.msg(y, 0, _M_OVERLOAD + base - _R_POWER)
-        if q <= _R_LOW_V and n[_RETRY] != _NA:
+    elif _R_POWER <= q < _R_UTILITY:
+        r.msg(y, 0, _M_OVERLOAD + (q - _R_POWER) % 3)
+        if q < _R_LOCK and n[_RETRY] != _NA:
             x = r.msg(y + 1, 0, _M_RETRY)
-            x = r.num(y + 1, x, n[_RETRY])
+            x = r.put(y + 1, x, n[_RETRY])
             r.text(y + 1, x, b" s")
         else:
             r.msg(y + 1, 0, _M_LOCKED)
@@ -517,206 +576,57 @@ def _status(r, n, y):
         r.msg(y, 0, _M_UTILITY)
         r.msg(y + 1, 0, _M_BY_UTILITY)
     elif n[_LINK_FAULT] or n[_LANG_FAULT]:
-        r.char(y, 0, 69)
-        x = r.num(y, 1, n[_LINK_FAULT] or n[_LANG_FAULT])
+        x = r.text(y, 0, b"E")
+        x = r.put(y, x, n[_LINK_FAULT] or n[_LANG_FAULT])
         r.msg(y, x + 1, _M_LINK_OFF if n[_LINK_FAULT] else _M_BAD_LANG)
         r.msg(y + 1, 0, _M_CALL)
     elif n[_OWED] > 0:
         r.msg(y, 0, _M_EC_OWED)
         r.msg(y + 1, 0, _M_REPAID)
-    elif _warned(n):
-        r.char(y, 0, 8)
+    elif n[_LEVEL] > 0:
+        r.rows[y][0] = 8     # the warning icon and line
         r.msg(y, 2, _M_LOW)
         if n[_DAYS_X10] != _NA:
-            x = r.num(y + 1, 0, n[_DAYS_X10], 1)
+            x = r.put(y + 1, 0, n[_DAYS_X10], 1)
             r.msg(y + 1, x + 1, _M_DAYS)
     else:
         r.msg(y, 0, _M_ALL_OK)
 
 
-def _hint(r, n, y):
-    a = n[_OFFER]
-    if a == A_RECONNECT:
-        r.msg(y, 0, _M_HOLD_RECONNECT)
-    elif a == A_EMERGENCY:
-        r.msg(y, 0, _M_HOLD_EC)
-    elif a == A_SILENCE:
-        r.msg(y, 0, _M_HOLD_SILENCE)
-
-
-def _big_or_na(r, x, dec):
-    r.kind[1] = BIG
-    if x == _NA:
-        r.dashes(1, 0)
-    else:
-        r.num(1, 0, x, dec)
-
-
 def _money(r, v, y, x, minor):
     if minor == _NA:
-        return r.dashes(y, x)
-    x = r.num(y, x, minor, v.n[_DEC])
-    return r.text(y, x + 1, v.unit)
+        return r.text(y, x, b"--")
+    x = r.put(y, x, minor, v[0][_DEC])
+    return r.text(y, x + 1, v[_V_UNIT])
 
 
-def _use(r, v, y, title, wh, cost):
-    r.msg(y, 0, title)
-    x = r.num(y + 1, 1, wh, 3)
-    r.text(y + 1, x + 1, _KWH)
-    _money(r, v, y + 2, 1, cost)
+def _price(r, y, x, m, d):
+    # a price m in thousandths of a minor unit, exact: as many decimals as
+    # it needs beyond the currency's own d (1.50, 1.255)
+    k = d + 3
+    while k > d and m % 10 == 0:
+        m //= 10
+        k -= 1
+    return r.put(y, x, m, k)
 
 
-def _unit(r, y, val, dec, unit):
-    x = r.dashes(y, 0) if val == _NA else r.num(y, 0, val, dec)
-    r.char(y, x + 1, unit)
-
-
-def _reg(r, y, label, wh):
-    r.text(y, 0, label)
-    r.num(y, 6, wh, 3)
-
-
-def _price(r, v, n):
-    r.kind[1] = BIG
-    _price_at(r, 1, 0, n[_PRICE], n[_DEC])
-    x = r.text(4, 0, v.unit)
-    r.text(4, x, _PER_KWH)
-    x = 0
-    if n[_PERIOD] != _NA:
-        x = r.msg(5, 0, n[_PERIOD])
-    elif n[_PERIOD_N] != _NA:   # a period the tariff names otherwise: P1, P2...
-        x = r.char(5, 0, 80)
-        x = r.num(5, x, n[_PERIOD_N] + 1)
-    if n[_NEXT_CHANGE] != _NA:
-        x = r.msg(5, x + 1, _M_NEXT)
-        _time(r, 5, x, n[_NEXT_CHANGE], 0)
-    x = r.msg(6, 0, _M_TIER)
-    x = r.num(6, x, n[_TIER] + 1)
-    if n[_TIER_LEFT] != _NA:
-        x = r.num(6, x + 1, n[_TIER_LEFT] // 100, 1)
-        r.text(6, x, _KWH)
-        x = r.msg(7, 0, _M_THEN)
-        x = _price_at(r, 7, x, n[_NEXT_PRICE], n[_DEC])
-        r.text(7, x, _PER_KWH)
-
-
-def _price_at(r, y, x, milli, dec):
-    # a price in thousandths of a minor unit, exact: as many decimals as
-    # it needs beyond the currency's own (1.50, 1.255)
-    d = dec + 3
-    while d > dec and milli % 10 == 0:
-        milli //= 10
-        d -= 1
-    return r.num(y, x, milli, d)
-
-
-def _topup(r, v, n):
-    if n[_TOPUP] == _NA:
-        r.msg(2, 0, _M_NONE_YET)
-    else:
-        _money(r, v, 2, 0, n[_TOPUP])
-        _date(r, 3, 0, n[_TOPUP_DAY])
-        _time(r, 3, 11, n[_TOPUP_SOD], 0)
-        x = r.msg(4, 0, _M_REF)
-        r.text(4, x, v.ref)
-    x = r.msg(6, 0, _M_TOKEN)
-    if n[_TOKEN] == _NA:
-        r.dashes(6, x)
-    else:
-        r.num(6, x, n[_TOKEN])
-
-
-def _link(r, n):
-    x = r.msg(2, 0, _M_SIGNAL)
-    s = n[_SIGNAL]
-    if s == _NA:
-        r.dashes(2, x)
-    else:
-        bars = 0 if s < -109 else (1 if s < -99 else (2 if s < -89 else (3 if s < -79 else 4)))
-        x = r.char(2, x, 1 + bars)
-        x = r.num(2, x + 1, s)
-        r.text(2, x + 1, _DBM)
-    g = n[_REG]
-    if g != _NA:
-        r.msg(3, 0, _M_REG_HOME if g == 1 else (_M_REG_ROAM if g == 5 else _M_REG_NO))
-    r.msg(4, 0, _M_SERVER_UP if n[_UP] else _M_SERVER_DOWN)
-    x = r.msg(5, 0, _M_LAST)
-    if n[_HEARD_DAY] == _NA:
-        r.dashes(5, x)
-    else:
-        if n[_HEARD_DAY] != n[_DAY]:
-            x = _date(r, 5, x, n[_HEARD_DAY]) + 1
-        _time(r, 5, x, n[_HEARD_SOD], 0)
-    x = r.msg(6, 0, _M_PENDING)
-    r.num(6, x, n[_PENDING])
-
-
-def _errors(r, n):
-    y = 2
-    for i in (_FAULT, _LINK_FAULT, _LANG_FAULT):   # a constant tuple: no allocation
-        code = n[i]
-        if code:
-            r.char(y, 0, 69)
-            r.num(y, 1, code)
-            y += 1
-    if y == 2:
-        r.msg(2, 0, _M_NO_ERRORS)
-    else:
-        r.msg(y + 1, 0, _M_CALL)
-
-
-def _time(r, y, x, sod, secs):
-    """hh:mm (and :ss when secs) of a second of day."""
-    x = r.num(y, x, sod // 3600, 0, 2)
-    x = r.char(y, x, 58)
-    x = r.num(y, x, sod // 60 % 60, 0, 2)
-    if secs:
-        x = r.char(y, x, 58)
-        x = r.num(y, x, sod % 60, 0, 2)
+def _time(r, y, x, sod, s):
+    """hh:mm (and :ss when s) of a second of day."""
+    x = r.put(y, x, sod // 3600, 0, 2)
+    x = r.text(y, x, b":")
+    x = r.put(y, x, sod // 60 % 60, 0, 2)
+    if s:
+        x = r.text(y, x, b":")
+        x = r.put(y, x, sod % 60, 0, 2)
     return x
 
 
 def _date(r, y, x, day):
-    """yyyy-mm-dd of a local day number (firmware/localtime.py's civil(), in
-    place: it returns a tuple)."""
+    """yyyy-mm-dd of a local day number (localtime.civil() in place: it
+    returns a tuple)."""
     p = _civil_packed(day)
-    x = r.num(y, x, p >> 9, 0, 4)
-    x = r.char(y, x, 45)
-    x = r.num(y, x, (p >> 5) & 15, 0, 2)
-    x = r.char(y, x, 45)
-    return r.num(y, x, p & 31, 0, 2)
-
-
-def confirm(r, v):
-    """The emergency credit confirmation: how much, and that the next top-up repays it."""
-    r.clear()
-    r.kind[0] = INVERSE
-    r.msg(0, 0, _M_TAKE_EC)
-    r.msg(1, 0, _M_CREDIT_OF)
-    _money(r, v, 2, 1, v.n[_EC])
-    r.msg(3, 0, _M_NEXT_TOPUP)
-    r.msg(4, 0, _M_REPAYS)
-    r.msg(6, 0, _M_HOLD_YES)
-    r.msg(7, 0, _M_PRESS_NO)
-
-
-def result(r, v, res, why):
-    """What an action did: res a RES_* id; why the refusal's reason (engine code)."""
-    r.clear()
-    r.kind[0] = INVERSE
-    r.msg(0, 0, _M_T_SUPPLY)
-    r.msg(2, 0, res)
-    if res == RES_REFUSED:
-        r.msg(3, 0, _M_NOT_LOW if why == "not_low" else (
-            _M_IN_USE if why == "in_use" else (_M_NOT_PREPAID if why == "not_prepaid" else _M_DISABLED)))
-    elif res == RES_EC_TAKEN:
-        _money(r, v, 3, 0, v.n[_EC])
-        r.msg(5, 0, _M_NEXT_TOPUP)
-        r.msg(6, 0, _M_REPAYS)
-    else:
-        r.msg(4, 0, _M_ON if v.n[_CLOSED] else _M_OFF)
-
-
-def offer(v):
-    """The long-press action the meter offers now (A_*)."""
-    return v.n[_OFFER]
+    x = r.put(y, x, p >> 9, 0, 4)
+    x = r.text(y, x, b"-")
+    x = r.put(y, x, (p >> 5) & 15, 0, 2)
+    x = r.text(y, x, b"-")
+    return r.put(y, x, p & 31, 0, 2)

@@ -181,10 +181,13 @@ _FR = const(
 
 
 
-def table(code):
-    """The table of language `code` ("en", "fr"); None for one not shipped."""
-    if code == "en":
+def get(code):
+    """The table of language `code` (b"en", "fr", ...: str or bytes); None
+    for one not shipped. (Compared as bytes: a str constant this short
+    would cost the heap a name.)"""
+    b = code.encode() if isinstance(code, str) else code
+    if b == b"en":
         return _EN
-    if code == "fr":
+    if b == b"fr":
         return _FR
     return None
