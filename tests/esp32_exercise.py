@@ -202,7 +202,7 @@ def _run_meter(cf1, calibrated, phases):
 def _lcd_lines(core):
     # the home, live power and supply screens as ui/panel.py draws them,
     # from a core without an App around it
-    from firmware.ui import render, texts
+    from firmware.ui import render, screens, texts
 
     class _App:
         cfg = core.cfg
@@ -264,6 +264,36 @@ def case_power_fail_isr():
     wait_for(lambda: len(calls) > 1, 20)
     out["calls_after_recovery"] = len(calls)
     out["after"] = b.power_fail()
+    return out
+
+
+def case_button_edges():
+    b = fresh_board()
+    handler, trigger = machine.pin_irq(pins.BUTTON_QUERY)
+    out = {"both_edges": trigger == machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING,
+           "hard": b._button.irq_hard,
+           "before": b.button_presses()}
+    err = None
+    micropython.heap_lock()
+    try:
+        for _ in range(3):   # one press with contact bounce: three falling edges within a ms
+            machine.drive(pins.BUTTON_QUERY, 0)
+            machine.drive(pins.BUTTON_QUERY, 1)
+    except MemoryError as e:
+        err = e
+    finally:
+        micropython.heap_unlock()
+    out["error"] = repr(err) if err else None
+    out["bounced"] = b.button_presses()
+    time.sleep_ms(80)        # a second press, after the debounce time
+    machine.drive(pins.BUTTON_QUERY, 0)
+    out["held"] = b.button_down()
+    for _ in range(2):       # its release bounces: down again within ms
+        machine.drive(pins.BUTTON_QUERY, 1)
+        machine.drive(pins.BUTTON_QUERY, 0)
+    machine.drive(pins.BUTTON_QUERY, 1)
+    out["second"] = b.button_presses()
+    out["other"] = b.button_presses("menu")
     return out
 
 

@@ -264,6 +264,15 @@ def test_query_button_tamper_switch_and_maintenance_hold_read_their_pins(seen):
     assert r["not_fitted"] is False
 
 
+def test_button_press_edges_are_latched_by_an_allocation_free_hard_irq_and_debounced(seen):
+    r = seen["button_edges"]
+    assert r["both_edges"] and r["hard"] and r["before"] == 0
+    assert r["error"] is None             # the handler ran under heap_lock
+    assert r["bounced"] == 1              # three edges within the debounce time: one press
+    assert r["held"] is True and r["second"] == 2   # a bouncing release adds no press
+    assert r["other"] == 0
+
+
 def test_watchdog_starts_with_the_asked_timeout_and_is_fed(seen):
     assert seen["watchdog"] == {"before": True, "timeout": 8000, "feeds": 3}
 

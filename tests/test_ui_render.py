@@ -111,3 +111,28 @@ def test_emergency_credit_owed_is_on_home_with_its_icon(frames):
 def test_the_glyphs_in_render_py_are_what_the_tool_makes_of_the_ascii_art():
     rc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_glyphs.py"), "--check"]).returncode
     assert rc == 0, "firmware/ui/render.py's _GLYPHS is stale: run tools/make_glyphs.py"
+
+
+def _tables():
+    import ast
+    with open(os.path.join(ROOT, "firmware", "ui", "texts.py")) as f:
+        tree = ast.parse(f.read())
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            out[node.targets[0].id] = ast.literal_eval(node.value.args[0])
+    return out
+
+
+def test_every_language_table_has_every_message_and_each_fits_a_line():
+    import re
+    with open(os.path.join(ROOT, "firmware", "ui", "screens.py")) as f:
+        ids = [int(n) for n in re.findall(r"^_M_\w+ = const\((\d+)\)", f.read(), re.M)]
+    assert ids == list(range(len(ids)))          # ids 0..n-1, in table order
+    tables = _tables()
+    assert set(tables) == {"_EN", "_FR"}
+    for name, blob in tables.items():
+        lines = blob.split(b"\n")
+        assert lines[-1] == b"" and len(lines) - 1 == len(ids), name
+        for line in lines[:-1]:
+            assert 0 < len(line) <= 16 and all(32 <= c < 127 for c in line), (name, line)

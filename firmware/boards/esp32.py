@@ -323,13 +323,12 @@ class Esp32Board:
     # --- inputs
     def _init_inputs(self):
         self._button = Pin(pins.BUTTON_QUERY, Pin.IN, Pin.PULL_UP)
-        # press edges, latched by a hard interrupt: [count, ticks of the last]
-        # (ui/keys.py reads the count, so a press is seen even when the loop
-        # was stalled through all of it, as by a flash erase)
-        self._presses = array.array("i", (0, 0))
+        # press edges, latched by a hard interrupt: [presses, ticks of the
+        # last edge] (ui/keys.py reads the count, so a press is seen even
+        # when the loop was stalled through all of it, as by a flash erase)
+        self._presses = array.array("i", (0, time.ticks_add(time.ticks_ms(), -_BUTTON_DEBOUNCE_MS)))
         self._press_isr = self._on_button_edge
-        down = Pin.IRQ_FALLING if pins.BUTTON_DOWN_LEVEL == 0 else Pin.IRQ_RISING
-        self._button.irq(handler=self._press_isr, trigger=down, hard=True)
+        self._button.irq(handler=self._press_isr, trigger=Pin.IRQ_FALLING | Pin.IRQ_RISING, hard=True)
         self._tamper = Pin(pins.TAMPER, Pin.IN, Pin.PULL_UP) if pins.TAMPER is not None else None
         self._pf_pin = Pin(pins.POWER_FAIL, Pin.IN)     # pull-up is on the board
         self._pf_cb = None
@@ -347,10 +346,13 @@ class Esp32Board:
         return self._presses[0] if which == "query" else 0
 
     def _on_button_edge(self, pin):
-        # hard ISR: integer work on a preallocated array, nothing allocated
+        # Hard ISR: integer work on a preallocated array, nothing allocated.
+        # Both edges come here: a press counts when the line goes down after
+        # a quiet spell, so the bounce of a press and of a release (edges a
+        # few ms apart) counts nothing more.
         p = self._presses
-        now = time.ticks_ms() & 0x3FFFFFFF
-        if p[0] == 0 or time.ticks_diff(now, p[1]) >= _BUTTON_DEBOUNCE_MS:
+        now = time.ticks_ms()
+        if pin.value() == pins.BUTTON_DOWN_LEVEL and time.ticks_diff(now, p[1]) >= _BUTTON_DEBOUNCE_MS:
             p[0] += 1
         p[1] = now
 

@@ -47,6 +47,13 @@ class Key:
                 self.pending = False
                 return SHORT
             return 0
+        if new and level:
+            # let go and pressed again between two polls (the board latched
+            # the new edge): the last press ended, a new one starts now
+            short = not self.fired_long
+            self.down_at = now
+            self.fired_long = False
+            return SHORT if short else 0
         if not stable:
             return 0
         if level:

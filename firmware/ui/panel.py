@@ -70,13 +70,13 @@ class Panel:
         b = self.board
         core = app.core
         app.sup.register("ui", 2000)
-        for on in (1, 0):
-            render.selftest(b, on)
-            app.sup.checkin("ui")
-            await asyncio.sleep_ms(_SELFTEST_MS)
         self.ms[_LIT] = b.mono_ms()
         b.backlight(True)
-        next_lcd = time.ticks_ms()
+        # the self-test first: all pixels on, then off; the button is read
+        # from the start all the same (a press during it is timed from its start)
+        render.selftest(b, 1)
+        next_lcd = time.ticks_add(time.ticks_ms(), _SELFTEST_MS)
+        test = 2
         while True:
             g = self.key.poll()
             t = b.mono_ms()
@@ -88,7 +88,14 @@ class Panel:
                 app.lcd_due = True
             self.poll(t)
             real = time.ticks_ms()
-            if app.lcd_due or time.ticks_diff(real, next_lcd) >= 0:
+            if test:
+                # 2: all on showing, 1: all off showing; 0: the screens
+                if time.ticks_diff(real, next_lcd) >= 0:
+                    test -= 1
+                    if test:
+                        render.selftest(b, 0)
+                    next_lcd = time.ticks_add(real, _SELFTEST_MS if test else 0)
+            elif app.lcd_due or time.ticks_diff(real, next_lcd) >= 0:
                 app.lcd_due = False
                 self.draw()
                 next_lcd = time.ticks_add(real, _LCD_EVERY_MS)

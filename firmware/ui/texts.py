@@ -90,7 +90,7 @@ _EN = const(
     b"No errors\n"   # 79 NO_ERRORS
     b"to tier \n"   # 80 TO_TIER
     b"link off\n"   # 81 LINK_OFF
-    b"unknown language\n"   # 82 BAD_LANG
+    b"bad language\n"   # 82 BAD_LANG
 )
 
 _FR = const(
