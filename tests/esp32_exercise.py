@@ -218,7 +218,7 @@ def _lcd_lines(core):
     out = []
     for k in (0, 4, 7):     # home, live power, supply
         screens.draw(r, v, k)
-        out += [bytes(x).decode().rstrip() for x in r.rows]
+        out += [bytes(r.rows[y:y + 16]).decode().rstrip() for y in range(0, 128, 16)]
     return out
 
 

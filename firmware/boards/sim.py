@@ -198,7 +198,7 @@ class SimBoard:
         self._buzzer = bool(on)
 
     def lcd_show(self, fb_bytes, lines):
-        # `lines` are the firmware's text rows (bytearrays it rewrites in
+        # `lines` are the firmware's text rows (one bytearray it rewrites in
         # place): kept as they are, and made into strings only when asked
         # (lcd_text), so showing a frame allocates nothing here either
         self._lcd = fb_bytes
@@ -219,9 +219,10 @@ class SimBoard:
         names: signal bars 0-4, relay closed/open, warning, friendly
         credit, emergency credit, unsynced clock."""
         icons = " \u2581\u2582\u2583\u2585\u2587\u25cf\u25cb\u26a0\u263a\u271a\u29d6"
+        rows = self.lcd_lines     # 8 rows of 16 cells, one after the other
         out = []
-        for row in self.lcd_lines:
-            out.append("".join(icons[c] if c < 12 else chr(c) for c in row).rstrip())
+        for y in range(0, len(rows), 16):
+            out.append("".join(icons[c] if c < 12 else chr(c) for c in rows[y:y + 16]).rstrip())
         return out
 
     def backlight(self, on):

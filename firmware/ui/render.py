@@ -70,46 +70,54 @@ class Renderer:
         # one frame for the life of the firmware: the LCD path allocates none
         self.buf = bytearray(_W * _ROWS)
         self.fb = framebuf.FrameBuffer(self.buf, _W, 64, framebuf.MONO_VLSB)
-        self.rows = [bytearray(_BLANK) for _ in range(_ROWS)]
+        # the 8 rows of 16 cells, one after the other (board.lcd_show's `lines`)
+        self.rows = bytearray(_COLS * _ROWS)
         self.kind = bytearray(_ROWS)          # _NORMAL, _INVERSE or _BIG per row
-        # glyph columns of every code 0-127, 8 bytes each: the built-in
-        # font drawn once by framebuf, the icons copied from _GLYPHS
-        font = self.data = bytearray(128 * 8)
-        framebuf.FrameBuffer(font, 128 * 8, 8, framebuf.MONO_VLSB).text(
-            bytes(range(32, 127)), 32 * 8, 0, 1)
-        font[8:8 + 8 * _N_ICONS] = _GLYPHS[:8 * _N_ICONS]
+        # glyph columns, 8 bytes each: icons 1-11 at 0-10 (from _GLYPHS),
+        # then the built-in font's 32-126 at 11-105, drawn once by framebuf
+        font = self.data = bytearray(8 * (_N_ICONS + 95))
+        font[0:8 * _N_ICONS] = _GLYPHS[:8 * _N_ICONS]
+        framebuf.FrameBuffer(font, 8 * (_N_ICONS + 95), 8, framebuf.MONO_VLSB).text(
+            bytes(range(32, 127)), 8 * _N_ICONS, 0, 1)
         # message n of the table starts at index[n]
         import array
-        at = array.array("h", [0])
+        n = 1
+        for i in range(len(t)):
+            n += t[i] == 10
+        at = array.array("h", bytes(2 * n))   # exactly its size: no slack
+        n = 1
         for i in range(len(t)):
             if t[i] == 10:
-                at.append(i + 1)
+                at[n] = i + 1
+                n += 1
         self.value = t
         self.index = at
 
     # --- writing cells; each returns the column after what it wrote
     def clear(self):
         for y in range(_ROWS):
-            self.rows[y][0:_COLS] = _BLANK
+            self.rows[y * _COLS:(y + 1) * _COLS] = _BLANK
             self.kind[y] = _NORMAL
 
     def text(self, y, x, s):
         """Bytes (or a bytearray) s at row y, column x, cut at the row's end."""
-        row = self.rows[y]
+        row = self.rows
+        o = y * _COLS
         for i in range(len(s)):
             if x >= _COLS:
                 break
-            row[x] = s[i]
+            row[o + x] = s[i]
             x += 1
         return x
 
     def msg(self, y, x, n):
         """Message n of the language table."""
         m = self.value
-        row = self.rows[y]
+        row = self.rows
+        o = y * _COLS
         i = self.index[n]
         while m[i] != 10 and x < _COLS:
-            row[x] = m[i]
+            row[o + x] = m[i]
             i += 1
             x += 1
         return x
@@ -117,12 +125,13 @@ class Renderer:
     def put(self, y, x, n, d=0, w=0):
         """Integer n written with d decimals (n=1234, d=2: 12.34), at least
         w digits before the point (zero-filled: clock times)."""
-        row = self.rows[y]
+        row = self.rows
+        o = y * _COLS
         dec = d
         pad = w
         if n < 0:
             if x < _COLS:
-                row[x] = 45
+                row[o + x] = 45
             x += 1
             n = -n
         # digits of n, at least dec + 1 (0.05), at least pad + dec
@@ -141,10 +150,10 @@ class Renderer:
         while k < d:
             if dec and k == dec:
                 if i < _COLS:
-                    row[i] = 46
+                    row[o + i] = 46
                 i -= 1
             if i < _COLS:
-                row[i] = 48 + n % 10
+                row[o + i] = 48 + n % 10
             n //= 10
             i -= 1
             k += 1
@@ -158,14 +167,15 @@ class Renderer:
         self.fb.fill(0)
         y = 0
         while y < _ROWS:
-            row = self.rows[y]
+            row = self.rows
+            r0 = y * _COLS
             kind = self.kind[y]
             if kind == _BIG:
                 # the row's digits, three pages tall (its two rows below are blank)
                 g = _GLYPHS
                 px = 2
                 for x in range(_COLS):
-                    c = row[x]
+                    c = row[r0 + x]
                     if 48 <= c <= 57:
                         i = c - 48
                     elif c == 46:
@@ -195,8 +205,11 @@ class Renderer:
             inv = 255 if kind == _INVERSE else 0
             o = y * _W
             for x in range(_COLS):
-                c = row[x] & 127
-                a = c * 8
+                c = row[r0 + x]
+                if c == 32 and not inv:
+                    o += 8          # blank on blank: the frame is cleared
+                    continue
+                a = (c - 21 if c >= 32 else c - 1) * 8 if 0 < c < 127 else 88   # 88: a blank
                 for k in range(8):
                     buf[o] = font[a + k] ^ inv
                     o += 1

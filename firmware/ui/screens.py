@@ -384,16 +384,16 @@ def draw(r, v, k, mode=0, done=0, why=None):
         # top right: signal bars, relay, friendly / emergency / warning, unsynced clock
         f = n[_SIGNAL]
         if f != _NA:   # bars: -110, -100, -90, -80 dBm
-            r.rows[0][12] = 1 + (0 if f < -109 else (1 if f < -99 else (2 if f < -89 else (3 if f < -79 else 4))))
-        r.rows[0][13] = 6 if n[_CLOSED] else 7
+            r.rows[12] = 1 + (0 if f < -109 else (1 if f < -99 else (2 if f < -89 else (3 if f < -79 else 4))))
+        r.rows[13] = 6 if n[_CLOSED] else 7
         if n[_REASON] == _R_FRIENDLY:
-            r.rows[0][14] = 9
+            r.rows[14] = 9
         elif n[_OWED] > 0:
-            r.rows[0][14] = 10
+            r.rows[14] = 10
         elif not n[_CLOSED] or n[_LEVEL] > 0:
-            r.rows[0][14] = 8
+            r.rows[14] = 8
         if not n[_SYNCED]:
-            r.rows[0][15] = 11
+            r.rows[15] = 11
         r.kind[1] = _BIG
         r.put(1, 0, n[_BAL], n[_DEC])
         r.msg(4, 0, _M_ON if n[_CLOSED] else _M_OFF)
@@ -435,7 +435,7 @@ def draw(r, v, k, mode=0, done=0, why=None):
             else:
                 x = r.put(y, x, f // 10 if y == 5 else f, 2 if y == 5 else (3 if y == 4 else 0))
             if y < 5:
-                r.rows[y][x + 1] = 87 if y == 2 else (86 if y == 3 else 65)   # W V A
+                r.rows[y * 16 + x + 1] = 87 if y == 2 else (86 if y == 3 else 65)   # W V A
     elif k == 5:
         # price now, its period and next change, the tier and what follows it
         r.kind[1] = _BIG
@@ -485,7 +485,7 @@ def draw(r, v, k, mode=0, done=0, why=None):
         if f == _NA:
             r.text(2, x, b"--")
         else:
-            r.rows[2][x] = 1 + (0 if f < -109 else (1 if f < -99 else (2 if f < -89 else (3 if f < -79 else 4))))
+            r.rows[32 + x] = 1 + (0 if f < -109 else (1 if f < -99 else (2 if f < -89 else (3 if f < -79 else 4))))
             x = r.put(2, x + 2, f)
             r.text(2, x + 1, b"dBm")
         f = n[_REG]
@@ -507,7 +507,7 @@ def draw(r, v, k, mode=0, done=0, why=None):
         r.put(1, 6, n[_IMPORT], 3)
         for i in range(4):
             r.text(2 + i, 0, b"1.8.1")
-            r.rows[2 + i][4] = 49 + i
+            r.rows[(2 + i) * 16 + 4] = 49 + i
             r.put(2 + i, 6, n[_P1 + i], 3)
         r.text(6, 0, b"2.8.0")
         r.put(6, 6, n[_EXPORT], 3)
@@ -523,7 +523,7 @@ def draw(r, v, k, mode=0, done=0, why=None):
         _date(r, 5, 0, n[_DAY])
         x = _time(r, 6, 0, n[_SOD], 1)
         if not n[_SYNCED]:
-            r.rows[6][x + 1] = 11
+            r.rows[96 + x + 1] = 11
             r.msg(7, 0, _M_UNSYNCED)
     else:
         # error codes (docs/error-codes.md)
@@ -584,7 +584,7 @@ def _status(r, n, y, h):
         r.msg(y, 0, _M_EC_OWED)
         r.msg(y + 1, 0, _M_REPAID)
     elif n[_LEVEL] > 0:
-        r.rows[y][0] = 8     # the warning icon and line
+        r.rows[y * 16] = 8     # the warning icon and line
         r.msg(y, 2, _M_LOW)
         if n[_DAYS_X10] != _NA:
             x = r.put(y + 1, 0, n[_DAYS_X10], 1)
