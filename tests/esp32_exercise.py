@@ -192,11 +192,34 @@ def _run_meter(cf1, calibrated, phases):
             closed, reason = core.relay_now()
             trace.append([t[0] // 1000, watts, volts, core.meas.power_w, core.meas.voltage_v,
                           closed, reason, b.relay_closed()])
-    lcd = screens.render_lines(screens.HOME, core.snapshot())
+    lcd = _lcd_lines(core)
     events = [json.loads(e[3]) for e in core.events.outbox.entries]
     return {"trace": trace, "lcd": lcd, "state": core.state(),
             "relay_events": [[e["closed"], e["reason"]] for e in events if e["kind"] == "relay"],
             "protection_events": [[e["event"], e["what"]] for e in events if e["kind"] == "protection"]}
+
+
+def _lcd_lines(core):
+    # the home, live power and supply screens as ui/panel.py draws them,
+    # from a core without an App around it
+    from firmware.ui import render, screens, texts
+
+    class _App:
+        cfg = core.cfg
+        config_fault = session = modem = None
+
+        def fault_lcd(self):
+            return 0
+    a = _App()
+    a.core = core
+    r = render.Renderer(texts.get("en"))
+    v = screens.view(core.meter_id, core.cfg.get("currency", ""))
+    screens.fill(v, a, False)
+    out = []
+    for k in (0, 4, 7):     # home, live power, supply
+        screens.draw(r, v, k)
+        out += [bytes(r.rows[y:y + 16]).decode().rstrip() for y in range(0, 128, 16)]
+    return out
 
 
 def case_pulse_only_meter():
@@ -241,6 +264,36 @@ def case_power_fail_isr():
     wait_for(lambda: len(calls) > 1, 20)
     out["calls_after_recovery"] = len(calls)
     out["after"] = b.power_fail()
+    return out
+
+
+def case_button_edges():
+    b = fresh_board()
+    handler, trigger = machine.pin_irq(pins.BUTTON_QUERY)
+    out = {"both_edges": trigger == machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING,
+           "hard": b._button.irq_hard,
+           "before": b.button_presses()}
+    err = None
+    micropython.heap_lock()
+    try:
+        for _ in range(3):   # one press with contact bounce: three falling edges within a ms
+            machine.drive(pins.BUTTON_QUERY, 0)
+            machine.drive(pins.BUTTON_QUERY, 1)
+    except MemoryError as e:
+        err = e
+    finally:
+        micropython.heap_unlock()
+    out["error"] = repr(err) if err else None
+    out["bounced"] = b.button_presses()
+    time.sleep_ms(80)        # a second press, after the debounce time
+    machine.drive(pins.BUTTON_QUERY, 0)
+    out["held"] = b.button_down()
+    for _ in range(2):       # its release bounces: down again within ms
+        machine.drive(pins.BUTTON_QUERY, 1)
+        machine.drive(pins.BUTTON_QUERY, 0)
+    machine.drive(pins.BUTTON_QUERY, 1)
+    out["second"] = b.button_presses()
+    out["other"] = b.button_presses("menu")
     return out
 
 

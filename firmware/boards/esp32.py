@@ -10,6 +10,7 @@
 # - _on_power_fail_edge: a hard pin ISR that hands the app's power-fail
 #   callback to micropython.schedule.
 # Every bound method they use is made once in __init__, for the same reason.
+import array
 import json
 import time
 
@@ -43,6 +44,7 @@ _PCNT_FILTER = const(1023)
 # Latching relay coil pulse; the datasheets of 60-100 A meter relays ask for
 # 30-100 ms. One coil is never energised while the other is.
 RELAY_PULSE_MS = const(80)
+_BUTTON_DEBOUNCE_MS = const(50)    # press edges closer than this are contact bounce
 
 _KEYPAD_ADDR = const(0x20)         # PCF8574 with A0-A2 tied low
 _KEYS = "123456789*0#"             # the matrix, row by row
@@ -328,6 +330,12 @@ class Esp32Board:
     # --- inputs
     def _init_inputs(self):
         self._button = Pin(pins.BUTTON_QUERY, Pin.IN, Pin.PULL_UP)
+        # press edges, latched by a hard interrupt: [presses, ticks of the
+        # last edge] (ui/keys.py reads the count, so a press is seen even
+        # when the loop was stalled through all of it, as by a flash erase)
+        self._presses = array.array("i", (0, time.ticks_add(time.ticks_ms(), -_BUTTON_DEBOUNCE_MS)))
+        self._press_isr = self._on_button_edge
+        self._button.irq(handler=self._press_isr, trigger=Pin.IRQ_FALLING | Pin.IRQ_RISING, hard=True)
         self._tamper = Pin(pins.TAMPER, Pin.IN, Pin.PULL_UP) if pins.TAMPER is not None else None
         if pins.KEYPAD_SDA is None:
             self.keypad_key = None      # no keypad on this board (the board API's "not fitted")
@@ -345,6 +353,21 @@ class Esp32Board:
         if which != "query":
             return False
         return self._button.value() == pins.BUTTON_DOWN_LEVEL
+
+    def button_presses(self, which="query"):
+        """Press edges of a button since boot (debounced in the interrupt)."""
+        return self._presses[0] if which == "query" else 0
+
+    def _on_button_edge(self, pin):
+        # Hard ISR: integer work on a preallocated array, nothing allocated.
+        # Both edges come here: a press counts when the line goes down after
+        # a quiet spell, so the bounce of a press and of a release (edges a
+        # few ms apart) counts nothing more.
+        p = self._presses
+        now = time.ticks_ms()
+        if pin.value() == pins.BUTTON_DOWN_LEVEL and time.ticks_diff(now, p[1]) >= _BUTTON_DEBOUNCE_MS:
+            p[0] += 1
+        p[1] = now
 
     def maintenance_held(self):
         """The query button held at power-up: boot.py then skips the app."""

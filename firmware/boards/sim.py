@@ -89,7 +89,7 @@ class SimBoard:
         self._backlight = True
         self._lcd = None
         self.lcd_lines = []
-        self._buttons = {}
+        self._buttons = {}    # button -> [held until (ticks), press edges latched]
         self._tamper = False
         # keys typed through the "keys" control request, one poll each, a
         # release between two; --keypad fits the keypad (none by default,
@@ -219,19 +219,52 @@ class SimBoard:
             b[0] = hz
 
     def lcd_show(self, fb_bytes, lines):
+        # `lines` are the firmware's text rows (one bytearray it rewrites in
+        # place): kept as they are, and made into strings only when asked
+        # (lcd_text), so showing a frame allocates nothing here either
         self._lcd = fb_bytes
         self.lcd_lines = lines
+        if not lines:
+            # a frame without text: the self-test's (ui/render.py); for
+            # tests, its lit pixels
+            lit = 0
+            for b in fb_bytes:
+                while b:
+                    lit += b & 1
+                    b >>= 1
+            print("SIM-LCD-FRAME lit", lit)
+
+    def lcd_text(self):
+        """The rows last shown as strings, trailing blanks cut; the icon
+        codes 1-11 (firmware/ui/render.py) as the characters tests/lcd.py
+        names: signal bars 0-4, relay closed/open, warning, friendly
+        credit, emergency credit, unsynced clock."""
+        icons = " \u2581\u2582\u2583\u2585\u2587\u25cf\u25cb\u26a0\u263a\u271a\u29d6"
+        rows = self.lcd_lines     # 8 rows of 16 cells, one after the other
+        out = []
+        for y in range(0, len(rows), 16):
+            out.append("".join(icons[c] if c < 12 else chr(c) for c in rows[y:y + 16]).rstrip())
+        return out
 
     def backlight(self, on):
         self._backlight = bool(on)
 
     # --- inputs
     def button_down(self, which="query"):
-        until = self._buttons.get(which)
-        return until is not None and time.ticks_diff(until, time.ticks_ms()) > 0
+        b = self._buttons.get(which)
+        return b is not None and time.ticks_diff(b[0], time.ticks_ms()) > 0
 
     def press(self, which="query", ms=100):
-        self._buttons[which] = time.ticks_add(time.ticks_ms(), ms)
+        # the request latches a press edge, as the ESP32's interrupt does:
+        # a loop that stalls past the hold still sees the press
+        b = self._buttons.setdefault(which, [0, 0])
+        b[0] = time.ticks_add(time.ticks_ms(), ms)
+        b[1] += 1
+
+    def button_presses(self, which="query"):
+        """Press edges so far (latched: counted when they happen)."""
+        b = self._buttons.get(which)
+        return b[1] if b else 0
 
     def keypad_key(self):
         q = self._keys
@@ -450,7 +483,7 @@ class SimBoard:
                for j in range(n - _TONES_KEPT if n > _TONES_KEPT else 0, n)]
         return {"ok": True, "relay_closed": self._relay, "buzzer": b[0] > 0,
                 "buzzer_pitch_hz": b[0], "buzzer_changes": log,
-                "backlight": self._backlight, "lcd": self.lcd_lines, "load_w": self.load_w,
+                "backlight": self._backlight, "lcd": self.lcd_text(), "load_w": self.load_w,
                 "volts": self.volts, "pulses": self._pulses, "mono_ms": self.mono_ms(),
                 "rtc_s": self.rtc_get(), "reset_cause": self._reset_cause}
 
