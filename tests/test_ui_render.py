@@ -12,7 +12,7 @@ import signed
 from mpy import ROOT, run_mpy_rom
 
 CASES = ["fresh", "topup", "link", "friendly", "credit_cut", "await_press", "emergency", "remote", "over_power",
-         "fault"]
+         "token", "fault"]
 
 
 def _frames(tmp_path, config):
@@ -136,3 +136,19 @@ def test_every_language_table_has_every_message_and_each_fits_a_line():
         assert lines[-1] == b"" and len(lines) - 1 == len(ids), name
         for line in lines[:-1]:
             assert 0 < len(line) <= 16 and all(32 <= c < 127 for c in line), (name, line)
+
+
+def test_remaining_electricity_and_days_come_from_the_forecast(frames):
+    f = next(x for x in frames if x["case"] == "fresh")
+    wh = f["forecast"][0]
+    assert wh > 0
+    rows = _screen(frames, "fresh", 1)
+    assert rows[1] == "%d.%d" % (wh // 1000, wh // 100 % 10) and rows[4] == "kWh"
+    assert "estimate" in rows[5].lower()             # a time-of-use tariff: the price can change
+    days = _screen(frames, "fresh", 2)
+    assert f["forecast"][2] is None and days[1] == "--"   # no whole day of history yet
+
+
+def test_the_last_token_result_shows_its_code_and_amount(frames):
+    rows = _screen(frames, "token", 6)
+    assert rows[6] == "Token add" and rows[7] == "12.00 EUR"

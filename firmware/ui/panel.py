@@ -61,9 +61,6 @@ class Panel:
         self.why = None     # the refusal's reason
         self.ms = [0, 0, 0]
         self.seen = -1      # relay and warning level last seen (backlight)
-        # the forecast's hook: a callable that fills the view's forecast
-        # slots (firmware/ui/screens.py header) before each frame; None: --
-        self.forecast = None
 
     async def run(self):
         app = self.app
@@ -178,7 +175,5 @@ class Panel:
         v = self.v
         r = self.r
         screens.fill(v, self.app, self.fault)
-        if self.forecast is not None:
-            self.forecast(v[0])
         screens.draw(r, v, self.screen, self.mode, self.result, self.why)
         self.board.lcd_show(r.draw(), r.rows)

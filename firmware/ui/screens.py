@@ -11,14 +11,14 @@
 #
 # The view is a list: [slots (array of ints), meter id, currency, order
 # ref (bytes), the top-up that ref is of]; the slots are below. The
-# forecast (firmware/credit/forecast.py) fills the ones marked F, through
-# Panel.forecast (firmware/ui/panel.py); until it does they stay _NA:
+# forecast (firmware/credit/forecast.py, MeterCore.forecast()) fills the
+# ones marked F in fill():
 #   _KWH_LEFT   F kWh the balance buys from now on, in Wh
 #   _KWH_EST    F 1 when that is an estimate (the price can change), else 0
 #   _DAYS_X10   F days left, in tenths of a day
 #   _DAYS_BASIS F days of history the forecast averaged (7, fewer on a new meter)
-#   _TODAY_COST F cost of today's energy, minor units
-#   _MONTH_COST F cost of this month's energy, minor units
+#   _TODAY_COST F cost of today's energy, minor units (the ledger's day ring)
+#   _MONTH_COST   cost of this month's energy: not kept by the ledger yet, "--"
 # Names cost the heap (docs/architecture.md, "Heap"): the ids, slots and
 # codes are private constants, and the screens are branches of draw().
 import array
@@ -84,7 +84,13 @@ _DAY = const(49)           # local day number now
 _SOD = const(50)           # local second of day now
 _SYNCED = const(51)        # 1 clock synced
 _ALARM = const(52)         # 1 the alarm sounds (a long press silences it)
-_SLOTS = const(53)
+_TOKEN_AMT = const(53)     # minor units the last token credited
+_SLOTS = const(54)
+
+# the last offline token's result (firmware/tokens/entry.py's codes), by
+# index in the _TOKEN slot: short codes, the same words the REPL prints
+_TOKEN_CODES = (b"add", b"set", b"used", b"invalid", b"locked", b"disable", b"sync")
+_TOKEN_WORDS = ("add", "set", "used", "invalid", "locked", "disable", "sync")
 
 # relay reasons, in the customer's words on the supply screen
 _R_OK = const(0)
@@ -308,7 +314,23 @@ def fill(v, app, fault):
     if t is not None:
         n[_TOPUP_DAY] = t[2] // 86400
         n[_TOPUP_SOD] = t[2] % 86400
+    # the forecast (credit/forecast.py; allocates nothing) and the day's cost
+    f = core.forecast()
+    n[_KWH_LEFT] = _NA if f[0] < 0 else f[0]   # -1: a free last tier, no limit to show
+    n[_KWH_EST] = 1 if f[1] else 0
+    n[_DAYS_X10] = _NA if f[2] is None else f[2]
+    n[_DAYS_BASIS] = f[3] if f[2] is not None else _NA
+    c = led.costs   # [newest day, days seen, that day's cost, the days before...]
+    n[_TODAY_COST] = c[2] if c[0] == e.now_s // 86400 else 0
+    t = core.last_token
     n[_TOKEN] = _NA
+    if t is not None:
+        k = 0
+        for code in _TOKEN_WORDS:
+            if code == t[0]:
+                n[_TOKEN] = k
+                n[_TOKEN_AMT] = t[1]
+            k += 1
     # link
     s = app.session
     n[_UP] = 1 if s and s.up else 0
@@ -473,7 +495,9 @@ def draw(r, v, k, mode=0, done=0, why=None):
         if n[_TOKEN] == _NA:
             r.text(6, x, b"--")
         else:
-            r.put(6, x, n[_TOKEN])
+            r.text(6, x, _TOKEN_CODES[n[_TOKEN]])
+            if n[_TOKEN_AMT] > 0:
+                _money(r, v, 7, 0, n[_TOKEN_AMT])
     elif k == 7:
         # why the supply is off, or what is about to happen
         r.msg(2, 0, _M_ON if n[_CLOSED] else _M_OFF)
