@@ -20,6 +20,18 @@ ACK_DRAIN_MS = 2000   # a failed command's ack gets this long to leave before th
 class App:
     def __init__(self, board):
         self.board = board
+        # The command dispatcher's code first, before the store and the
+        # outbox are read: its names take the interpreter past its sixth
+        # pool of interned names, and the seventh is one 1280-entry block
+        # (14 KB here, ~9 KB on the ESP32) that only a whole heap is sure to
+        # have. Made later, at a command, it failed with MemoryError on a
+        # heap fragmented by a power cut's recovery (docs/architecture.md,
+        # "Heap"). Code as .mpy files in the heap may not fit: then later.
+        gc.collect()   # the imports' garbage out of the way: the largest free block
+        try:
+            import firmware.link.commands  # noqa: F401
+        except MemoryError:
+            print("[boot] command code deferred: no 14 KB block for its names")
         # A provisioning the meter cannot use never stops the boot (that would
         # be a crash loop at every reset): it becomes a fault, (code, why),
         # shown as E6x (config.FAULT_LCD) on the LCD, the log and the console.
@@ -234,6 +246,15 @@ class App:
         self._report_config()
         # the sim's control socket for tests; a real board has none (returns None)
         await self.board.serve_control(self)
+        if self.key is not None:
+            # needed at the first command and kept for life (its code was
+            # loaded first thing, see __init__); made now while the heap is
+            # in one piece. A heap too small for it (code as .mpy files)
+            # makes it at the first command.
+            try:
+                self._dispatcher()
+            except MemoryError:
+                self.log("boot", "dispatcher deferred: no heap for it at boot")
         gc.collect()
         fns = [("meter", self.meter_task), ("ui", self.ui.run), ("supervisor", self.sup.run)]
         if self.key is not None:

@@ -163,28 +163,31 @@ def test_the_firmware_runs_in_the_esp32_heap_with_headroom(broker, sim_meters):
         w.close()
     mem = m.mem()
     assert mem["total"] <= heap_bytes(HEAP) and mem["rom"] > 0, mem
-    assert mem["free"] >= mem["total"] // 4, mem   # measured: 109 KB of 218 KB free
+    # measured: 109 KB of 218 KB free at stop 11 (six pools); 65 KB with the
+    # panel, the forecast, tokens and the seventh pool made at boot
+    assert mem["free"] >= 56000, mem
     # Every name in a loaded .mpy is interned, into pools that double in size
-    # (20, 40, ... 640 names: 1260 in six pools). The name past the sixth
-    # pool's end allocates a seventh of 1280 for itself: 14 KB of this heap
-    # (~9 KB on an ESP32) gone at once, for a handful of names. The merge of
-    # i12-link did that at boot (86 KB free instead of 100 KB); the .mpy
-    # files now carry their dotted module name, which is interned anyway
-    # (tools/compile_mpy.py, source_name). Measured: 1252 names of 1260.
-    # A failure here: drop names (a private _CONST costs none; a public one,
-    # a string or an attribute costs one), or accept the 14 KB knowingly.
-    # (The command dispatcher, loaded at the first command, takes the meter
-    # past it all the same: docs/architecture.md, "Heap".)
+    # (20, 40, ... 640 names: 1260 in six pools, then one of 1280). The
+    # seventh is one 14 KB block (~9 KB on an ESP32): made later, at a
+    # command, a heap fragmented by a power cut's recovery had no such
+    # block and the meter failed with MemoryError (tools/powercut.py found
+    # it). So the app loads the command code first, while the heap is whole
+    # (firmware/app.py): the seventh pool is made at boot, with room for the
+    # names that later loads (tokens, the REPL) bring.
     q = m.qstr_pools()
-    assert q["n_pool"] <= 6, q
+    assert q["n_pool"] == 7 and q["n_qstr"] < 1260 + 1280 - 200, q   # 200 names left for later loads
 
 
 def test_romfs_keeps_the_code_out_of_the_heap(broker, sim_meters):
     # the same meter with its code as .mpy files: the bytecode is copied into
-    # the heap (measured: 54.4 KB free against 109 KB from ROMFS)
+    # the heap (measured: 54.4 KB free against 109 KB from ROMFS at stop 11).
+    # As files the whole meter no longer fits the board's 108wk (the panel,
+    # the forecast, tokens): both run at 160wk here, which changes nothing in
+    # what the bytecode costs
     free = {}
     for romfs in (False, True):
-        m = sim_meters("mr%d" % romfs, broker.port, romfs=romfs, config={"initial_balance_minor": 500}).start()
+        m = sim_meters("mr%d" % romfs, broker.port, romfs=romfs, heap="160wk",
+                       config={"initial_balance_minor": 500}).start()
         m.wait_for(lambda s: s["meter"]["link_up"])
         mem = m.mem()
         free[romfs] = mem["free"]

@@ -19,6 +19,7 @@ class InstantEvents:
         self.payload = {s: b"e%d" % s for s in seqs}
         self.topups = {}
         self.topup_amount = {}
+        self.token_topups = {}
 
     def publish(self, seq, order=None, amount=None):
         self.payload[seq] = b"e%d" % seq
@@ -80,6 +81,7 @@ def auditor(events, meter, in_flight=None):
     c.prices, c.segs, c.maybe_tariff = {1: powercut.FIRST_PRICE}, [[1, 0]], None
     c.applied, c.ack, c.sent, c.maybe = {}, {}, {}, {}
     c.recent, c.unverified, c.doubled = [], set(), set()
+    c.tok_maybe, c.tok_applied, c.tok_recent, c.tok_sent = {}, {}, [], {}
     c.w_boot = c.w_durable = c.w_prev_boot = c.pulses = c.inflight_wh = 0
     c.seq_boot, c.warned, c.ctr, c.meter_id = 0, False, 1, "pc1"
     c.events, c.m = events, meter

@@ -12,7 +12,7 @@ import signed
 from mpy import ROOT, run_mpy_rom
 
 CASES = ["fresh", "topup", "link", "friendly", "credit_cut", "await_press", "emergency", "remote", "over_power",
-         "token", "fault"]
+         "used", "token", "fault"]
 
 
 def _frames(tmp_path, config):
@@ -152,3 +152,12 @@ def test_remaining_electricity_and_days_come_from_the_forecast(frames):
 def test_the_last_token_result_shows_its_code_and_amount(frames):
     rows = _screen(frames, "token", 6)
     assert rows[6] == "Token add" and rows[7] == "12.00 EUR"
+
+
+def test_today_and_this_month_show_energy_and_what_it_cost(frames):
+    f = next(x for x in frames if x["case"] == "used")
+    rows = _screen(frames, "used", 3)
+    cost = "%d.%02d EUR" % (f["charges_minor"] // 100, f["charges_minor"] % 100)
+    assert f["charges_minor"] > 0
+    assert rows[1] == "Today" and rows[4] == "Month"
+    assert rows[3].strip() == cost and rows[6].strip() == cost   # the meter's first month and day

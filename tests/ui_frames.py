@@ -49,7 +49,7 @@ def frames(case):
                 err = x
             micropython.heap_unlock()
             out.append({"case": case, "mode": mode, "screen": k, "error": repr(err) if err else None,
-                        "forecast": list(core.forecast()),
+                        "forecast": list(core.forecast()), "charges_minor": e.ledger.charges_minor,
                         "rows": board.lcd_text(), "lit": sum(1 for b in board._lcd if b)})
     panel.mode = 0
     return out
@@ -77,6 +77,8 @@ for case in args["cases"]:
         e.remote("auto")
         e.configure({"protection": {"over_power": {"limit": 10, "hold_s": 1, "retry_s": 30}}})
         e.tick(0, e.now_s + 2, 2, True, 230, 5000)
+    elif case == "used":         # 2 kWh metered and charged this month
+        e.tick(2000, e.now_s + 60, 60)
     elif case == "token":        # what tokens/entry.py leaves after an accepted ADD token
         core.last_token = ("add", 1200, 5, 5521)
     elif case == "fault":

@@ -235,7 +235,10 @@ class Campaign:
         return codec.command(self.meter_id, KEY, self.ctr, FAR_FUTURE, kind, **fields).decode()
 
     def send(self, raw):
-        return self.m.control({"cmd": "command", "raw": raw})["reply"]
+        r = self.m.control({"cmd": "command", "raw": raw})
+        if "reply" not in r:
+            raise AssertionError("the meter answered a command with %r" % (r,))
+        return r["reply"]
 
     def w_ram(self):
         return self.w_boot + self.pulses
@@ -535,7 +538,10 @@ class Campaign:
                 # _resolve() below may credit an order late, and its events
                 # then carry seqs past the boot's, rightly.
                 published = self.events.max_seq()
-                st = m.control({"cmd": "meter_state"})["state"]
+                r = m.control({"cmd": "meter_state"})
+                if "state" not in r:
+                    raise AssertionError("meter_state answered %r" % (r,))
+                st = r["state"]
                 break
             except (RuntimeError, TimeoutError) + _DEAD as e:
                 self.bad("meter did not boot: %r\n%s" % (e, "\n".join(m.log_lines[-15:])))

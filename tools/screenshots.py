@@ -125,7 +125,7 @@ class Runner:
 
     def panel(self):
         """(screen, mode) the front panel shows: the sim's state says it."""
-        return tuple(self.meter.state()["panel"])
+        return tuple(self.meter.state()["meter"]["panel"])
 
     def press_next(self):
         """One short press, once the panel has taken it (the board latches

@@ -16,7 +16,7 @@ async def request(app, board, req):
         # which screen the front panel shows, and whether a confirmation or
         # a result screen is up (firmware/ui/panel.py): what the customer
         # sees, so the screenshot runner need not count presses
-        out["panel"] = [app.ui.screen, app.ui.mode]
+        out["meter"]["panel"] = [app.ui.screen, app.ui.mode]
         return out
     if cmd == "hang":
         return await _hang(app, req["task"], req.get("mode", "await"))

@@ -34,6 +34,7 @@ class CreditEngine:
         self.month_key = -1
         self.month_next_s = 0     # local second the next billing month starts
         self.month_wh = 0         # Wh charged in the billing month so far (sets the tier)
+        self.month_c0 = 0         # the ledger's charges_minor when the month began (its cost so far: the LCD)
         self.now_s = 0            # local time at the end of the last tick
         self.synced = True
         self.unsynced_s = 0       # meter seconds run on an unsynced clock
@@ -122,6 +123,7 @@ class CreditEngine:
                     self.events.append(("month", self.month_key, self.month_wh))
                 self.month_key = key
                 self.month_wh = 0
+                self.month_c0 = self.ledger.charges_minor
                 self.month_next_s = month_start_day(key + 1) * DAY_S
 
     def _charge(self, wh, period, day):
@@ -330,7 +332,7 @@ class CreditEngine:
                 "prot": self.protection.to_list(), "tariff": self.tariff.source,
                 "pending": self.pending.source if self.pending else None,
                 "pending_at_s": self.pending_at_s, "month_key": self.month_key,
-                "month_wh": self.month_wh, "now_s": self.now_s, "synced": self.synced,
+                "month_wh": self.month_wh, "month_c0": self.month_c0, "now_s": self.now_s, "synced": self.synced,
                 "unsynced_s": self.unsynced_s, "friendly": self.in_friendly,
                 "last_topup": self.last_topup}
 
@@ -345,6 +347,8 @@ class CreditEngine:
         e.pending_at_s = d.get("pending_at_s", 0)
         e.month_key = d.get("month_key", -1)
         e.month_wh = d.get("month_wh", 0)
+        # a flash from before it: the month's cost counts from this boot on
+        e.month_c0 = d.get("month_c0", e.ledger.charges_minor)
         e.month_next_s = month_start_day(e.month_key + 1) * DAY_S if e.month_key >= 0 else 0
         e.now_s = d.get("now_s", 0)
         e.synced = d.get("synced", True)

@@ -18,7 +18,7 @@
 #   _DAYS_X10   F days left, in tenths of a day
 #   _DAYS_BASIS F days of history the forecast averaged (7, fewer on a new meter)
 #   _TODAY_COST F cost of today's energy, minor units (the ledger's day ring)
-#   _MONTH_COST   cost of this month's energy: not kept by the ledger yet, "--"
+#   _MONTH_COST   cost of this month's energy, minor units (CreditEngine.month_c0)
 # Names cost the heap (docs/architecture.md, "Heap"): the ids, slots and
 # codes are private constants, and the screens are branches of draw().
 import array
@@ -322,6 +322,7 @@ def fill(v, app, fault):
     n[_DAYS_BASIS] = f[3] if f[2] is not None else _NA
     c = led.costs   # [newest day, days seen, that day's cost, the days before...]
     n[_TODAY_COST] = c[2] if c[0] == e.now_s // 86400 else 0
+    n[_MONTH_COST] = led.charges_minor - e.month_c0
     t = core.last_token
     n[_TOKEN] = _NA
     if t is not None:
