@@ -10,10 +10,14 @@ import json
 import os
 import sys
 import time
+from array import array
+
+from micropython import const
 
 from firmware.boards import flashdev
 
 _ISO_EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z, default start of sim time
+_TICKS = const(512)
 
 
 def _args(argv):
@@ -47,6 +51,9 @@ class SimBoard:
         # that a stepped clock can run one meter second per few real ms
         self._meter_every_ms = int(o.get("meter-every-ms", 0))
         self.pulse_reads = 0  # pulse_count() calls: one per meter tick
+        # real ms of the last _TICKS pulse_count() calls (a ring indexed by
+        # pulse_reads): how late the meter tick runs (flash timing bench)
+        self._tick_at = array("I", bytes(4 * _TICKS))
         self._modem_path = o.get("modem")          # pty of tools/fake_modem.py
         self._modem_pins = o.get("modem-pins")     # its UDP port for PWRKEY/RESET/power
         self._modem_uart = self._modem_lines = None
@@ -95,6 +102,10 @@ class SimBoard:
         if cause:
             os.remove(self.dir + "/reset_cause")
         self.flash_dev = flashdev.mount(self.dir + "/flash.img", "/flash")
+        # --flash-timing typ|max: erases and programs stall the process as
+        # long as the board's flash chip takes (flashdev.timing), times
+        # --flash-slowdown (a board with PPP active writes several times slower)
+        self.flash_dev.timing = flashdev.timing(o.get("flash-timing"), int(o.get("flash-slowdown", 1)))
 
     # --- host-side files (outside the LittleFS: they model the outside world)
     def _read_host(self, name):
@@ -154,6 +165,7 @@ class SimBoard:
 
     def pulse_count(self):
         self.pulse_reads += 1
+        self._tick_at[self.pulse_reads % _TICKS] = time.ticks_ms() & 0x3FFFFFFF
         self._integrate()
         return self._pulses
 
@@ -354,7 +366,7 @@ class SimBoard:
                 self._power_fail_cb(None)
         elif cmd == "board":
             pass
-        elif cmd in ("step", "arm_cut", "flash_stats", "meter_every_ms"):
+        elif cmd in ("step", "arm_cut", "flash_stats", "meter_every_ms", "flash_timing", "tick_times_ms"):
             return await self._campaign_control(cmd, req)
         else:
             reply = None
@@ -407,7 +419,18 @@ class SimBoard:
         if cmd == "flash_stats":
             return {"ok": True, "writes": dev.writes, "erases": dev.total_erases(),
                     "max_erases": dev.max_erases(), "progs": sum(dev.progs),
-                    "blocks": dev.block_count, "free_blocks": os.statvfs("/flash")[3]}
+                    "blocks": dev.block_count, "free_blocks": os.statvfs("/flash")[3],
+                    "stall_us": dev.stall_us, "timing": dev.timing}
+        if cmd == "flash_timing":
+            # as --flash-timing / --flash-slowdown, while running
+            dev.timing = flashdev.timing(req.get("mode"), int(req.get("slowdown", 1)))
+            return {"ok": True, "timing": dev.timing}
+        if cmd == "tick_times_ms":
+            # the real ms of the meter's last pulse_count() calls, oldest first
+            # (at most _TICKS; 30-bit ticks_ms, so gaps wrap at 2**30)
+            n, at = min(self.pulse_reads, _TICKS), self._tick_at
+            return {"ok": True, "reads": self.pulse_reads,
+                    "ms": [at[(self.pulse_reads - n + 1 + i) % _TICKS] for i in range(n)]}
         self._set_meter_every(int(req["ms"]))
         return {"ok": True}
 
