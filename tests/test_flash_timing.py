@@ -103,7 +103,31 @@ def test_with_the_flash_timed_top_ups_credit_and_the_meter_keeps_ticking(sim_met
     f = m.control({"cmd": "flash_stats"})
     assert f["stall_us"] >= 20 * 45000            # every top-up erased at least one block
     t = m.control({"cmd": "tick_times_ms"})
-    assert t["reads"] > reads0 and len(t["ms"]) == min(t["reads"], 512)
+    assert len(t["ms"]) == min(t["reads"] - reads0, 512)    # recorded from the first request
     meter = m.state()["meter"]
     assert meter["import_wh"] > 0 and meter["relay_closed"]
     assert st["reset_cause"] == "power"           # no watchdog reset from the stalls
+
+
+def test_a_top_up_erases_the_snapshot_blocks_only_and_its_event_survives_a_cut(sim_meters):
+    # The top-up event rides in the snapshot's tail (core/durable.py) until
+    # the outbox file is next written: a cut right after the ack loses
+    # nothing, and the top-up erased the two snapshot copies' blocks only.
+    m = sim_meters("ft3", config={"initial_balance_minor": 5000, "key_hex": signed.KEY_HEX}).start()
+    assert _topup(m, 1)["result"] == "credited"
+    erases = []
+    for order in (2, 3):
+        f0 = m.control({"cmd": "flash_stats"})
+        assert _topup(m, order)["result"] == "credited"
+        erases.append(m.control({"cmd": "flash_stats"})["erases"] - f0["erases"])
+    # two snapshot copies; a directory's compaction may add one now and then
+    assert erases.count(2) >= 1 and max(erases) <= 3
+    seq = m.control({"cmd": "meter_state"})["state"]["seq"]
+    m.kill()                                       # power cut, no warning
+    m.start()
+    assert m.control({"cmd": "meter_state"})["state"]["seq"] == seq
+    raw = signed.command("ft3", "query", what="events", since=0).decode()
+    reply = m.control({"cmd": "command", "raw": raw})["reply"]
+    assert (reply["data"]["first"], reply["data"]["last"]) == (1, seq), reply
+    # and a re-sent top-up is still known: its order record came back too
+    assert _topup(m, 3)["result"] == "duplicate"

@@ -26,7 +26,9 @@
 # The unix port's files are unbuffered (each write is a write(2) into the
 # host's page cache), so a SIGKILL of the process also leaves the image as
 # the chip would be after a cut; no fsync is needed, the host stays up.
+import time
 from array import array
+
 from micropython import const
 
 _BLOCK_SIZE = const(4096)
@@ -125,7 +127,8 @@ class FileBlockDev:
                 k = min(offset + n, (pos // _PAGE + 1) * _PAGE) - pos
                 us += max(self.timing[1] >> 3, self.timing[1] * k // _PAGE)
                 pos += k
-            self._stall(us)
+            self.stall_us += us
+            time.sleep_us(us)   # the CPU stalls: nothing else runs
         if 0 <= land < n:
             n = land
         pos = block * _BLOCK_SIZE + offset
@@ -142,11 +145,6 @@ class FileBlockDev:
             self.f.write(old)
             done += k
         return self._after()
-
-    def _stall(self, us):
-        import time
-        self.stall_us += us
-        time.sleep_us(us)
 
     def _after(self):
         if not self.dead:
@@ -166,7 +164,8 @@ class FileBlockDev:
             land = self._op()
             self.erases[arg] += 1
             if self.timing:
-                self._stall(self.timing[0])
+                self.stall_us += self.timing[0]
+                time.sleep_us(self.timing[0])
             n = _BLOCK_SIZE if land < 0 else min(land, _BLOCK_SIZE)
             self.f.seek(arg * _BLOCK_SIZE)
             while n > 0:

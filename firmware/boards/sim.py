@@ -52,8 +52,10 @@ class SimBoard:
         self._meter_every_ms = int(o.get("meter-every-ms", 0))
         self.pulse_reads = 0  # pulse_count() calls: one per meter tick
         # real ms of the last _TICKS pulse_count() calls (a ring indexed by
-        # pulse_reads): how late the meter tick runs (flash timing bench)
-        self._tick_at = array("I", bytes(4 * _TICKS))
+        # pulse_reads): how late the meter tick runs (tools/bench_flash.py).
+        # Made at the first tick_times_ms request: 2 KB of heap otherwise
+        # taken from the firmware's figures
+        self._tick_at = None
         self._modem_path = o.get("modem")          # pty of tools/fake_modem.py
         self._modem_pins = o.get("modem-pins")     # its UDP port for PWRKEY/RESET/power
         self._modem_uart = self._modem_lines = None
@@ -165,7 +167,8 @@ class SimBoard:
 
     def pulse_count(self):
         self.pulse_reads += 1
-        self._tick_at[self.pulse_reads % _TICKS] = time.ticks_ms() & 0x3FFFFFFF
+        if self._tick_at:
+            self._tick_at[self.pulse_reads % _TICKS] = time.ticks_ms() & 0x3FFFFFFF
         self._integrate()
         return self._pulses
 
@@ -423,14 +426,18 @@ class SimBoard:
                     "stall_us": dev.stall_us, "timing": dev.timing}
         if cmd == "flash_timing":
             # as --flash-timing / --flash-slowdown, while running
-            dev.timing = flashdev.timing(req.get("mode"), int(req.get("slowdown", 1)))
+            dev.timing = flashdev.timing(req.get("mode"), int(req.get("n", 1)))
             return {"ok": True, "timing": dev.timing}
         if cmd == "tick_times_ms":
-            # the real ms of the meter's last pulse_count() calls, oldest first
-            # (at most _TICKS; 30-bit ticks_ms, so gaps wrap at 2**30)
-            n, at = min(self.pulse_reads, _TICKS), self._tick_at
-            return {"ok": True, "reads": self.pulse_reads,
-                    "ms": [at[(self.pulse_reads - n + 1 + i) % _TICKS] for i in range(n)]}
+            # the real ms of the meter's pulse_count() calls since the first
+            # request, the last _TICKS of them, oldest first (30-bit ticks_ms:
+            # gaps wrap at 2**30)
+            at = self._tick_at
+            if at is None:
+                at = self._tick_at = array("I", bytes(4 * _TICKS))
+            n = min(self.pulse_reads, _TICKS)
+            ms = [at[(self.pulse_reads - n + 1 + i) % _TICKS] for i in range(n)]
+            return {"ok": True, "reads": self.pulse_reads, "ms": [t for t in ms if t]}
         self._set_meter_every(int(req["ms"]))
         return {"ok": True}
 
