@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # `make bench BENCH="store link"` runs only those tools/bench_<name>.py
 BENCH ?=
 
-.PHONY: all setup test run bench soak compile deploy clean distclean coverage-esp32
+.PHONY: all setup test run bench soak compile deploy screenshots golden clean distclean coverage-esp32
 
 all: test
 
@@ -67,6 +67,16 @@ bench: setup
 
 soak: setup
 	$(PY) -m pytest -q -s tests -m soak --soak-cuts=$(SOAK_CUTS) $(PYTEST_ARGS)
+
+# The LCD's pictures from tools/screen_scenarios.py (sim meters on a stepped
+# clock: the same pixels every run): screenshots writes docs/screens/*.png;
+# golden writes tests/golden/*.png and docs/screens/*.png from the same run,
+# so that the docs show what the test checks
+screenshots: setup
+	$(PY) tools/screenshots.py
+
+golden: setup
+	$(PY) tools/screenshots.py --both
 
 coverage-esp32: setup
 	$(PY) tools/esp32_coverage.py

@@ -2,7 +2,9 @@
 meter at the board's heap (108wk) with its code from ROMFS:
 
 - host network, link up, metering 1.5 kW, state published: free after gc;
-- 4G modem (the fake modem on a pty), after three top-ups: free after gc.
+- 4G modem (the fake modem on a pty), after three top-ups: free after gc;
+- the same modem meter after an offline token too (relayed by the token
+  command: the token code loaded, docs/tokens.md).
 
 Also lists the modules each meter has loaded and its pools of interned names,
 which is where a regression is found (docs/benchmarks.md, "Memory").
@@ -39,18 +41,28 @@ def host_network(work, broker):
         m.stop()
 
 
-def modem_after_topups(work, broker):
+TOKEN_KEY_HEX = "5a" * 16
+
+
+def modem_after_topups(work, broker, token=False):
     modem = FakeModem(boot_ms=150, reg_ms=200, powered=False, clock_utc=lambda: 1790000000).start()
-    m = SimMeter("heap-mdm", work, broker_port=broker.port,
-                 config={"initial_balance_minor": 5000, "key_hex": signed.KEY_HEX},
+    m = SimMeter("heap-mdm" + ("-tok" if token else ""), work, broker_port=broker.port,
+                 config={"initial_balance_minor": 5000, "key_hex": signed.KEY_HEX,
+                         "token_key_hex": TOKEN_KEY_HEX},
                  extra_args=["--modem", modem.path, "--modem-pins", str(modem.pin_port)])
     try:
         m.start()
         m.wait_for(lambda s: s["meter"]["link_up"], timeout=30)
         for order in (1, 2, 3):
-            raw = signed.command("heap-mdm", "topup", order=order, amount_minor=10).decode()
+            raw = signed.command(m.meter_id, "topup", order=order, amount_minor=10).decode()
             r = m.control({"cmd": "command", "raw": raw})
             assert r.get("reply", {}).get("result") == "credited", r
+        if token:
+            import openpaygo
+            _, tok = openpaygo.generate_token(secret_key=TOKEN_KEY_HEX, count=1, value=5)
+            raw = signed.command(m.meter_id, "token", token=tok).decode()
+            r = m.control({"cmd": "command", "raw": raw})
+            assert r.get("reply", {}).get("data", {}).get("result") == "add", r
         return _figures(m)
     finally:
         m.stop()
@@ -64,7 +76,8 @@ def main():
         broker.start()
         try:
             out = {"host_network": host_network(work, broker),
-                   "modem_3_topups": modem_after_topups(work, broker)}
+                   "modem_3_topups": modem_after_topups(work, broker),
+                   "modem_and_token": modem_after_topups(work, broker, token=True)}
         finally:
             broker.stop()
     for name, f in out.items():

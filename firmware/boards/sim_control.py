@@ -12,7 +12,11 @@ async def request(app, board, req):
     cmd = req.get("cmd")
     if cmd == "state":
         out = board.snapshot()
-        out["meter"] = app.snapshot()
+        out["meter"] = _snapshot(app)
+        # which screen the front panel shows, and whether a confirmation or
+        # a result screen is up (firmware/ui/panel.py): what the customer
+        # sees, so the screenshot runner need not count presses
+        out["panel"] = [app.ui.screen, app.ui.mode]
         return out
     if cmd == "hang":
         return await _hang(app, req["task"], req.get("mode", "await"))
@@ -48,8 +52,23 @@ async def request(app, board, req):
         micropython.qstr_info()
         return {"ok": True}
     if cmd == "lcd_frame":
-        return {"ok": True, "hex": board.lcd_frame_hex(), "lines": board.lcd_lines}
+        return {"ok": True, "hex": board.lcd_frame_hex(), "lines": board.lcd_text()}
     return None
+
+
+def _snapshot(app):
+    # the meter's figures the tests read (st["meter"]): the core's view plus
+    # the app's link facts
+    s = app.core.snapshot()
+    s["meter_id"] = app.meter_id
+    if app.config_fault:
+        s["link_fault"] = app.fault_lcd()
+    s["link_up"] = bool(app.session and app.session.up)
+    if app.modem:
+        h = app.modem.health()
+        s["signal_dbm"] = h["rssi_dbm"] if h.get("rssi_dbm") is not None else "--"
+        s["modem"] = h.get("state")
+    return s
 
 
 async def _hang(app, name, mode):

@@ -22,8 +22,10 @@
 # (revenue source), "seq", "clock", "cal" (kept as loaded), "disp" (the
 # command dispatcher's counters and order record, committed with the ledger
 # they guard), "snap_h"/"h": the hot record at the snapshot, and the
-# newest one (a hot checkpoint overrides "h" on load), and "obt" (only when
-# there are any): outbox events as [class, seq, body] rows (Outbox.tail()).
+# newest one (a hot checkpoint overrides "h" on load); "tok" (the offline
+# tokens' replay window and lockout, firmware/tokens/entry.py), from the
+# first token on; and "obt" (only when there are any): outbox events as
+# [class, seq, body] rows (Outbox.tail()).
 from micropython import const
 
 from firmware.store.store import StoreFault
@@ -49,11 +51,13 @@ class Durable:
         self.cal = None              # calibration, kept as loaded
         self.dispatcher = None
         self.disp_state = None       # the dispatcher's saved state until one is attached
+        self.tok = None              # the offline tokens' state list (tokens/entry.py changes it in place)
         self.obt = None              # the loaded snapshot's outbox rows, until Events.open
 
     def keep(self, state, cal):
         """What the snapshot carries through unchanged from the loaded state."""
         self.disp_state = (state or {}).get("disp")
+        self.tok = (state or {}).get("tok")
         self.obt = (state or {}).get("obt")
         self.cal = cal
 
@@ -84,6 +88,8 @@ class Durable:
             d["disp"] = self.dispatcher.dump()
         elif self.disp_state:
             d["disp"] = self.disp_state
+        if self.tok:
+            d["tok"] = self.tok
         t = c.events.outbox.tail()
         if t:
             d["obt"] = t
