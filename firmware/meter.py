@@ -148,6 +148,7 @@ class MeterCore:
                 d.commit()
             elif d.due(now, rev.pulse is not None):
                 d.checkpoint()
+            d.tidy()
             return changed
         finally:
             self.end()

@@ -194,3 +194,52 @@ print(json.dumps({"seen": seen, "after_sent": ob.can_add(CRITICAL)}))
     assert seen[12] == [False, False, None]            # full: predicted refused, and refused
     assert [s[1] for s in seen[:8]] == [True] * 8 and not any(s[1] for s in seen[8:])
     assert out["after_sent"] is True                   # a delivered event makes room
+
+
+def test_events_added_unsaved_come_back_from_the_snapshot_tail_after_a_cut(tmp_path):
+    img = tmp_path / "ob.img"
+    # two events saved, two added unsaved (the meter's way): the file holds
+    # the first two; the tail (what the meter's snapshot carries) the others
+    out = run(img, r"""
+ob.add("topup", {"n": 1}, 100)
+ob.add("topup", {"n": 2}, 101)
+ob.add("topup", {"n": 3}, 102, False)
+ob.add("relay", {"n": 4}, 103, False)
+print(json.dumps({"tail": ob.tail(), "saved": ob.saved_seq}))
+""")
+    assert out["saved"] == 2 and [r[1] for r in out["tail"]] == [3, 4]
+    tail = out["tail"]
+    # power back: the file alone lacks 3 and 4; merging the tail restores
+    # them, exactly (same bytes), unsent; a tail row the file holds is skipped
+    back = run(img, r"""
+before = len(ob)
+ob.merge(%s)
+d = dump(); d["before"] = before
+print(json.dumps(d))
+""" % json.dumps([[2, 2, "dup"]] + tail))
+    assert back["before"] == 2
+    assert [e[2] for e in back["entries"]] == [1, 2, 3, 4]
+    assert [e[3] for e in back["entries"][2:]] == [r[2] for r in tail]
+    assert back["next_seq"] == 5 and back["pending"] == 4
+    # a save takes them into the file: the tail is empty
+    again = run(img, r"""
+ob.merge(%s)
+ob.save()
+print(json.dumps({"tail": ob.tail(), "saved": ob.saved_seq}))
+""" % json.dumps(tail))
+    assert again == {"tail": [], "saved": 4}
+
+
+def test_dropping_an_unsent_event_writes_the_file_at_once(tmp_path):
+    # cap 2, hard cap 2: a third telemetry event drops the oldest unsent one;
+    # the drop is recorded on flash even though the adds asked not to save
+    img = tmp_path / "ob.img"
+    run(img, r"""
+ob.add("telemetry", {"n": 1}, 100, False)
+ob.add("telemetry", {"n": 2}, 101, False)
+ob.add("warning", {"n": 3}, 102, False)
+print(json.dumps(dump()))
+""", cap=2, hard=2)
+    back = run(img, "print(json.dumps(dump()))", cap=2, hard=2)
+    assert back["dropped"] == [1] and back["dropped_total"] == 1
+    assert [e[2] for e in back["entries"]] == [2, 3]

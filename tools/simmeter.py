@@ -87,7 +87,7 @@ def free_port():
 class SimMeter:
     def __init__(self, meter_id, workdir, broker_port=1883, config=None, scale=1, step=False,
                  epoch=None, heap=HEAP, extra_args=(), auto_restart=False, code_root=COMPILED,
-                 romfs=None):
+                 romfs=None, flash_timing=None, flash_slowdown=1):
         self.meter_id = meter_id
         self.dir = os.path.join(workdir, meter_id)
         os.makedirs(self.dir, exist_ok=True)
@@ -104,6 +104,10 @@ class SimMeter:
             json.dump(self.config, f)
         self.scale, self.step, self.epoch, self.heap = scale, step, epoch, heap
         self.extra_args = list(extra_args)
+        # the flash chip's erase and program times ("typ" or "max", None for
+        # none), times flash_slowdown (PPP active): docs/storage.md, "Flash timing"
+        if flash_timing:
+            self.extra_args += ["--flash-timing", flash_timing, "--flash-slowdown", str(flash_slowdown)]
         self.auto_restart = auto_restart
         self.code_root = code_root  # build/mpy-host (compiled, default) or ROOT (source)
         # The compiled firmware runs from its ROMFS image (build/mpy-host.romfs)

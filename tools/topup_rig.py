@@ -42,7 +42,7 @@ def pct(xs, p):
 
 class Rig:
     def __init__(self, workdir, meter_id="E1", seed=1, reissue_after_s=1.0, keepalive_s=4, config=None,
-                 scale=1):
+                 scale=1, meter_kw=None):
         self.rng = random.Random(seed)
         self.broker = Broker(os.path.join(workdir, "broker")).start()
         self.proxy = FaultProxy(self.broker.port).start()
@@ -57,7 +57,7 @@ class Rig:
         self.mid = meter_id
         # a meter that resets itself comes back, as on the board; the audit counts it
         self.m = SimMeter(meter_id, workdir, broker_port=self.proxy.port, config=cfg, scale=scale,
-                          auto_restart=True)
+                          auto_restart=True, **(meter_kw or {}))
         self.m.start()
         self.m.wait_for(lambda s: s["meter"]["link_up"], timeout=30)
         self.stats = {"topups": 0, "resend_same": 0, "resend_fresh": 0, "faults": 0,

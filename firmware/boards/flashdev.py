@@ -17,10 +17,18 @@
 #   caller that simulates the meter checks `dead` to tell a cut from a bug.
 #   `on_cut` (optional) runs at the cut: the sim can end its process there
 #   (e.g. os.system("kill -9 $PPID")), as the CPU would stop.
+# - optionally (`timing`), each erase and program takes as long as on the
+#   board's flash chip, and nothing else runs meanwhile: on the ESP32 the
+#   caches are off during a flash operation, so the CPU and interrupts stall;
+#   time.sleep_us here stalls the whole MicroPython process the same way (no
+#   task, scheduled callback or control request runs). Figures and their
+#   source: docs/storage.md, "Flash timing". Off by default (tests run fast).
 # The unix port's files are unbuffered (each write is a write(2) into the
 # host's page cache), so a SIGKILL of the process also leaves the image as
 # the chip would be after a cut; no fsync is needed, the host stays up.
+import time
 from array import array
+
 from micropython import const
 
 _BLOCK_SIZE = const(4096)
@@ -32,6 +40,26 @@ _IOCTL_ERASE = const(6)
 
 _EIO = const(-5)
 
+# Flash timing, microseconds, from the Winbond W25Q32JV datasheet (the 4 MB
+# SPI NOR class of an ESP32-WROOM-32): a 4 KB sector erase (tSE) and a
+# 256-byte page program (tPP), typical and maximum.
+_ERASE_TYP_US = const(45000)
+_ERASE_MAX_US = const(400000)
+_PAGE_TYP_US = const(400)
+_PAGE_MAX_US = const(3000)
+_PAGE = const(256)
+
+
+def timing(mode, n=1):
+    """The (erase_us, page_us) a device stalls for in `mode` ("typ" or
+    "max"; None or "" for no stall), each multiplied by `n`: the slowdown a
+    board sees with PPP active (docs/storage.md, "Flash timing")."""
+    if not mode:
+        return None
+    if mode == "max":
+        return (_ERASE_MAX_US * n, _PAGE_MAX_US * n)
+    return (_ERASE_TYP_US * n, _PAGE_TYP_US * n)
+
 
 class FileBlockDev:
     def __init__(self, path, block_count=256, cut_at=0, torn_bytes=0, on_cut=None):
@@ -42,6 +70,8 @@ class FileBlockDev:
         self.writes = 0  # program + erase operations
         self.dead = False
         self.on_cut = on_cut
+        self.timing = None   # (erase_us, page_us) to stall per operation, timing()
+        self.stall_us = 0    # time stalled so far
         self._scratch = bytearray(_CHUNK)
         self._blank = b"\xff" * _CHUNK
         self.arm_cut(cut_at, torn_bytes)
@@ -87,6 +117,18 @@ class FileBlockDev:
         land = self._op()
         self.progs[block] += 1
         n = len(buf)
+        if self.timing:
+            # one page program per 256-byte page the write touches, taking
+            # its share of tPP, but at least an eighth of it: the fixed cost
+            # of a program command (the datasheet's first-byte time)
+            us = 0
+            pos = offset
+            while pos < offset + n:
+                k = min(offset + n, (pos // _PAGE + 1) * _PAGE) - pos
+                us += max(self.timing[1] >> 3, self.timing[1] * k // _PAGE)
+                pos += k
+            self.stall_us += us
+            time.sleep_us(us)   # the CPU stalls: nothing else runs
         if 0 <= land < n:
             n = land
         pos = block * _BLOCK_SIZE + offset
@@ -121,6 +163,9 @@ class FileBlockDev:
                 return _EIO
             land = self._op()
             self.erases[arg] += 1
+            if self.timing:
+                self.stall_us += self.timing[0]
+                time.sleep_us(self.timing[0])
             n = _BLOCK_SIZE if land < 0 else min(land, _BLOCK_SIZE)
             self.f.seek(arg * _BLOCK_SIZE)
             while n > 0:

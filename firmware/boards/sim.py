@@ -18,6 +18,12 @@ from firmware.boards import flashdev
 
 _ISO_EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z, default start of sim time
 _TONES_KEPT = const(16)       # buzzer changes the snapshot's buzzer_changes holds
+_TICKS = const(512)           # meter ticks tick_times_ms holds
+# real ms of the last _TICKS pulse_count() calls (a ring indexed by
+# pulse_reads): how late the meter tick runs (tools/bench_flash.py). Made at
+# the first tick_times_ms request, so its 2 KB are not taken from the heap
+# figures of every other run
+_tick_at = None
 
 
 def _args(argv):
@@ -108,6 +114,10 @@ class SimBoard:
         if cause:
             os.remove(self.dir + "/reset_cause")
         self.flash_dev = flashdev.mount(self.dir + "/flash.img", "/flash")
+        # --flash-timing typ|max: erases and programs stall the process as
+        # long as the board's flash chip takes (flashdev.timing), times
+        # --flash-slowdown (a board with PPP active writes several times slower)
+        self.flash_dev.timing = flashdev.timing(o.get("flash-timing"), int(o.get("flash-slowdown", 1)))
 
     # --- host-side files (outside the LittleFS: they model the outside world)
     def _read_host(self, name):
@@ -167,6 +177,8 @@ class SimBoard:
 
     def pulse_count(self):
         self.pulse_reads += 1
+        if _tick_at:
+            _tick_at[self.pulse_reads % _TICKS] = time.ticks_ms() & 0x3FFFFFFF
         self._integrate()
         return self._pulses
 
@@ -419,7 +431,7 @@ class SimBoard:
                 self._power_fail_cb(None)
         elif cmd == "board":
             pass
-        elif cmd in ("step", "arm_cut", "flash_stats", "meter_every_ms"):
+        elif cmd in ("step", "arm_cut", "flash_stats", "meter_every_ms", "flash_timing", "tick_times_ms"):
             return await self._campaign_control(cmd, req)
         else:
             reply = None
@@ -472,7 +484,23 @@ class SimBoard:
         if cmd == "flash_stats":
             return {"ok": True, "writes": dev.writes, "erases": dev.total_erases(),
                     "max_erases": dev.max_erases(), "progs": sum(dev.progs),
-                    "blocks": dev.block_count, "free_blocks": os.statvfs("/flash")[3]}
+                    "blocks": dev.block_count, "free_blocks": os.statvfs("/flash")[3],
+                    "stall_us": dev.stall_us, "timing": dev.timing}
+        if cmd == "flash_timing":
+            # as --flash-timing / --flash-slowdown, while running
+            dev.timing = flashdev.timing(req.get("mode"), int(req.get("n", 1)))
+            return {"ok": True, "timing": dev.timing}
+        if cmd == "tick_times_ms":
+            # the real ms of the meter's pulse_count() calls since the first
+            # request, the last _TICKS of them, oldest first (30-bit ticks_ms:
+            # gaps wrap at 2**30)
+            global _tick_at
+            at = _tick_at
+            if at is None:
+                at = _tick_at = array.array("I", bytes(4 * _TICKS))
+            n = min(self.pulse_reads, _TICKS)
+            ms = [at[(self.pulse_reads - n + 1 + i) % _TICKS] for i in range(n)]
+            return {"ok": True, "reads": self.pulse_reads, "ms": [t for t in ms if t]}
         self._set_meter_every(int(req["ms"]))
         return {"ok": True}
 

@@ -11,14 +11,27 @@
 # - `seq` is the highest event seq the flash holds (a snapshot or a hot
 #   record carries it): the app publishes no event above it.
 #
+# - Events are not written to the outbox file as they are added: the
+#   snapshot carries those the file does not hold yet ("obt"), so a top-up's
+#   commit erases the snapshot's two blocks, not the outbox's as well. The
+#   meter tick writes the file (tidy()) once _TAIL_SAVE events wait, and a
+#   commit first writes it when _TAIL_MAX do, so the snapshot stays in one
+#   4 KB block (docs/storage.md, "What a top-up writes").
+#
 # The snapshot's keys: "eng" (credit engine), "regs" (registers), "rev"
 # (revenue source), "seq", "clock", "cal" (kept as loaded), "disp" (the
 # command dispatcher's counters and order record, committed with the ledger
-# they guard), and "snap_h"/"h": the hot record at the snapshot, and the
+# they guard), "snap_h"/"h": the hot record at the snapshot, and the
 # newest one (a hot checkpoint overrides "h" on load); "tok" (the offline
 # tokens' replay window and lockout, firmware/tokens/entry.py), from the
-# first token on.
+# first token on; and "obt" (only when there are any): outbox events as
+# [class, seq, body] rows (Outbox.tail()).
+from micropython import const
+
 from firmware.store.store import StoreFault
+
+_TAIL_SAVE = const(4)
+_TAIL_MAX = const(6)
 
 # The hot record is a JSON list on flash: positional, because a checkpoint
 # must stay within the store's 110-byte inline budget (store.HOT_MAX), and
@@ -39,11 +52,13 @@ class Durable:
         self.dispatcher = None
         self.disp_state = None       # the dispatcher's saved state until one is attached
         self.tok = None              # the offline tokens' state list (tokens/entry.py changes it in place)
+        self.obt = None              # the loaded snapshot's outbox rows, until Events.open
 
     def keep(self, state, cal):
         """What the snapshot carries through unchanged from the loaded state."""
         self.disp_state = (state or {}).get("disp")
         self.tok = (state or {}).get("tok")
+        self.obt = (state or {}).get("obt")
         self.cal = cal
 
     def attach_dispatcher(self, dispatcher):
@@ -75,6 +90,9 @@ class Durable:
             d["disp"] = self.disp_state
         if self.tok:
             d["tok"] = self.tok
+        t = c.events.outbox.tail()
+        if t:
+            d["obt"] = t
         return d
 
     def registered(self, wh):
@@ -85,18 +103,33 @@ class Durable:
         c = self.core
         if c.fault:
             raise StoreFault(c.fault)
-        c.events.outbox.flush()
+        ob = c.events.outbox
+        if ob.next_seq - 1 - ob.saved_seq > _TAIL_MAX:
+            ob.save()   # many events in one piece of work: the file takes them
         self.store.commit(self.snapshot())
         self.saved(c.events.seq)
         self.dirty = False
 
     def checkpoint(self):
+        if self.core.events.seq > self.seq:
+            # events since the last write are in RAM alone (no snapshot holds
+            # them yet): a hot record naming their seq needs the snapshot
+            self.commit()
+            return
         try:
             self.store.checkpoint({"h": self.hot()})
         except ValueError:  # patch too large for a hot record: take a full snapshot
             self.commit()
             return
         self.saved(self.core.events.seq)   # the hot record carries the seq
+
+    def tidy(self):
+        """At a quiet moment (the meter tick, after its own write): write the
+        outbox file once _TAIL_SAVE events wait in the snapshot's tail, so
+        that later snapshots need not carry them."""
+        ob = self.core.events.outbox
+        if not self.core.fault and ob.next_seq - 1 - ob.saved_seq >= _TAIL_SAVE:
+            ob.save()
 
     def due(self, now_ms, pulses):
         """True when a hot checkpoint is due (CheckpointPolicy). `pulses`:

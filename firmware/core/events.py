@@ -25,7 +25,10 @@ class Events:
         self.fault = fault
         self.outbox = Outbox(path, meter_id, seq_floor=seq)
         if not fault:
+            # the snapshot's events the outbox file did not hold yet
+            self.outbox.merge(self.durable.obt)
             self.outbox.forget_above(seq)
+        self.durable.obt = None
 
     def add(self, kind, fields):
         """Queue one event; returns its seq (None when not queued)."""
@@ -33,7 +36,9 @@ class Events:
             fields["kind"] = kind
             self.link_events.append(fields)
             return None
-        seq = self.outbox.add(kind, fields, self.clock.utc_s())
+        # not saved here: the snapshot that the work commits holds it
+        # (Durable.snapshot, "obt"), and Durable.tidy() writes the file
+        seq = self.outbox.add(kind, fields, self.clock.utc_s(), False)
         if seq:
             self.seq = seq
         self.durable.dirty = True

@@ -15,8 +15,12 @@
 #
 # Persistence: the whole outbox is one small text file on LittleFS, written to
 # "<path>.new" and renamed over "<path>" (rename is atomic on LittleFS). The
-# file ends with a CRC32 line. "sent" marks are saved lazily (with the next add
-# or flush()): after a cut an event may be sent twice, never lost.
+# file ends with a CRC32 line. "sent" marks are saved lazily (with the next
+# save): after a cut an event may be sent twice, never lost. The meter adds
+# events without saving (add(save=False)): its snapshot holds the events the
+# file does not (tail()) until the file is next written, so a top-up's commit
+# rewrites the snapshot alone, not the outbox's block as well (docs/storage.md,
+# "What a top-up writes"); merge() takes them back at boot.
 import os
 from binascii import crc32
 
@@ -66,15 +70,19 @@ class Outbox:
         self.dropped_total = 0
         self.corrupt = False      # the file failed its CRC; it was kept as <path>.bad
         self._dirty = False
+        self.saved_seq = 0        # the highest seq the file holds
         self._load()
         if self.next_seq <= seq_floor:
             self.next_seq = seq_floor + 1
 
     # -- producing
-    def add(self, kind, fields, t):
+    def add(self, kind, fields, t, save=True):
         """Append an event; returns its seq, or None when it was not kept
-        (telemetry with no room, or hard_cap full of critical events)."""
+        (telemetry with no room, or hard_cap full of critical events).
+        save=False: the caller makes it durable (the meter's snapshot holds
+        tail()) and the file is written later."""
         prio = PRIORITY.get(kind, _EVENT)
+        dropped = self.dropped_total
         if not self._make_room(prio):
             return None
         seq = self.next_seq
@@ -84,8 +92,28 @@ class Outbox:
         data = P.canonical(body)
         self.next_seq = seq + 1
         self.entries.append([prio, 0, seq, data])
-        self.save()
+        # a dropped unsent event is news no snapshot's tail carries (it is
+        # gone from the entries): the file is written at once (rare: only
+        # an outbox full of unsent events drops one)
+        if save or dropped != self.dropped_total:
+            self.save()
+        else:
+            self._dirty = True
         return seq
+
+    def tail(self):
+        """The events the file does not hold, as [prio, seq, body text]
+        rows for the meter's snapshot."""
+        return [[e[_PRIO], e[_SEQ], e[_BODY].decode()] for e in self.entries if e[_SEQ] > self.saved_seq]
+
+    def merge(self, rows):
+        """Take back, unsent, the events a snapshot held beyond the file
+        (tail()); rows the file already holds are skipped."""
+        for prio, seq, body in rows or ():
+            if seq > self.saved_seq and (not self.entries or seq > self.entries[-1][_SEQ]):
+                self.entries.append([prio, 0, seq, body.encode()])
+                if seq >= self.next_seq:
+                    self.next_seq = seq + 1
 
     def can_add(self, prio):
         """True when an event of class `prio` would be kept now (add() makes
@@ -207,6 +235,7 @@ class Outbox:
             f.write(b"END %08x\n" % (crc & 0xFFFFFFFF))
         os.rename(tmp, self.path)
         self._dirty = False
+        self.saved_seq = self.next_seq - 1
 
     def _load(self):
         try:
@@ -233,6 +262,7 @@ class Outbox:
         if head[0] != b"OB1":
             raise ValueError("outbox header")
         self.next_seq = int(head[1])
+        self.saved_seq = self.next_seq - 1
         self.dropped_total = int(head[2])
         self.dropped = [] if head[3] == b"-" else [int(s) for s in head[3].split(b",")]
         entries = []
