@@ -404,6 +404,28 @@ class Esp32Board:
     def flash_root(self):
         return FLASH_ROOT
 
+    # --- the technician's serial port: UART0, MicroPython's own stdin/stdout
+    def console_io(self):
+        """(stream, read size) for the REPL's StreamReader. sys.stdin.read(n)
+        waits for n bytes on this port, so one at a time. Ctrl-C becomes an
+        ordinary byte from here on: the meter is never interrupted by it
+        (the console guard turns it back on for a technician's statement)."""
+        import sys
+        micropython.kbd_intr(-1)
+        return sys.stdin.buffer, 1
+
+    def console_guard(self, budget_ms):
+        return _ConsoleGuard(budget_ms)
+
+    def provisioning_save(self, cfg):
+        """Write the factory config file (provision(), config(key=value))."""
+        import json
+        import os
+        tmp = self.CONFIG_PATH + ".new"
+        with open(tmp, "w") as f:
+            json.dump(cfg, f)
+        os.rename(tmp, self.CONFIG_PATH)
+
     def provisioning(self):
         """The factory config (meter id, keys, broker). Raises OSError or
         ValueError naming the file when it is missing or not a JSON object
@@ -458,3 +480,50 @@ class Esp32Board:
         if self._ppp is not None:
             self._ppp.disconnect()
             self._ppp = None
+
+
+class _ConsoleGuard:
+    """While a technician's statement runs: the UART's Ctrl-C raises
+    KeyboardInterrupt in it (kbd_intr(3), the UART interrupt does it), and a
+    one-shot timer raises one when the statement outlives its budget. The
+    timer's callback runs scheduled, where an exception would be caught, so
+    it schedules the interrupt itself: micropython.schedule(kbd_intr, None)
+    (MicroPython v1.29 and later) raises it in the main program."""
+
+    def __init__(self, budget_ms):
+        from machine import Timer
+        self.budget_ms = budget_ms
+        self.timer = Timer(pins.CONSOLE_TIMER_ID)
+        self.fired = False
+        self.why = None
+
+    def _fire(self, _t):
+        import micropython
+        self.fired = True
+        self.why = "budget"
+        micropython.schedule(micropython.kbd_intr, None)
+
+    def arm(self):
+        import micropython
+        from machine import Timer
+        self.fired = False
+        self.why = None
+        micropython.kbd_intr(3)
+        self.timer.init(mode=Timer.ONE_SHOT, period=self.budget_ms, callback=self._fire)
+
+    def disarm(self):
+        import micropython
+        self.timer.deinit()
+        micropython.kbd_intr(-1)
+        return self.fired
+
+    def absorb(self, max_ms=1000):
+        t = time.ticks_ms()
+        try:
+            while time.ticks_diff(time.ticks_ms(), t) < max_ms:
+                pass
+        except KeyboardInterrupt:
+            pass
+
+    def typed_into(self, buf):
+        pass   # the UART buffers what is typed meanwhile; the REPL reads it next

@@ -273,6 +273,28 @@ class SimBoard:
     def maintenance_held(self):
         return self.maintenance
 
+    # --- the technician's serial port: stdin/stdout of the process (a pipe
+    # from tools/simmeter.py, or a pty from socat for mpremote)
+    def console_io(self):
+        """(stream, read size) for the REPL's StreamReader: a read returns
+        what has arrived, up to that many bytes."""
+        return sys.stdin.buffer, 256
+
+    def console_guard(self, budget_ms):
+        from firmware.boards.sim_console import Guard
+        return Guard(budget_ms)
+
+    def provisioning_save(self, cfg):
+        """Write the provisioning file (the technician's provision() and
+        config(key=value)); the next boot reads it."""
+        import json
+        if not self._config_path:
+            raise OSError("no --config file to write")
+        tmp = self._config_path + ".new"
+        with open(tmp, "w") as f:
+            json.dump(cfg, f)
+        os.rename(tmp, self._config_path)
+
     # --- modem: a fake AT modem on a pty when --modem is given; once it
     # reports the data call up, sockets use the host's network
     def modem_uart(self):

@@ -1,0 +1,94 @@
+# The sim board's console guard (SimBoard.console_guard): while a
+# technician's statement runs on the loop, a thread watches it. It reads the
+# console input the REPL cannot read meanwhile (the statement holds the
+# loop): a Ctrl-C there, or the statement outliving its budget, raises
+# KeyboardInterrupt in the main thread, which is running that statement.
+# On the unix port the one way to do that from Python is SIGINT to the
+# process: the interpreter's handler turns it into a KeyboardInterrupt in
+# the main thread (it stays installed: kbd_intr(3)). Bytes typed meanwhile
+# are kept for the REPL (typed_into). The ESP32's guard is a timer and the
+# UART's own Ctrl-C (boards/esp32.py).
+import os
+import select
+import sys
+import time
+import _thread
+import micropython
+
+
+class Guard:
+    def __init__(self, budget_ms):
+        self.budget_ms = budget_ms
+        self.lock = _thread.allocate_lock()
+        self.armed_at = None
+        self.fired = False
+        self.why = None
+        self.typed = bytearray()
+        self.pid = open("/proc/self/stat").read().split()[0]
+        # the thread sleeps on this lock between statements (arm releases it)
+        self.go = _thread.allocate_lock()
+        self.go.acquire()
+        self.kick = False
+        micropython.kbd_intr(3)
+        _thread.start_new_thread(self._watch, ())
+
+    def arm(self):
+        with self.lock:
+            self.fired = False
+            self.why = None
+            self.armed_at = time.ticks_ms()
+        if not self.kick:
+            self.kick = True
+            self.go.release()
+
+    def disarm(self):
+        """Stop watching; True if the guard fired (an interrupt is on its way)."""
+        with self.lock:
+            self.armed_at = None
+            return self.fired
+
+    def absorb(self, max_ms=1000):
+        # the statement ended as the guard fired: the interrupt it sent lands here
+        t = time.ticks_ms()
+        try:
+            while time.ticks_diff(time.ticks_ms(), t) < max_ms:
+                pass
+        except KeyboardInterrupt:
+            pass
+
+    def typed_into(self, buf):
+        with self.lock:
+            buf.extend(self.typed)
+            self.typed[:] = b""
+
+    def _fire(self, why):
+        self.fired = True
+        self.why = why
+        os.system("kill -INT " + self.pid)   # returns once the signal is sent
+
+    def _watch(self):
+        p = select.poll()
+        p.register(sys.stdin, select.POLLIN)
+        while True:
+            self.go.acquire()
+            self.kick = False
+            while self._watch_once(p):
+                pass
+
+    def _watch_once(self, p):
+        """One look while a statement runs; False once it is over."""
+        ready = p.poll(10)
+        with self.lock:
+            if self.armed_at is None:
+                return False
+            if not self.fired:
+                if ready:
+                    data = sys.stdin.buffer.read(256)
+                    i = data.find(b"\x03") if data else -1
+                    if i >= 0:
+                        data = data[:i] + data[i + 1:]
+                        self._fire("ctrl-c")
+                    self.typed.extend(data or b"")
+                if not self.fired and time.ticks_diff(time.ticks_ms(), self.armed_at) > self.budget_ms:
+                    self._fire("budget")
+        return True

@@ -1,0 +1,408 @@
+# The technician's Python REPL on the serial port, as one asyncio task beside
+# the meter (docs/tech-console.md). Loaded at the first byte typed
+# (firmware/console.py waits for it), so a meter nobody services keeps this
+# code out of its heap.
+#
+# Three input modes, byte by byte, as MicroPython's own REPL speaks them:
+#   friendly  ">>> " with echo, line editing, "... " continuation, Ctrl-E paste
+#   raw       Ctrl-A: the source up to Ctrl-D, answered "OK", output, 0x04,
+#             error text, 0x04, ">" (what mpremote and pyboard.py drive)
+#   raw-paste in raw mode "\x05A\x01": answered "R\x01" and a window size;
+#             the host may send that many bytes, and one more window each
+#             time the REPL sends 0x01 (flow control); Ctrl-D ends the source
+#
+# The meter never stops for it:
+#   - input is read by a task of its own (StreamReader: the loop runs on);
+#   - Ctrl-C is a byte here, never a KeyboardInterrupt in the meter; while a
+#     technician's statement runs, the board's console guard turns Ctrl-C,
+#     or the statement outliving BUDGET_MS, into a KeyboardInterrupt raised
+#     in that statement alone (boards/sim.py, boards/esp32.py console_guard);
+#   - work that waits (the modem's at(), selftest()) is an asyncio job the
+#     helpers hand to later(): the REPL awaits it with the loop running and
+#     cancels it on Ctrl-C or after JOB_MS;
+#   - every stretch the REPL holds the loop is timed: stats() has the
+#     longest and the total (docs/benchmarks.md, repl_loop_block_ms_max);
+#   - while mpremote holds the raw REPL the app's log lines wait (at most
+#     _HOLD_MAX, then counted as dropped), so they cannot corrupt its replies.
+import asyncio
+import sys
+import time
+from micropython import const
+
+BUDGET_MS = 150          # one technician statement may hold the loop this long
+JOB_MS = 30000           # a job handed to later() is cancelled after this
+_WINDOW = const(128)     # raw-paste flow-control window, bytes
+_SRC_MAX = const(8192)   # the longest source taken in one go
+_HOLD_MAX = const(32)    # app log lines kept back while in raw mode
+_RAW_IDLE_MS = const(20000)   # raw mode with no input this long: back to friendly
+
+_FRIENDLY = const(0)
+_RAW = const(1)
+_PASTE = const(2)        # raw-paste
+_FPASTE = const(3)       # friendly paste mode (Ctrl-E)
+
+BANNER = "meter REPL: the meter keeps running; help() lists the helpers\r\n"
+
+
+class Repl:
+    def __init__(self, app, stream, chunk, out=None):
+        self.app = app
+        self.reader = asyncio.StreamReader(stream)
+        self.chunk = chunk
+        self.out = out or sys.stdout
+        self.inbuf = bytearray()
+        self.more = asyncio.Event()
+        self.mode = _FRIENDLY
+        self.line = bytearray()
+        self.block = bytearray()  # friendly continuation lines, or the raw source
+        self.window = 0
+        self.esc = 0              # inside an escape sequence (arrow keys): skipped
+        self.last = 0
+        self.jobs = []
+        self.guard = app.board.console_guard(BUDGET_MS)
+        self.held_max_ms = 0
+        self.held_total_ms = 0
+        self.stretches = 0
+        self.statements = 0
+        self.stopped = 0          # statements stopped by Ctrl-C or the budget
+        self.dropped_logs = 0
+        self.idle_since = time.ticks_ms()
+        self._t = time.ticks_ms()
+        self.g = None
+        self.reset()
+
+    # --- globals: the helpers (firmware/repl/helpers.py) and the session
+    def reset(self):
+        from firmware.repl import helpers
+        self.g = helpers.make(self.app, self)
+
+    def stats(self):
+        return {"held_max_ms": self.held_max_ms, "held_total_ms": self.held_total_ms,
+                "stretches": self.stretches, "statements": self.statements,
+                "stopped": self.stopped, "dropped_logs": self.dropped_logs}
+
+    def later(self, coro):
+        """Run `coro` after the statement, with the loop running (see header)."""
+        self.jobs.append(coro)
+
+    # --- output
+    def w(self, s):
+        self.out.write(s)
+
+    # --- the loop hold: the time since the REPL last resumed, noted at each await
+    def _note(self):
+        now = time.ticks_ms()
+        held = time.ticks_diff(now, self._t)
+        self.stretches += 1
+        self.held_total_ms += held
+        if held > self.held_max_ms:
+            self.held_max_ms = held
+
+    async def _pause(self, ms=0):
+        self._note()
+        await asyncio.sleep_ms(ms)
+        self._t = time.ticks_ms()
+
+    async def _pump(self):
+        while True:
+            data = await self.reader.read(self.chunk)
+            if not data:
+                await asyncio.sleep_ms(500)   # nothing attached to the port
+                continue
+            self.inbuf += data
+            self.more.set()
+
+    async def run(self, first=b""):
+        self.inbuf += first
+        asyncio.create_task(self._pump())
+        self.w("\r\n" + BANNER + ">>> ")
+        while True:
+            if not self.inbuf:
+                self._note()
+                self.more.clear()
+                if self.mode == _FRIENDLY:
+                    await self.more.wait()
+                else:
+                    try:
+                        await asyncio.wait_for_ms(self.more.wait(), _RAW_IDLE_MS)
+                    except asyncio.TimeoutError:
+                        self._leave_raw()   # the host went away without Ctrl-B
+                self._t = time.ticks_ms()
+                continue
+            data = bytes(self.inbuf)
+            self.inbuf[:] = b""
+            i = 0
+            while i < len(data):
+                todo = self._byte(data[i])
+                i += 1
+                if todo is not None:
+                    if i < len(data):
+                        self.inbuf[0:0] = data[i:]   # the rest waits for the statement
+                    await self._do(*todo)
+                    break
+
+    # --- input, one byte at a time; returns (source, kind) to run, or None
+    def _byte(self, c):
+        m = self.mode
+        if m == _PASTE:
+            return self._paste_byte(c)
+        if m == _RAW:
+            return self._raw_byte(c)
+        if m == _FPASTE:
+            return self._fpaste_byte(c)
+        return self._friendly_byte(c)
+
+    def _raw_byte(self, c):
+        b = self.block
+        if c == 0x01:
+            if bytes(b) == b"\x05A":     # raw-paste asked for
+                b[:] = b""
+                self.mode = _PASTE
+                self.window = _WINDOW
+                self.w("R\x01" + chr(_WINDOW & 0xFF) + chr(_WINDOW >> 8))
+                return None
+            b[:] = b""
+            self.w("raw REPL; CTRL-B to exit\r\n>")
+        elif c == 0x02:
+            self._leave_raw()
+            self.w("\r\n" + BANNER + ">>> ")
+        elif c == 0x03:
+            b[:] = b""
+        elif c == 0x04:
+            if not b:
+                # a soft reset: the session starts afresh, the meter runs on
+                self.reset()
+                self.w("\r\nMPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n>")
+                return None
+            self.w("OK")
+            src = bytes(b)
+            b[:] = b""
+            return src, "raw"
+        elif len(b) < _SRC_MAX:
+            b.append(c)
+        return None
+
+    def _paste_byte(self, c):
+        b = self.block
+        if c == 0x04 or c == 0x03:
+            self.w("\x04")       # the end, acknowledged
+            self.mode = _RAW
+            src = bytes(b)
+            b[:] = b""
+            if c == 0x03:
+                self.w("\x04KeyboardInterrupt\r\n\x04>")
+                return None
+            return src, "raw"
+        if len(b) < _SRC_MAX:
+            b.append(c)
+        self.window -= 1
+        if self.window == 0:
+            self.window = _WINDOW
+            self.w("\x01")       # room for one more window
+        return None
+
+    def _fpaste_byte(self, c):
+        b = self.block
+        if c == 0x03:
+            b[:] = b""
+            self.mode = _FRIENDLY
+            self.w("\r\n>>> ")
+        elif c == 0x04:
+            self.mode = _FRIENDLY
+            self.w("\r\n")
+            src = bytes(b)
+            b[:] = b""
+            return src, "exec"
+        elif c == 0x0D or c == 0x0A:
+            if not (c == 0x0A and self.last == 0x0D):
+                b.append(0x0A)
+                self.w("\r\n=== ")
+        elif len(b) < _SRC_MAX:
+            b.append(c)
+            self.w(chr(c))
+        self.last = c
+        return None
+
+    def _friendly_byte(self, c):
+        last, self.last = self.last, c
+        line = self.line
+        if self.esc:
+            # ESC [ ... final byte: arrow and function keys are ignored
+            if self.esc == 1 or not (0x40 <= c <= 0x7E):
+                self.esc = 2 if c == 0x5B else (0 if self.esc == 1 else 2)
+            else:
+                self.esc = 0
+            return None
+        if c == 0x1B:
+            self.esc = 1
+        elif c == 0x01:
+            self.mode = _RAW
+            self.block[:] = b""
+            self.line[:] = b""
+            self._hold()
+            self.w("\r\nraw REPL; CTRL-B to exit\r\n>")
+        elif c == 0x02:
+            self.w("\r\n" + BANNER + ">>> ")
+        elif c == 0x03:
+            line[:] = b""
+            self.block[:] = b""
+            self.w("\r\nKeyboardInterrupt\r\n>>> ")
+        elif c == 0x04:
+            if not line and not self.block:
+                self.reset()
+                self.w("\r\nsession cleared (the meter keeps running)\r\n>>> ")
+        elif c == 0x05:
+            self.mode = _FPASTE
+            self.block[:] = b""
+            self.w("\r\npaste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== ")
+        elif c == 0x08 or c == 0x7F:
+            if line:
+                line.pop()
+                self.w("\b \b")
+        elif c == 0x0D or c == 0x0A:
+            if c == 0x0A and last == 0x0D:
+                return None
+            self.w("\r\n")
+            text = bytes(line)
+            line[:] = b""
+            b = self.block
+            if b:
+                if text.strip():
+                    b.extend(text + b"\n")
+                    self.w("... ")
+                    return None
+                src = bytes(b)
+                b[:] = b""
+                return src, "exec"
+            s = text.rstrip()
+            if s.endswith(b":") or s.endswith(b"\\"):
+                b.extend(text + b"\n")
+                self.w("... ")
+                return None
+            if not s:
+                self.w(">>> ")
+                return None
+            return text, "single"
+        elif c == 0x09:
+            line.extend(b"    ")
+            self.w("    ")
+        elif c >= 0x20 and len(line) < _SRC_MAX:
+            line.append(c)
+            self.w(chr(c) if c < 0x80 else "")
+        return None
+
+    # --- raw mode and the app's log
+    def _hold(self):
+        self.app.log_hold = []
+
+    def _leave_raw(self):
+        if self.mode == _FRIENDLY:
+            return
+        self.mode = _FRIENDLY
+        self.block[:] = b""
+        held = self.app.log_hold or ()
+        self.app.log_hold = None
+        for parts in held:
+            print("[%s]" % self.app.meter_id, *parts)
+
+    # --- running a statement
+    async def _do(self, src, kind):
+        self.statements += 1
+        self.idle_since = time.ticks_ms()
+        raw = kind == "raw"
+        err = None
+        try:
+            err = self._run(src, kind)
+            while self.jobs and err is None:
+                err = await self._job(self.jobs.pop(0))
+        finally:
+            self.jobs = []
+            self.guard.typed_into(self.inbuf)
+        if raw:
+            self.w("\x04")
+            if err is not None:
+                sys.print_exception(err, self.out)
+            self.w("\x04>")
+        else:
+            if err is not None:
+                sys.print_exception(err, self.out)
+            self.w(">>> ")
+        await self._pause()
+
+    def _run(self, src, kind):
+        """Compile and run one statement under the console guard; returns the
+        exception it ended with (None: it ended well)."""
+        g = self.guard
+        err = None
+        res = None
+        try:
+            try:
+                code = None
+                if kind == "single":
+                    try:
+                        code = compile(src, "<stdin>", "eval")
+                    except SyntaxError:
+                        pass
+                if code is None:
+                    code = compile(src, "<stdin>", "exec")
+                    kind = "exec"
+                g.arm()
+                try:
+                    res = eval(code, self.g) if kind == "single" else exec(code, self.g)
+                finally:
+                    fired = g.disarm()
+            except BaseException as e:   # KeyboardInterrupt included: the statement's own
+                err = e
+                fired = g.disarm()
+            if fired and not isinstance(err, KeyboardInterrupt):
+                g.absorb()   # it ended just as the guard fired: take the interrupt here
+        except KeyboardInterrupt as e:
+            err = e
+            g.disarm()
+        if isinstance(err, KeyboardInterrupt):
+            self.stopped += 1
+            if g.why == "budget":
+                err = KeyboardInterrupt("stopped after %d ms: a statement may hold the meter "
+                                        "loop %d ms; long work goes to a helper's job" % (
+                                            BUDGET_MS, BUDGET_MS))
+        if err is None and kind == "single" and res is not None:
+            if _awaitable(res):
+                self.jobs.append(res)
+            else:
+                self.g["_"] = res
+                self.w(repr(res) + "\r\n")
+        return err
+
+    async def _job(self, coro):
+        """Await one job with the loop running; Ctrl-C or JOB_MS cancels it."""
+        box = [None, False]
+
+        async def run():
+            try:
+                r = await coro
+                if r is not None:
+                    self.w(repr(r) + "\r\n")
+            except BaseException as e:   # CancelledError included
+                box[0] = e
+            box[1] = True
+
+        t = asyncio.create_task(run())
+        start = time.ticks_ms()
+        while not box[1]:
+            await self._pause(20)
+            if 0x03 in self.inbuf or time.ticks_diff(time.ticks_ms(), start) > JOB_MS:
+                i = self.inbuf.find(b"\x03")
+                if i >= 0:
+                    self.inbuf[i:i + 1] = b""
+                t.cancel()
+                while not box[1]:
+                    await self._pause(5)
+                self.stopped += 1
+                return KeyboardInterrupt("job stopped" if i >= 0 else "job took over %d ms" % JOB_MS)
+        e = box[0]
+        return e
+
+
+def _awaitable(x):
+    # coroutines are generators in MicroPython
+    return type(x).__name__ in ("generator", "coroutine")
