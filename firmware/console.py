@@ -8,10 +8,10 @@ import asyncio
 def task(app):
     async def console():
         stream, chunk = app.board.console_io()   # also makes Ctrl-C a byte, not an interrupt
-        first = await asyncio.StreamReader(stream).read(chunk)
+        first = await asyncio.StreamReader(stream).read(1)
         while not first:      # nothing attached to the port (a closed pipe)
             await asyncio.sleep_ms(1000)
-            first = await asyncio.StreamReader(stream).read(chunk)
+            first = await asyncio.StreamReader(stream).read(1)
         from firmware.repl.session import Repl
         await Repl(app, stream, chunk).run(first)
     return console

@@ -406,13 +406,14 @@ class Esp32Board:
 
     # --- the technician's serial port: UART0, MicroPython's own stdin/stdout
     def console_io(self):
-        """(stream, read size) for the REPL's StreamReader. sys.stdin.read(n)
-        waits for n bytes on this port, so one at a time. Ctrl-C becomes an
+        """(stream, the most bytes the REPL takes in one go): it waits for one
+        byte through a StreamReader, then takes what poll() says has arrived
+        (the UART's receive buffer holds 256). Ctrl-C becomes an
         ordinary byte from here on: the meter is never interrupted by it
         (the console guard turns it back on for a technician's statement)."""
         import sys
         micropython.kbd_intr(-1)
-        return sys.stdin.buffer, 1
+        return sys.stdin.buffer, 256
 
     def console_guard(self, budget_ms):
         return _ConsoleGuard(budget_ms)

@@ -276,8 +276,8 @@ class SimBoard:
     # --- the technician's serial port: stdin/stdout of the process (a pipe
     # from tools/simmeter.py, or a pty from socat for mpremote)
     def console_io(self):
-        """(stream, read size) for the REPL's StreamReader: a read returns
-        what has arrived, up to that many bytes."""
+        """(stream, the most bytes the REPL takes in one go): it waits for one
+        byte through a StreamReader, then takes what poll() says has arrived."""
         return sys.stdin.buffer, 256
 
     def console_guard(self, budget_ms):

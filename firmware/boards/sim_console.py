@@ -4,8 +4,9 @@
 # loop): a Ctrl-C there, or the statement outliving its budget, raises
 # KeyboardInterrupt in the main thread, which is running that statement.
 # On the unix port the one way to do that from Python is SIGINT to the
-# process: the interpreter's handler turns it into a KeyboardInterrupt in
-# the main thread (it stays installed: kbd_intr(3)). Bytes typed meanwhile
+# process (a background `kill`, as system() ignores SIGINT while it waits):
+# the interpreter's handler turns it into a KeyboardInterrupt in the main
+# thread (it stays installed: kbd_intr(3)). Bytes typed meanwhile
 # are kept for the REPL (typed_into). The ESP32's guard is a timer and the
 # UART's own Ctrl-C (boards/esp32.py).
 import os
@@ -64,7 +65,9 @@ class Guard:
     def _fire(self, why):
         self.fired = True
         self.why = why
-        os.system("kill -INT " + self.pid)   # returns once the signal is sent
+        # system() ignores SIGINT in the caller until the command is done, so
+        # the kill runs in the background, a moment after system() returns
+        os.system("(sleep 0.005; kill -INT %s) &" % self.pid)
 
     def _watch(self):
         p = select.poll()

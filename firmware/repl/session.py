@@ -47,6 +47,7 @@ BANNER = "meter REPL: the meter keeps running; help() lists the helpers\r\n"
 class Repl:
     def __init__(self, app, stream, chunk, out=None):
         self.app = app
+        self.stream = stream
         self.reader = asyncio.StreamReader(stream)
         self.chunk = chunk
         self.out = out or sys.stdout
@@ -65,10 +66,10 @@ class Repl:
         self.stretches = 0
         self.statements = 0
         self.stopped = 0          # statements stopped by Ctrl-C or the budget
-        self.dropped_logs = 0
-        self.idle_since = time.ticks_ms()
         self._t = time.ticks_ms()
         self.g = None
+        from firmware.repl.auth import Auth
+        self.auth = Auth(app.cfg, app.core.clock.mono_ms)   # outlives a soft reset's globals
         self.reset()
 
     # --- globals: the helpers (firmware/repl/helpers.py) and the session
@@ -79,7 +80,7 @@ class Repl:
     def stats(self):
         return {"held_max_ms": self.held_max_ms, "held_total_ms": self.held_total_ms,
                 "stretches": self.stretches, "statements": self.statements,
-                "stopped": self.stopped, "dropped_logs": self.dropped_logs}
+                "stopped": self.stopped}
 
     def later(self, coro):
         """Run `coro` after the statement, with the loop running (see header)."""
@@ -104,12 +105,26 @@ class Repl:
         self._t = time.ticks_ms()
 
     async def _pump(self):
+        # A stream's read(n) waits for all n bytes, so: one byte through the
+        # StreamReader (the loop runs while none comes), then what else has
+        # arrived, one byte at a time while poll() says there is more.
+        import select
+        p = select.poll()
+        p.register(self.stream, select.POLLIN)
+        s = self.stream
         while True:
-            data = await self.reader.read(self.chunk)
+            data = await self.reader.read(1)
             if not data:
                 await asyncio.sleep_ms(500)   # nothing attached to the port
                 continue
             self.inbuf += data
+            n = 1
+            while n < self.chunk and p.poll(0):
+                b = s.read(1)
+                if not b:
+                    break
+                self.inbuf += b
+                n += 1
             self.more.set()
 
     async def run(self, first=b""):
@@ -308,7 +323,7 @@ class Repl:
     # --- running a statement
     async def _do(self, src, kind):
         self.statements += 1
-        self.idle_since = time.ticks_ms()
+        self.auth.touch()
         raw = kind == "raw"
         err = None
         try:
