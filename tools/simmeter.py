@@ -174,7 +174,7 @@ class SimMeter:
     def _pump(self, proc):
         # Bytes, not lines: the REPL's raw-mode replies end without a newline
         # (console() reads them off the transcript); log_lines gets the lines.
-        out = proc.stdout.buffer
+        out = getattr(proc.stdout, "buffer", proc.stdout)
         part = b""
         while True:
             data = out.read1(65536)
@@ -338,6 +338,46 @@ class SimMeter:
     def wait_exit(self, timeout=20):
         self.proc.wait(timeout=timeout)
         return self.proc.returncode
+
+
+class PtySimMeter(SimMeter):
+    """A sim meter whose serial port is a pty (socat), as a USB-serial
+    adapter gives one: `self.tty` is the path for mpremote
+    (`mpremote connect <tty> resume exec ...`). Its log goes to that port,
+    so log_lines holds only socat's own words; state and control come from
+    the control socket as usual."""
+    MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
+
+    def start(self, timeout=10):
+        import shlex
+        if self.code_root == COMPILED:
+            ensure_compiled()
+        self.port = free_port()
+        self.tty = os.path.join(self.dir, "tty")
+        code = self.code_root
+        env = dict(os.environ, MICROPYPATH=":".join([code, os.path.join(code, "lib"), ".frozen"]))
+        cmd = " ".join(shlex.quote(a) for a in self.argv() + ["--console"])
+        self.proc = children.track(subprocess.Popen(
+            ["socat", "PTY,link=%s,raw,echo=0" % self.tty, "EXEC:%s,pty,raw,echo=0" % cmd],
+            cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT))
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("socat/sim meter exited at start:\n" + "\n".join(self.log_lines[-30:]))
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                self.reader = self.sock.makefile("r")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("sim meter control socket did not open")
+
+    def mpremote(self, *args, timeout=30):
+        """Run `mpremote connect <tty> resume ARGS...`; returns the CompletedProcess."""
+        return subprocess.run([self.MPREMOTE, "connect", self.tty, "resume"] + list(args),
+                              capture_output=True, text=True, timeout=timeout)
 
 
 def run_headless(argv):

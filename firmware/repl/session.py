@@ -31,7 +31,7 @@ from micropython import const
 
 BUDGET_MS = 150          # one technician statement may hold the loop this long
 JOB_MS = 30000           # a job handed to later() is cancelled after this
-_WINDOW = const(128)     # raw-paste flow-control window, bytes
+_WINDOW = const(96)      # raw-paste flow-control window, bytes (both bytes of it ASCII: written as text)
 _SRC_MAX = const(8192)   # the longest source taken in one go
 _HOLD_MAX = const(32)    # app log lines kept back while in raw mode
 _RAW_IDLE_MS = const(20000)   # raw mode with no input this long: back to friendly
