@@ -86,8 +86,14 @@ class Guard:
                 return False
             if not self.fired:
                 if ready:
-                    data = sys.stdin.buffer.read(256)
-                    i = data.find(b"\x03") if data else -1
+                    # read(n) waits for all n bytes: one at a time, while poll says so
+                    data = b""
+                    while len(data) < 256 and p.poll(0):
+                        b = sys.stdin.buffer.read(1)
+                        if not b:
+                            break
+                        data += b
+                    i = data.find(b"\x03")
                     if i >= 0:
                         data = data[:i] + data[i + 1:]
                         self._fire("ctrl-c")

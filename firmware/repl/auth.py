@@ -47,7 +47,8 @@ class Auth:
         return left if left > 0 else 0
 
     def login(self, pin):
-        """(result, text): result "ok", "wrong", "locked" or "no_pin"."""
+        """(result, text): result "ok", "wrong", "lockout" (this one locked
+        the console), "locked" (it was locked already) or "no_pin"."""
         if not self.has_pin():
             return "no_pin", "no technician PIN is provisioned on this meter (provision(tech_pin=...))"
         left = self.locked_ms()
@@ -71,7 +72,7 @@ class Auth:
             self.lockouts += 1
             self.fails = 0
             self.locked_until_ms = self.now_ms() + delay
-            return "locked", "wrong PIN: console locked for %d s" % (delay // 1000)
+            return "lockout", "wrong PIN: console locked for %d s" % (delay // 1000)
         return "wrong", "wrong PIN (%d more before a lockout)" % (free - self.fails)
 
     def logout(self):

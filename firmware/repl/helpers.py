@@ -189,8 +189,10 @@ class Tools:
     # --- privileged
     def login(self, pin):
         r, text = self.auth.login(pin)
-        if r == "locked":
+        if r == "lockout":
             self._event("lockout", text)
+        elif r == "locked":
+            self._event("login_locked", "")
         elif r == "wrong":
             self._event("login_failed", "")
         elif r == "ok":
@@ -437,4 +439,5 @@ def make(app, repl):
                  "calibrate", "token", "provision", "help"):
         g[name] = getattr(t, name)
     g["later"] = repl.later
+    g["session"] = repl    # session.stats(): how long the REPL has held the loop
     return g

@@ -405,8 +405,8 @@ class Repl:
         start = time.ticks_ms()
         while not box[1]:
             await self._pause(20)
-            if 0x03 in self.inbuf or time.ticks_diff(time.ticks_ms(), start) > JOB_MS:
-                i = self.inbuf.find(b"\x03")
+            i = self.inbuf.find(b"\x03")
+            if i >= 0 or time.ticks_diff(time.ticks_ms(), start) > JOB_MS:
                 if i >= 0:
                     self.inbuf[i:i + 1] = b""
                 t.cancel()
