@@ -38,7 +38,8 @@ OPTIONAL = (" key_hex"              # the meter's key, 64 hex digits; none = no 
             " friendly unsynced_friendly_s protection"
             " metering_source crosscheck_pct"                  # metering/revenue.py
             " cf1_mhz_per_v pulse_power_timeout_s"             # metering/instruments.py
-            " risk_wh risk_s tick_wh ")                        # store/policy.py
+            " risk_wh risk_s tick_wh"                          # store/policy.py
+            " tech_pin_hash tech_pin_salt ")                   # repl/auth.py
 
 # Provisioning faults: code -> number shown on the LCD as "E<n>". The store's
 # are E51-E55 (store/store.py FAULT_LCD); these are the E6x family.
