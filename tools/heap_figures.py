@@ -2,7 +2,9 @@
 meter at the board's heap (108wk) with its code from ROMFS:
 
 - host network, link up, metering 1.5 kW, state published: free after gc;
-- 4G modem (the fake modem on a pty), after three top-ups: free after gc.
+- 4G modem (the fake modem on a pty), after three top-ups: free after gc;
+- the same modem meter with a technician's REPL session open (status(),
+  screens(), selftest() typed at it): free after gc (issue 15: >= 40 KB).
 
 Also lists the modules each meter has loaded and its pools of interned names,
 which is where a regression is found (docs/benchmarks.md, "Memory").
@@ -51,7 +53,13 @@ def modem_after_topups(work, broker):
             raw = signed.command("heap-mdm", "topup", order=order, amount_minor=10).decode()
             r = m.control({"cmd": "command", "raw": raw})
             assert r.get("reply", {}).get("result") == "credited", r
-        return _figures(m)
+        figs = _figures(m)
+        # a technician's REPL session, open and used (firmware/repl/)
+        m.console("status()")
+        m.console("screens()")
+        m.console("selftest()", timeout=30)
+        m.console("token('123 456 789')")
+        return figs, _figures(m)
     finally:
         m.stop()
         modem.stop()
@@ -63,8 +71,8 @@ def main():
         broker = Broker(os.path.join(work, "broker"))
         broker.start()
         try:
-            out = {"host_network": host_network(work, broker),
-                   "modem_3_topups": modem_after_topups(work, broker)}
+            out = {"host_network": host_network(work, broker)}
+            out["modem_3_topups"], out["modem_repl_open"] = modem_after_topups(work, broker)
         finally:
             broker.stop()
     for name, f in out.items():

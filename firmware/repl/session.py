@@ -68,6 +68,7 @@ class Repl:
         self.stopped = 0          # statements stopped by Ctrl-C or the budget
         self._t = time.ticks_ms()
         self.g = None
+        self.admin = None         # the privileged helpers, once loaded (helpers._admin)
         from firmware.repl.auth import Auth
         self.auth = Auth(app.cfg, app.core.clock.mono_ms)   # outlives a soft reset's globals
         self.reset()
