@@ -413,7 +413,7 @@ class Esp32Board:
         (the console guard turns it back on for a technician's statement)."""
         import sys
         micropython.kbd_intr(-1)
-        return sys.stdin.buffer, 256
+        return getattr(sys.stdin, "buffer", sys.stdin), 256
 
     def console_guard(self, budget_ms):
         return _ConsoleGuard(budget_ms)
