@@ -273,3 +273,32 @@ def test_boot_maintenance_mode_gives_the_plain_repl_with_the_app_stopped(tmp_pat
     assert "plain True False" in out.stdout          # MicroPython's own REPL, no meter app
     assert "(True, 'provisioned mt-2" in out.stdout  # re-provisioning is allowed here
     assert json.loads(cfg.read_text())["meter_id"] == "mt-2"
+
+
+def test_calibrate_from_a_reference_load_sets_the_adc_gains_and_keeps_them(sim_meters):
+    m = sim_meters("rk1", config=dict(_pin_config(), initial_balance_minor=5000,
+                                      metering_source="adc")).start()
+    m.control({"cmd": "load", "w": 1150, "v": 230, "pf_milli": 500})   # 10 A at PF 0.5
+    assert m.console("calibrate(230000, 10000, 500)")[0].startswith("refused: calibrate needs login")
+    m.console('login("%s")' % PIN)
+    out = m.console("calibrate(230000, 10000, 500)")
+    assert out[0].startswith("calibrated: v_uv_per_count ")
+    cal = m.console("sorted(app.core.durable.cal.items())")[0]
+    assert "'v_uv_per_count'" in cal and "'delay_q8'" in cal
+    assert [e["action"] for e in _events(m, "tech")][-1] == "calibrate"
+    m.restart()   # kept with the meter's state
+    assert m.console("app.core.durable.cal['v_uv_per_count']") == [out[0].split()[2]]
+
+
+def test_at_passes_one_command_to_the_modem_between_the_modem_tasks_own(sim_meters):
+    from fake_modem import FakeModem
+    modem = FakeModem(boot_ms=100, reg_ms=10 ** 9).start()   # never registers: command mode
+    try:
+        m = sim_meters("rm1", config={"initial_balance_minor": 5000},
+                       extra_args=["--modem", modem.path, "--modem-pins", str(modem.pin_port)]).start()
+        wait_for(lambda: m.console("app.modem.state") == ["register"], 30, "the modem registering")
+        assert m.console('at("AT+CSQ")') == ["+CSQ: %d,99" % modem.csq, "OK"]
+        assert m.console('at("AT+CGSN", 1000)') == ["867962041234567", "OK"]
+        assert dict(l.split(" ", 1) for l in m.console("modem()"))["imei"] == "867962041234567"
+    finally:
+        modem.stop()

@@ -162,7 +162,7 @@ class Tools:
         timeout_ms = min(int(timeout_ms), 10000)
 
         async def job():
-            final, lines = await m.at.cmd(command, timeout_ms=timeout_ms, raw_lines=True)
+            final, lines = await m.at.cmd(command, b"", timeout_ms)   # every line it answers
             for line in lines:
                 print(_text(line))
             print(_text(final))
