@@ -5,7 +5,7 @@
 # durable store, the board's provisioning file), and is logged and sent to
 # the server as a "tech" event naming the action. Loaded at the first login
 # (firmware/repl/helpers.py), so a session that only looks never holds it.
-from firmware.repl.helpers import Report
+from firmware.repl.report import Report
 
 _SECRET = ("key_hex", "mqtt_password", "ppp_key", "token_key_hex", "tech_pin_hash",
            "tech_pin_salt")

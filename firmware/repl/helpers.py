@@ -15,26 +15,7 @@
 # the sealed terminal cover.
 import gc
 
-
-class Report:
-    """Lines of text; printed one per line (repr in the REPL, str in print)."""
-
-    def __init__(self, lines):
-        self.lines = lines
-
-    def __repr__(self):
-        return "\n".join(self.lines)
-
-    def __str__(self):
-        return "\n".join(self.lines)
-
-
-def _known(v):
-    return "--" if v is None else str(v)
-
-
-def _text(v):
-    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
+from firmware.repl.report import Report, known as _known, text as _text
 
 
 def _last(items, n):
