@@ -302,3 +302,14 @@ def test_at_passes_one_command_to_the_modem_between_the_modem_tasks_own(sim_mete
         assert dict(l.split(" ", 1) for l in m.console("modem()"))["imei"] == "867962041234567"
     finally:
         modem.stop()
+
+
+def test_selftest_clicks_the_relay_only_after_login_and_puts_it_back(sim_meters):
+    m = sim_meters("rs1", config=dict(_pin_config(), initial_balance_minor=5000)).start()
+    assert m.console("selftest(click=True)") == ["refused: selftest click needs login(pin)"]
+    m.console('login("%s")' % PIN)
+    results = m.console("selftest(click=True)", timeout=20)
+    relay = [l for l in results if l.startswith("relay")][0]
+    assert relay.split()[1] == "pass" and "read back True/True" in relay
+    assert m.state()["relay_closed"]                          # back where relay_now() says
+    assert [e["action"] for e in _events(m, "tech")][-1] == "selftest"
