@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # `make bench BENCH="store link"` runs only those tools/bench_<name>.py
 BENCH ?=
 
-.PHONY: all setup test run bench soak compile clean distclean coverage-esp32
+.PHONY: all setup test run bench soak compile deploy screenshots golden clean distclean coverage-esp32
 
 all: test
 
@@ -44,6 +44,18 @@ $(BUILD)/.broker-ok: | $(BUILD)/.venv-ok
 compile: setup
 	$(PY) tools/compile_mpy.py
 
+# `make deploy PORT=/dev/ttyUSB0 METER=<id>` (docs/deploy.md): the code (ROUTE=romfs,
+# the image; ROUTE=files, the mip package), boot.py, main.py and
+# $(PROVISIONING)/<id>.json, checked by hash on the board, then a reset and
+# the meter's first status line. The provisioning folder is git-ignored.
+PORT ?= /dev/ttyUSB0
+METER ?=
+ROUTE ?= romfs
+PROVISIONING ?= provisioning
+deploy: compile
+	@test -n "$(METER)" || { echo "deploy: say which meter: make deploy PORT=$(PORT) METER=<id> (its keys: $(PROVISIONING)/<id>.json)" >&2; exit 2; }
+	$(PY) tools/deploy.py $(PORT) --meter $(METER) --provisioning $(PROVISIONING) --route $(ROUTE)
+
 test: setup compile
 	$(PY) -m pytest -q tests
 
@@ -55,6 +67,16 @@ bench: setup
 
 soak: setup
 	$(PY) -m pytest -q -s tests -m soak --soak-cuts=$(SOAK_CUTS) $(PYTEST_ARGS)
+
+# The LCD's pictures from tools/screen_scenarios.py (sim meters on a stepped
+# clock: the same pixels every run): screenshots writes docs/screens/*.png;
+# golden writes tests/golden/*.png and docs/screens/*.png from the same run,
+# so that the docs show what the test checks
+screenshots: setup
+	$(PY) tools/screenshots.py
+
+golden: setup
+	$(PY) tools/screenshots.py --both
 
 coverage-esp32: setup
 	$(PY) tools/esp32_coverage.py

@@ -13,3 +13,12 @@ except Exception as e:  # a broken board module must not lock us out
     SKIP_APP = True
 if SKIP_APP:
     print("boot: maintenance mode, application not started")
+    if _board is not None:
+        try:   # the LCD self-test: every pixel on, then off (a dead pixel shows)
+            import time
+            from firmware.ui.render import selftest
+            selftest(_board, 1)
+            time.sleep_ms(800)
+            selftest(_board, 0)
+        except Exception as e:
+            sys.print_exception(e)

@@ -1,7 +1,8 @@
 # Composition root: builds the meter from a board and its config, then runs
-# the asyncio tasks (meter, ui, link, publish, supervisor, console) in their
+# the asyncio tasks (meter, ui, link, publish, supervisor, console, keypad) in their
 # order. What the tasks do belongs to the objects they call: the meter core,
-# the session and event delivery (link/), the screens. The sim board's
+# the session and event delivery (link/), the front panel (ui/panel.py:
+# screens, button, backlight, buzzer). The sim board's
 # control socket is the board's (boards/sim.py, sim_control.py).
 import asyncio
 import gc
@@ -9,12 +10,10 @@ import time
 
 from firmware import config
 from firmware.meter import MeterCore
-from firmware.ui import keys, render, screens, buzzer
+from firmware.ui.panel import Panel
 from firmware.watchdog import Supervisor
 
 METER_EVERY_MS = 1000
-UI_POLL_MS = 40
-LCD_EVERY_MS = 1000
 ACK_DRAIN_MS = 2000   # a failed command's ack gets this long to leave before the restart
 
 
@@ -43,10 +42,6 @@ class App:
         held = (f[0], config.FAULT_LCD[f[0]]) if f and f[0].startswith("config") else None
         self.core = MeterCore(board, self.cfg, held)
         self.sup = Supervisor(board)
-        self.renderer = render.Renderer()
-        self.button = keys.Key(lambda: board.button_down("query"))
-        self.screen = screens.HOME
-        self.screen_until_ms = 0
         self.session = None
         self.state_dirty = True
         self.last_state_ms = 0
@@ -62,7 +57,7 @@ class App:
         self.topic_ack = (t + "ack").encode()
         self.topic_status = (t + "status").encode()
         self.topic_evt = (t + "evt").encode()
-
+        self.ui = Panel(self)   # the front panel, after the core: it reads the meter
     # --- tasks
     async def meter_task(self):
         self.sup.register("meter", 4000)
@@ -83,34 +78,6 @@ class App:
             # handle after a few hundred commands.
             gc.collect()
             await asyncio.sleep_ms(METER_EVERY_MS)
-
-    async def ui_task(self):
-        self.sup.register("ui", 2000)
-        next_lcd = 0
-        while True:
-            gesture = self.button.poll()
-            now = time.ticks_ms()
-            if gesture == keys.SHORT:
-                if self.core.short_press():
-                    self.state_dirty = True
-                self.screen = (self.screen + 1) % len(screens.SCREENS)
-                self.screen_until_ms = time.ticks_add(now, 30000)
-                next_lcd = now
-            elif gesture == keys.LONG:
-                if self.core.long_press():
-                    self.state_dirty = True
-                next_lcd = now
-            if self.screen != screens.HOME and time.ticks_diff(now, self.screen_until_ms) > 0:
-                self.screen = screens.HOME  # drift back to the balance after 30 s
-            if self.lcd_due or time.ticks_diff(now, next_lcd) >= 0:
-                self.lcd_due = False
-                snap = self.snapshot()
-                lines = screens.render_lines(self.screen, snap)
-                self.board.lcd_show(self.renderer.draw(lines), lines)
-                next_lcd = time.ticks_add(now, LCD_EVERY_MS)
-            self.board.buzzer(self.core.buzzer_on(now))
-            self.sup.checkin("ui")
-            await asyncio.sleep_ms(UI_POLL_MS)
 
     async def link_task(self):
         from firmware.link.session import Session
@@ -217,18 +184,6 @@ class App:
         """E-number of the provisioning fault, else 0."""
         return config.FAULT_LCD[self.config_fault[0]] if self.config_fault else 0
 
-    def snapshot(self):
-        s = self.core.snapshot()
-        s["meter_id"] = self.meter_id
-        if self.config_fault:
-            s["link_fault"] = self.fault_lcd()
-        s["link_up"] = bool(self.session and self.session.up)
-        if self.modem:
-            h = self.modem.health()
-            s["signal_dbm"] = h["rssi_dbm"] if h.get("rssi_dbm") is not None else "--"
-            s["modem"] = h.get("state")
-        return s
-
     def log(self, *parts):
         h = self.log_hold
         if h is None:
@@ -287,12 +242,17 @@ class App:
         # the sim's control socket for tests; a real board has none (returns None)
         await self.board.serve_control(self)
         gc.collect()
-        fns = [("meter", self.meter_task), ("ui", self.ui_task), ("supervisor", self.sup.run)]
+        fns = [("meter", self.meter_task), ("ui", self.ui.run), ("supervisor", self.sup.run)]
         if self.key is not None:
             fns[2:2] = [("publish", self.publish_task), ("link", self.link_task)]
         if self.board.console:
             from firmware import console
             fns.append(("console", console.task(self)))
+        if self.board.keypad_key:
+            # offline tokens typed at the meter (firmware/tokens/keypad.py);
+            # boards without a keypad never load it
+            kp = _once("firmware.tokens.keypad")
+            fns.append(("keypad", lambda: kp.run(self)))
         for name, fn in fns:
             self.tasks[name] = asyncio.create_task(self._guard(fn))
         # the tasks never end; one cancelled (the sim's hang request) is

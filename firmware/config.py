@@ -34,12 +34,16 @@ OPTIONAL = (" key_hex"              # the meter's key, 64 hex digits; none = no 
             " broker_ca_hex"        # broker CA (DER, hex): TLS with verification
             " apn ppp_user ppp_key"                            # link/modem.py, boards/esp32.py
             " tariff mode warn_minor repeat_level silence_s"   # credit/ (meter._CREDIT_KEYS)
+            " warn_days"                                       # credit/forecast.py, policy.py
+            " quiet_hours"                                     # ui/buzzer.py
             " reconnect emergency_minor emergency_below_minor"
             " friendly unsynced_friendly_s protection"
             " metering_source crosscheck_pct"                  # metering/revenue.py
             " cf1_mhz_per_v pulse_power_timeout_s"             # metering/instruments.py
             " risk_wh risk_s tick_wh"                          # store/policy.py
-            " tech_pin_hash tech_pin_salt ")                   # repl/auth.py
+            " tech_pin_hash tech_pin_salt"                     # repl/auth.py
+            " token_key_hex token_starting_code token_value_divider "   # tokens/entry.py
+            " language ")                                      # ui/panel.py: "en", "fr"
 
 # Provisioning faults: code -> number shown on the LCD as "E<n>". The store's
 # are E51-E55 (store/store.py FAULT_LCD); these are the E6x family.

@@ -21,7 +21,7 @@ from firmware.store.store import Store
 from firmware.core.durable import Durable
 from firmware.core.events import Events
 from firmware.ui.buzzer import Tones
-
+from firmware.credit.forecast import fill
 
 
 class MeterCore:
@@ -34,6 +34,11 @@ class MeterCore:
         self._busy = 0             # depth of work in progress (see begin())
         self._pf_pending = False   # the power failed during that work
         self._facade = None
+        # the last offline token's result, (code, amount_minor, count,
+        # balance_minor), for the LCD's last top-up screen; None before any
+        # (firmware/tokens/entry.py sets it)
+        self.last_token = None
+        self.keypad_digits = ""    # digits typed on the keypad so far (firmware/tokens/keypad.py)
         self.clock = Clock(board, cfg.get("utc_offset_s", 0))
         root = board.flash_root()
         self.commlog = CommLog(self.clock.utc_s)
@@ -56,7 +61,7 @@ class MeterCore:
         self.meas = Instruments(cfg["imp_per_kwh"], board.pulse_count(), board.cf1_count(),
                                 self.last_ms, cfg.get("cf1_mhz_per_v"),
                                 cfg.get("pulse_power_timeout_s", 300))
-        self.tones = Tones(self.engine.policy.beeps)
+        self.tones = Tones(cfg)
         if status == "factory":
             self.durable.commit()
         elif status == "recovered":
@@ -225,9 +230,16 @@ class MeterCore:
             self.durable.commit()
 
     def buzzer_on(self, now_ms):
-        """Warning tones now (ui/buzzer.py): the engine's alarm, chirps, the fault alarm."""
-        p = self.engine.policy
-        return self.tones.on(now_ms, p.alarm, p.beeps, self.fault)
+        """The buzzer's pitch in Hz at real time now_ms, 0 for silence
+        (ui/buzzer.py: warnings, relay changes, the fault alarm, quiet hours
+        in the local time of the last tick); board.buzzer() takes it as is."""
+        e = self.engine
+        return self.tones.on(now_ms, e.now_s, e.policy, self.fault)
+
+    def forecast(self):
+        """What the balance buys, how long it lasts, the price now and next
+        (credit/forecast.py's OUT list, by index; the same list each call)."""
+        return fill(self.engine)
 
     # --- what the command dispatcher calls (firmware/core/facade.py),
     # made at the first command
@@ -276,7 +288,8 @@ class MeterCore:
                 "price_milli_per_kwh": e.price_now()[0],
                 "clock_synced": self.clock.synced, "fault": self.fault,
                 "error_code": self.durable.store.lcd_code() if self.fault else 0,
-                "owed_minor": e.ledger.owed_minor()}
+                "owed_minor": e.ledger.owed_minor(),
+                "last_token": self.last_token, "keypad_digits": self.keypad_digits}
 
 
 def _boot():

@@ -328,6 +328,7 @@ class Model:
         if level != self.level:
             self.ev.append(["warn", self.level, level, bal])
             self.level = level
+            self.silenced_until = 0     # a press silences one level only
         if level >= self.repeat_level and self.now >= self.silenced_until:
             self.alarm = 2
         elif level >= 1 and self.now // DAY != self.beep_day:
@@ -378,6 +379,7 @@ class Model:
 
     def press(self):
         self.silenced_until = self.now + self.silence_s
+        self.beep_day = self.now // DAY      # the daily beep is silenced too
         if self.latched and (self.balance > 0 or self.friendly_now):
             self.latched = False
         for trip in self.trips:

@@ -192,11 +192,34 @@ def _run_meter(cf1, calibrated, phases):
             closed, reason = core.relay_now()
             trace.append([t[0] // 1000, watts, volts, core.meas.power_w, core.meas.voltage_v,
                           closed, reason, b.relay_closed()])
-    lcd = screens.render_lines(screens.HOME, core.snapshot())
+    lcd = _lcd_lines(core)
     events = [json.loads(e[3]) for e in core.events.outbox.entries]
     return {"trace": trace, "lcd": lcd, "state": core.state(),
             "relay_events": [[e["closed"], e["reason"]] for e in events if e["kind"] == "relay"],
             "protection_events": [[e["event"], e["what"]] for e in events if e["kind"] == "protection"]}
+
+
+def _lcd_lines(core):
+    # the home, live power and supply screens as ui/panel.py draws them,
+    # from a core without an App around it
+    from firmware.ui import render, screens, texts
+
+    class _App:
+        cfg = core.cfg
+        config_fault = session = modem = None
+
+        def fault_lcd(self):
+            return 0
+    a = _App()
+    a.core = core
+    r = render.Renderer(texts.get("en"))
+    v = screens.view(core.meter_id, core.cfg.get("currency", ""))
+    screens.fill(v, a, False)
+    out = []
+    for k in (0, 4, 7):     # home, live power, supply
+        screens.draw(r, v, k)
+        out += [bytes(r.rows[y:y + 16]).decode().rstrip() for y in range(0, 128, 16)]
+    return out
 
 
 def case_pulse_only_meter():
@@ -241,6 +264,36 @@ def case_power_fail_isr():
     wait_for(lambda: len(calls) > 1, 20)
     out["calls_after_recovery"] = len(calls)
     out["after"] = b.power_fail()
+    return out
+
+
+def case_button_edges():
+    b = fresh_board()
+    handler, trigger = machine.pin_irq(pins.BUTTON_QUERY)
+    out = {"both_edges": trigger == machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING,
+           "hard": b._button.irq_hard,
+           "before": b.button_presses()}
+    err = None
+    micropython.heap_lock()
+    try:
+        for _ in range(3):   # one press with contact bounce: three falling edges within a ms
+            machine.drive(pins.BUTTON_QUERY, 0)
+            machine.drive(pins.BUTTON_QUERY, 1)
+    except MemoryError as e:
+        err = e
+    finally:
+        micropython.heap_unlock()
+    out["error"] = repr(err) if err else None
+    out["bounced"] = b.button_presses()
+    time.sleep_ms(80)        # a second press, after the debounce time
+    machine.drive(pins.BUTTON_QUERY, 0)
+    out["held"] = b.button_down()
+    for _ in range(2):       # its release bounces: down again within ms
+        machine.drive(pins.BUTTON_QUERY, 1)
+        machine.drive(pins.BUTTON_QUERY, 0)
+    machine.drive(pins.BUTTON_QUERY, 1)
+    out["second"] = b.button_presses()
+    out["other"] = b.button_presses("menu")
     return out
 
 
@@ -424,6 +477,28 @@ def case_buzzer():
     return {"steps": steps}
 
 
+def case_buzzer_pattern():
+    # the buzzer's decision (ui/buzzer.py) driving the board's PWM, as the UI
+    # task does: a level-1 beep of the policy, polled every 10 ms
+    from firmware.ui.buzzer import Tones
+    from firmware.credit.policy import Policy
+    b = fresh_board()
+    p = Policy({})
+    p.level = 1
+    t = Tones({})
+    b.buzzer(t.on(0, 0, p, None))
+    p.beeps += 1
+    start = len(machine.log)
+    seen = []
+    for ms in range(10, 3020, 10):
+        b.buzzer(t.on(ms, 0, p, None))
+        for e in machine.log[start:]:
+            if e[0] == "pwm" and e[1] == pins.BUZZER:
+                seen.append([ms] + list(e[2:]))
+        start = len(machine.log)
+    return {"seen": seen}
+
+
 def case_inputs():
     b = fresh_board()
     out = {"rest": [b.button_down("query"), b.button_down(), b.maintenance_held()]}
@@ -444,6 +519,55 @@ def case_inputs():
         out["not_fitted"] = b2.tamper_open()
     finally:
         pins.TAMPER = saved
+    return out
+
+
+class _KeypadExpander:
+    """A PCF8574 with a 4x3 key matrix: rows on P0-P3, columns on P4-P6. A
+    held key joins its row and column, so a row written low pulls that
+    column low; pins written 1 read high unless so pulled."""
+
+    def __init__(self):
+        self.out = 0xFF
+        self.held = None      # (row, col) or None
+        self.writes = 0
+
+    def write(self, data):
+        self.out = data[-1]
+        self.writes += 1
+
+    def read(self, n):
+        v = self.out
+        if self.held is not None:
+            row, col = self.held
+            if not (self.out >> row) & 1:
+                v &= ~(1 << (4 + col)) & 0xFF
+        return bytes([v] * n)
+
+
+def case_keypad():
+    out = {"not_fitted": fresh_board().keypad_key}
+    saved = (pins.KEYPAD_SCL, pins.KEYPAD_SDA)
+    pins.KEYPAD_SCL, pins.KEYPAD_SDA = 13, 14     # a board revision with the keypad's bus
+    try:
+        b = fresh_board()
+        exp = _KeypadExpander()
+        machine.attach_i2c(0x20, exp)
+        out["idle"] = b.keypad_key()
+        keys = []
+        for row in range(4):
+            for col in range(3):
+                exp.held = (row, col)
+                keys.append(b.keypad_key())
+        out["keys"] = "".join(keys)
+        exp.held = None
+        out["released"] = b.keypad_key()
+        out["scans"] = exp.writes
+        machine.attach_i2c(0x20, None)          # unplugged: no acknowledge
+        out["unplugged"] = b.keypad_key()
+        out["bus"] = list(b._kp_bus.pins) + [b._kp_bus.id]
+    finally:
+        pins.KEYPAD_SCL, pins.KEYPAD_SDA = saved
     return out
 
 

@@ -1,6 +1,7 @@
 """tools/deploy.py puts the compiled firmware on a board with mpremote. Here
-the board is a unix-port MicroPython REPL on a pty (socat), and the deployed
-tree then boots as a sim meter and meters."""
+the board is a plain unix-port MicroPython REPL on a pty (socat), and the
+deployed tree then boots as a sim meter and meters. `make deploy` against a
+board stand-in with a romfs partition and a reset: tests/test_deploy_board.py."""
 import os
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ def test_deploy_copies_the_compiled_firmware_over_mpremote_and_it_boots(tmp_path
     try:
         wait_for(lambda: os.path.exists(tty), 5, "socat's pty %s" % tty)
         out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), tty,
-                              "--tree", COMPILED, "--resume", "--no-reset"],
+                              "--route", "files", "--tree", COMPILED, "--resume", "--no-reset"],
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     finally:

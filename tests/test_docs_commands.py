@@ -28,7 +28,8 @@ Each fenced block says what it is by its language:
                       show RE; a line that raises fails the block
 
   Options: with=broker starts a mosquitto and the block's 1883 becomes its
-  port; with=provisioning.json writes that file (meter id, key, broker);
+  port; with=provisioning.json writes that file (meter id, key, broker),
+  with=provisioning/<id>.json that meter's file for `make deploy`;
   with=demo starts `make run`'s demo in a private tmux and waits for its
   build/demo.json (for blocks that drive the demo meter from a second
   terminal), then quits it after the block; expect=RE must then be in the
@@ -290,10 +291,15 @@ class Run:
             self.ports["1883"] = str(br.port)
         if "demo" in wanted:
             self.start_demo()
-        if "provisioning.json" in wanted:
-            with open(os.path.join(self.repo, "provisioning.json"), "w") as f:
-                json.dump({"meter_id": "MTR-0001", "key_hex": DEMO_KEY_HEX, "broker_host": "127.0.0.1",
-                           "broker_port": int(self.ports["1883"])}, f)
+        for name in wanted:
+            # a provisioning file: provisioning.json, or provisioning/<meter id>.json
+            if name.endswith(".json"):
+                meter = os.path.basename(name)[:-5] if name.startswith("provisioning/") else "MTR-0001"
+                path = os.path.join(self.repo, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    json.dump({"meter_id": meter, "key_hex": DEMO_KEY_HEX, "broker_host": "127.0.0.1",
+                               "broker_port": int(self.ports["1883"])}, f)
 
     def start_demo(self):
         demo_file = os.path.join(self.repo, "build", "demo.json")

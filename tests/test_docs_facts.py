@@ -85,8 +85,8 @@ def test_every_control_request_the_simulator_doc_shows_is_answered(sim_meters):
         except ValueError:
             assert '{...}' in r, "docs/simulator.md: control request %s is not JSON" % r
     names = [r["cmd"] for r in reqs]
-    assert {"load", "state", "mem", "lcd_frame", "powerfail"} <= set(names)
-    m = sim_meters("f2", config={"key_hex": signed.KEY_HEX}).start()
+    assert {"load", "state", "mem", "lcd_frame", "powerfail", "keys"} <= set(names)
+    m = sim_meters("f2", config={"key_hex": signed.KEY_HEX}, extra_args=["--keypad"]).start()
     # the hang hook stops a task (the watchdog then resets the sim): it is
     # exercised by the watchdog tests; the power-fail input stays raised, so last
     for r in sorted((r for r in reqs if r["cmd"] != "hang"), key=lambda r: r["cmd"] == "powerfail"):
@@ -244,8 +244,10 @@ def test_the_protocol_worked_examples_are_what_a_meter_answers(sim_meters):
     text = doc("protocol.md")
     key_hex = re.search(r"Key \(hex\) `([0-9a-f]{64})`", text).group(1)
     meter_id = re.search(r"meter `([A-Za-z0-9_-]+)`", text[text.index("## Worked examples"):]).group(1)
+    token_key = re.search(r"offline-token key \(`token_key_hex`\)\s+`([0-9a-f]{32})`", text).group(1)
     m = sim_meters(meter_id, step=True, epoch=1767225600,
-                   config={"key_hex": key_hex, "initial_balance_minor": 1000, "warn_minor": [500, 100]}).start()
+                   config={"key_hex": key_hex, "initial_balance_minor": 1000, "warn_minor": [500, 100],
+                           "token_key_hex": token_key}).start()
 
     def send(raw):
         return m.control({"cmd": "command", "raw": raw})["reply"]
@@ -265,4 +267,4 @@ def test_the_protocol_worked_examples_are_what_a_meter_answers(sim_meters):
             got = send(last_cmd)
             assert got == obj, "docs/protocol.md:%d: the meter answers %s" % (n, json.dumps(got, sort_keys=True))
             checked += 1
-    assert checked == 5
+    assert checked == 7

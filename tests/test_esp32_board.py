@@ -129,7 +129,7 @@ def test_a_pulse_only_meter_never_trips_on_a_voltage_it_cannot_measure_but_trips
     assert r["relay_events"][-1] == [0, "over_power"]
     assert r["state"]["relay_closed"] is False and r["state"]["relay_reason"] == "over_power"
     # the LCD: "--" for the unknown voltage, 0 W through the open relay, and why it is off
-    assert "VOLTAGE -- V" in r["lcd"] and "LOAD 0 W" in r["lcd"]
+    assert "-- V" in r["lcd"] and "0 W" in r["lcd"]
     assert lcd_cut_reason(r["lcd"]) == "over_power"
 
 
@@ -142,7 +142,7 @@ def test_a_calibrated_cf1_measures_the_supply_and_a_low_one_trips_under_voltage(
     assert any(row[4] is not None and abs(row[4] - 150) <= 1 for row in low)
     assert trace[-1][5] is False and trace[-1][6] == "under_voltage"
     assert r["relay_events"][-1] == [0, "under_voltage"]
-    assert "VOLTAGE 150 V" in r["lcd"] and lcd_cut_reason(r["lcd"]) == "under_voltage"
+    assert "150 V" in r["lcd"] and lcd_cut_reason(r["lcd"]) == "under_voltage"
 
 
 def test_power_fail_hard_isr_allocates_nothing_and_schedules_the_app_callback_once(seen):
@@ -254,6 +254,16 @@ def test_buzzer_drives_a_50_percent_pwm_and_touches_it_only_on_change(seen):
     ]
 
 
+def test_the_buzzer_pattern_reaches_the_pwm_as_pitch_and_duty_changes(seen):
+    # level 1's pattern (ui/buzzer.py): two 150 ms beeps at 2400 Hz, then quiet
+    assert seen["buzzer_pattern"]["seen"] == [
+        [10, "freq", 2400], [10, "duty_u16", 32768],
+        [160, "duty_u16", 0],
+        [310, "duty_u16", 32768],
+        [460, "duty_u16", 0],
+    ]
+
+
 def test_query_button_tamper_switch_and_maintenance_hold_read_their_pins(seen):
     r = seen["inputs"]
     assert r["rest"] == [False, False, False]
@@ -262,6 +272,24 @@ def test_query_button_tamper_switch_and_maintenance_hold_read_their_pins(seen):
     assert r["cover_on"] is False and r["cover_off"] is True
     assert r["pulls"] == [True, True]
     assert r["not_fitted"] is False
+
+
+def test_the_keypad_matrix_is_scanned_row_by_row_on_its_expander(seen):
+    k = seen["keypad"]
+    assert k["not_fitted"] is None          # this revision: no keypad, the API's "not fitted"
+    assert k["idle"] is None and k["released"] is None
+    assert k["keys"] == "123456789*0#"
+    assert k["unplugged"] is None           # no acknowledge reads as no key, never raises
+    assert k["bus"] == [13, 14, 0]
+
+
+def test_button_press_edges_are_latched_by_an_allocation_free_hard_irq_and_debounced(seen):
+    r = seen["button_edges"]
+    assert r["both_edges"] and r["hard"] and r["before"] == 0
+    assert r["error"] is None             # the handler ran under heap_lock
+    assert r["bounced"] == 1              # three edges within the debounce time: one press
+    assert r["held"] is True and r["second"] == 2   # a bouncing release adds no press
+    assert r["other"] == 0
 
 
 def test_watchdog_starts_with_the_asked_timeout_and_is_fed(seen):

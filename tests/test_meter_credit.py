@@ -2,6 +2,7 @@
 emergency credit, remote relay commands, protection trips, postpaid mode and
 a tariff command. The rules themselves are specified in test_credit_*.py."""
 import signed
+from lcd import lcd_cut_reason
 
 
 def cmd(m, kind, **fields):
@@ -19,8 +20,12 @@ def test_a_long_press_at_low_credit_lends_emergency_credit_and_the_next_topup_re
               emergency_below_minor=2000)
     m.control({"cmd": "pulses", "n": 1000})           # 1 kWh at 1.50: credit used up
     m.wait_for(lambda s: not s["relay_closed"])
-    m.control({"cmd": "press", "ms": 1800})            # long press
+    m.control({"cmd": "press", "ms": 1800})            # long press: the LCD asks first
+    m.wait_for(lambda s: s["lcd"][:3] == ["Take emergency", "credit of", " 10.00"], timeout=5)
+    assert m.state()["meter"]["owed_minor"] == 0
+    m.control({"cmd": "press", "ms": 1800})            # a second long press takes it
     st = m.wait_for(lambda s: s["relay_closed"], timeout=5)
+    assert "Credit given" in m.wait_for(lambda s: "Credit given" in s["lcd"], timeout=5)["lcd"]
     assert st["meter"]["balance_minor"] == 1000 and st["meter"]["owed_minor"] == 1000
     ack = cmd(m, "topup", order=1, amount_minor=600)   # smaller than the loan
     # all 600 repays the loan: the balance stays 1000, of which 400 is still lent
@@ -45,7 +50,7 @@ def test_over_power_trips_the_relay_and_the_lcd_says_why(sim_meters):
     m.control({"cmd": "load", "w": 8000})
     st = m.wait_for(lambda s: not s["relay_closed"], timeout=10)
     assert "over_power" in st["meter"]["relay_reason"]
-    st = m.wait_for(lambda s: any("over_power" in line for line in s["lcd"]), timeout=5)
+    m.wait_for(lambda s: lcd_cut_reason(s["lcd"]) in ("over_power", "over_power_lockout"), timeout=5)
 
 
 def test_postpaid_mode_never_disconnects_for_balance_but_keeps_charging(sim_meters):

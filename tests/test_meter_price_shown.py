@@ -2,6 +2,7 @@
 console is the one the meter charges (issue 12, item 3), for a tariff sent
 in the documented table form and for a tiered time-of-use one."""
 import signed
+from lcd import goto
 
 
 def cmd(m, kind, **fields):
@@ -16,15 +17,11 @@ def shown(m):
 
 
 def lcd_price(m, text):
-    # short presses walk the screens: balance, energy, tariff
-    for _ in range(3):
-        st = m.state()
-        if st["lcd"] and st["lcd"][0].startswith("TARIFF"):
-            break
-        m.control({"cmd": "press"})
-        m.wait_for(lambda s: s["lcd"] and s["lcd"][0] != st["lcd"][0], timeout=5)
-    return m.wait_for(lambda s: s["lcd"][0].startswith("TARIFF") and s["lcd"][1].strip() == text,
-                      timeout=5)
+    # short presses walk the screens to the price (docs/screens.md): the
+    # price in big digits, its unit under them
+    goto(m, 5)
+    return m.wait_for(lambda s: s["lcd"][0] == "Price" and s["lcd"][1] == text
+                      and s["lcd"][4].endswith("/kWh"), timeout=5)
 
 
 def charged_by_next_kwh(m):
@@ -40,7 +37,7 @@ def test_a_table_form_tariff_shows_the_price_it_charges(sim_meters):
     assert ack["result"] == "ok", ack
     m.wait_for(lambda s: s["meter"]["tariff_version"] == 2)
     assert shown(m) == (200000, "200000")
-    lcd_price(m, "2.00/kWh")
+    lcd_price(m, "2.00")
     assert charged_by_next_kwh(m) == 200
 
 
@@ -54,10 +51,10 @@ def test_a_tiered_time_of_use_tariff_shows_the_price_of_the_next_kwh(sim_meters)
     assert ack["result"] == "ok", ack
     m.wait_for(lambda s: s["meter"]["tariff_version"] == 3)
     assert shown(m) == (90000, "90000")                 # tier 0, valley
-    lcd_price(m, "0.90/kWh")
+    lcd_price(m, "0.90")
     assert charged_by_next_kwh(m) == 90
     # the month's first 1000 Wh are used up: tier 1 from the next Wh
     m.wait_for(lambda s: s["meter"]["import_wh"] == 1000)
     assert shown(m) == (150000, "150000")
-    lcd_price(m, "1.50/kWh")
+    lcd_price(m, "1.50")
     assert charged_by_next_kwh(m) == 150

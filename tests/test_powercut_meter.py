@@ -2,7 +2,8 @@
 unix-port MicroPython, its flash a LittleFS image, cut at random block writes
 (torn writes included), by SIGKILL at random times, while booting, and with
 the power-fail input, while consumption, top-ups (re-sends included), tariff
-changes and button presses go on. tools/powercut.py drives it and audits
+changes, offline tokens (typed on the keypad and relayed, replays included)
+and button presses go on. tools/powercut.py drives it and audits
 every restart; see docs/storage.md. `make soak SOAK_CUTS=n` runs the long one."""
 import json
 
@@ -20,7 +21,8 @@ def check(out, cuts):
     # every way of losing power happened, and the world kept happening
     for k in ("flash", "kill", "warned", "boot"):
         assert out[k] > 0, k
-    for k in ("topups", "resend_same", "resend_fresh", "tariffs", "presses", "long_presses"):
+    for k in ("topups", "resend_same", "resend_fresh", "tariffs", "presses", "long_presses",
+              "tokens", "token_keypad", "token_replays", "tokens_applied"):
         assert out[k] > 0, k
     assert out["applied"] > 0 and out["energy_wh"] > 0
     assert out["max_loss_wh"] <= powercut.MAX_LOSS_WH and out["warned_loss_wh"] == 0

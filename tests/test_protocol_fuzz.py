@@ -164,6 +164,7 @@ TEMPLATES = {
     "config": {"settings": {"warn1_minor": 5000}},
     "time": {"utc_s": NOW},
     "query": {"what": "state"},
+    "token": {"token": "123456789"},
 }
 INT_RANGES = {"order": (1, 2**31 - 1), "amount_minor": (1, 100_000_000), "version": (1, 2**31 - 1),
               "activate_utc_s": (0, 2**32 - 1), "utc_s": (1577836800, 2**32 - 1)}

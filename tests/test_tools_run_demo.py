@@ -15,7 +15,9 @@ import sys
 import pytest
 from rich.console import Console
 
+import lcd_png
 import run_demo
+import screenshots
 from wait import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,12 +79,29 @@ class FakeBroker:
     port, kind = 41234, "mosquitto"
 
 
-def render(view, width=80):
-    console = Console(width=width, record=True, color_system=None, force_terminal=False)
+def golden_frame(name="credit-ok-home"):
+    """A real frame of the meter: the golden of a screen (tests/golden/)."""
+    return lcd_png.bits_to_frame(screenshots.read_golden(screenshots.golden_path(name)))
+
+
+def render(view, width=80, height=run_demo.SCREEN_ROWS, frame=None):
+    console = Console(width=width, height=height, record=True, color_system=None, force_terminal=False)
     st = {"lcd": ["BALANCE", " 5.00"], "relay_closed": True, "load_w": 1000, "volts": 230, "rtc_s": 1796161566,
-          "meter": {"balance_minor": 500, "import_wh": 3}}
-    console.print(run_demo.screen(st, view, 3600, FakeBroker()))
+          "meter": {"balance_minor": 500, "import_wh": 3}, "lcd_hex": (frame or golden_frame()).hex()}
+    console.print(run_demo.screen(st, view, 3600, FakeBroker(), width, height))
     return console.export_text().splitlines()
+
+
+def lcd_cells(lines, width):
+    """The text inside the LCD panel's border: `width` cells a row."""
+    top = next(i for i, l in enumerate(lines) if "LCD 128x64" in l)
+    col = lines[top].rfind("\u256d", 0, lines[top].index("LCD 128x64")) + 1   # the LCD panel's own corner
+    rows = []
+    for line in lines[top + 1:]:
+        if line[col - 1] != "\u2502":
+            break
+        rows.append(line[col:col + width])
+    return rows
 
 
 def test_the_screen_fits_80_columns_and_the_help_line_is_whole():
@@ -91,6 +110,29 @@ def test_the_screen_fits_80_columns_and_the_help_line_is_whole():
     assert max(len(l) for l in lines) <= 80
     assert len(lines) == run_demo.SCREEN_ROWS
     assert any(run_demo.HELP in l for l in lines)
+
+
+def test_in_80_columns_the_lcd_shows_every_pixel_of_the_real_frame_in_braille():
+    frame = golden_frame("awaiting-press")
+    lines = render(FakeView([]), frame=frame)
+    cells = lcd_cells(lines, 64)
+    assert len(cells) == 16
+    assert lcd_png.braille_decode(cells) == lcd_png.frame_bits(frame)
+    text = "\n".join(lines)
+    assert "BALANCE" not in text, "the text lines are shown instead of the frame"
+
+
+def test_a_wide_terminal_shows_the_frame_in_half_blocks_a_column_per_pixel():
+    frame = golden_frame("cut-no-credit")
+    w, h = run_demo.WIDE_COLS, run_demo.WIDE_ROWS
+    lines = render(FakeView(["21:00:00 meter online"]), width=w, height=h, frame=frame)
+    assert len(lines) == h and max(len(l) for l in lines) <= w
+    cells = lcd_cells(lines, 128)
+    assert len(cells) == 32
+    assert lcd_png.half_block_decode(cells) == lcd_png.frame_bits(frame)
+    assert "meter online" in "\n".join(lines) and run_demo.HELP in "\n".join(lines)
+    # one row or one column short of it: braille, which fits anywhere from 80 columns
+    assert not run_demo.is_wide(w - 1, h) and not run_demo.is_wide(w, h - 1)
 
 
 def test_the_newest_log_lines_stay_in_view_however_long_the_lines():
@@ -126,11 +168,15 @@ def test_the_demo_in_an_80_column_terminal_and_the_cli_pointed_at_it(tmp_path):
     # the shell stays after the demo ends, so its last words can be read
     cmd = "env METER_DEMO_FILE=%s TMPDIR=%s %s %s; echo EXIT $?; sleep 60" % (
         demo_file, tmp, sys.executable, os.path.join(ROOT, "tools", "run_demo.py"))
-    assert _tmux(sock, "new-session", "-d", "-x", "80", "-y", "30", "-s", "demo", cmd).returncode == 0
+    assert _tmux(sock, "new-session", "-d", "-x", "80", "-y", "50", "-s", "demo", cmd).returncode == 0
     try:
         screen = _wait_screen(sock, lambda s: "meter online" in s and "x1 " in s, "running meter")
         assert run_demo.HELP in screen
         assert max(len(l) for l in screen.splitlines()) <= 80
+        # the LCD is the meter's frame in braille dots (its balance line drawn, not typed)
+        lcd = lcd_cells(screen.splitlines(), 64)
+        assert len(lcd) == 16 and any(c not in " \u2800" for c in "".join(lcd)), screen
+        assert "BALANCE" not in screen
         # make run printed what the CLI needs, and the command it printed works
         assert "--demo topup demo-0001 500" in screen
         demo = json.loads(demo_file.read_text())

@@ -6,6 +6,12 @@ in the unix port to prove the compiled firmware runs. boot.py and main.py stay
 source: the ESP32 only runs those two by file name. Each tree's firmware/
 and lib/ also go into a ROMFS image beside it (`mpy-esp32.romfs`,
 `mpy-host.romfs`), the form a production meter runs them in (docs/deploy.md).
+
+The ESP32 image must fit the board's romfs partition (its size is read from
+boards/METER_ESP32/partitions.csv by tools/partitions.py); when it does not,
+the build fails and says by how much. `ROMFS_LIMIT=<bytes>` sets another
+limit (the tests check the failure with a small one). Last, the mip package
+of each tree is written (tools/make_package_json.py, build/mip-*/).
 """
 import contextlib
 import io
@@ -119,6 +125,29 @@ def romfs_image(out_name):
     return img, len(data)
 
 
+# the tree whose image goes into the board's romfs partition
+DEPLOYED = "mpy-esp32"
+
+
+def romfs_limit():
+    """Bytes the deployed image may take: the romfs partition's size, or
+    ROMFS_LIMIT from the environment."""
+    if os.environ.get("ROMFS_LIMIT"):
+        return int(os.environ["ROMFS_LIMIT"]), "ROMFS_LIMIT"
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import partitions
+    return partitions.romfs_bytes(), "the romfs partition in boards/METER_ESP32/partitions.csv"
+
+
+def too_big(size, limit, source):
+    """The failure message for an image that does not fit, else None."""
+    if size <= limit:
+        return None
+    return ("romfs: build/%s.romfs is %d bytes, %d more than the %d bytes of %s: the image "
+            "would not fit on the board. Make the firmware smaller, or grow the partition "
+            "(docs/deploy.md, \"The partition table\")." % (DEPLOYED, size, size - limit, limit, source))
+
+
 def main():
     bad = []
     for out_name, arch in TARGETS.items():
@@ -127,7 +156,17 @@ def main():
         bad += failures
         if not failures:
             img, size = romfs_image(out_name)
-            print("romfs: build/%s (%d bytes)" % (os.path.basename(img), size))
+            if out_name == DEPLOYED:
+                limit, source = romfs_limit()
+                print("romfs: build/%s (%d bytes of %d)" % (os.path.basename(img), size, limit))
+                msg = too_big(size, limit, source)
+                if msg:
+                    bad.append(msg)
+            else:
+                print("romfs: build/%s (%d bytes)" % (os.path.basename(img), size))
+    if not bad:
+        import make_package_json
+        make_package_json.main()
     for line in bad:
         print("  " + line, file=sys.stderr)
     return 1 if bad else 0

@@ -4,7 +4,8 @@ One sim meter (the compiled firmware, tools/simmeter.py) runs on a stepped
 clock with a short meter period (`--meter-every-ms`), publishing its events to
 a real MQTT broker. The driver keeps it busy with what a meter lives through
 (consumption at 0-10 kW, signed top-ups with re-sends, signed tariff changes,
-short and long button presses) and cuts its power, one of four ways:
+offline tokens typed on its keypad or relayed by the token command, with
+replays, short and long button presses) and cuts its power, one of four ways:
 
 - flash: `arm_cut` at a random block write of the LittleFS device, with a
   random number of bytes of that write landing (torn); the sim SIGKILLs
@@ -27,6 +28,11 @@ is true (docs/storage.md, "Power-cut campaign on the real meter"):
   fresh command with the same order id, is a duplicate with the original
   balance and seq; the event log holds one top-up event per order), and no
   acknowledged order is missing (in the balance and in the event log);
+- tokens: a token is credited at most once (a replay, and the re-entry of
+  one in flight at the cut that had landed, answer `used`; the event log
+  holds one ledger top-up per token), and a token whose result was shown
+  (the keypad's, on the core's last_token) or acknowledged (the command's)
+  is never lost;
 - events: every published event seq is still known to the meter after the
   restart (never reused with other content), and seqs 1..seq arrive with no
   gap (a signed query what=events re-sends held ones, as a head-end would).
@@ -48,6 +54,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from headend import codec  # noqa: E402
+import openpaygo  # noqa: E402  (the host issues the tokens, as a utility would)
 from simmeter import HEAP as SIM_HEAP, SimMeter  # noqa: E402
 
 KEY_HEX = "22" * 32
@@ -62,9 +69,12 @@ LOADS_W = (0, 0, 150, 416, 2000, 6000, 10000)
 TORN = (0, 1, 16, 64, 100, 128, 1000, 4096)
 MODES = ("flash", "flash", "kill", "kill", "warned", "boot")
 RESEND_RECENT = 30        # re-sends pick among this many recent orders
+TOKEN_KEY_HEX = "33" * 16
+TOKEN_DIVIDER = 100       # a token's value is in minor units (2 decimals)
 METER_CONFIG = {"initial_balance_minor": INITIAL_MINOR, "price_milli_per_kwh": FIRST_PRICE,
                 "key_hex": KEY_HEX, "warn_minor": [1000, 300], "emergency_minor": 300,
-                "emergency_below_minor": 100, "state_every_s": 3600}
+                "emergency_below_minor": 100, "state_every_s": 3600,
+                "token_key_hex": TOKEN_KEY_HEX, "token_value_divider": TOKEN_DIVIDER}
 # The meter runs in the board's heap (simmeter.HEAP, "108wk"). Before the
 # firmware streamed its commits and kept its dispatcher loaded, this
 # campaign's command rate ran commits out of memory there (docs/storage.md);
@@ -84,6 +94,7 @@ class EventLog:
         self.bad = []          # problems seen on arrival
         self.received = 0
         self.topup_amount = {}  # seq -> (order, amount_minor) of top-up events
+        self.token_topups = {}  # ledger ref "tok<count>" -> set of seqs of its top-up entries
         self._contig = 0
         self.topic = "meters/%s/evt" % meter_id
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="powercut-" + meter_id,
@@ -108,6 +119,8 @@ class EventLog:
                 if ev.get("kind") == "topup":
                     self.topups.setdefault(ev["order"], set()).add(seq)
                     self.topup_amount[seq] = (ev["order"], ev["amount_minor"])
+                elif ev.get("kind") == "ledger" and ev.get("entry") == "topup":
+                    self.token_topups.setdefault(ev["ref"], set()).add(seq)
             elif old != msg.payload:
                 self.bad.append("event seq %d reused with other content" % seq)
             self.lock.notify_all()
@@ -158,7 +171,8 @@ class Campaign:
         self.rng = random.Random(seed)
         self.meter_id = meter_id
         self.m = SimMeter(meter_id, workdir, broker_port=broker_port, step=True, heap=heap or SIM_HEAP,
-                          config=dict(METER_CONFIG, **(config or {})), extra_args=["--meter-every-ms", str(tick_ms)])
+                          config=dict(METER_CONFIG, **(config or {})),
+                          extra_args=["--meter-every-ms", str(tick_ms), "--keypad"])
         self.events = EventLog(broker_port, meter_id)
         self.log = log
         self.ctr = int(time.time() * 1000)
@@ -167,6 +181,7 @@ class Campaign:
         self.stats = {"cuts": 0, "flash": 0, "kill": 0, "warned": 0, "boot": 0, "steps": 0,
                       "topups": 0, "resend_same": 0, "resend_fresh": 0, "resolved": 0,
                       "tariffs": 0, "presses": 0, "long_presses": 0, "queries": 0,
+                      "tokens": 0, "token_keypad": 0, "token_replays": 0,
                       "max_loss_wh": 0, "warned_loss_wh": 0, "energy_wh": 0, "lost_wh": 0,
                       "relay_open_steps": 0, "events": 0, "max_seq": 0, "booted": 0}
         # what the host knows is true
@@ -179,6 +194,11 @@ class Campaign:
         self.maybe = {}            # order -> amount: in flight at the cut
         self.maybe_tariff = None   # (version, price, wh) in flight at the cut
         self.recent = []           # orders credited, newest last, for re-sends
+        self.tok_count = 1         # the utility's count for this meter's tokens
+        self.tok_sent = {}         # token -> (amount_minor, count)
+        self.tok_applied = {}      # token -> amount_minor credited before the last restart's check
+        self.tok_maybe = {}        # token -> amount_minor: being entered at the cut
+        self.tok_recent = []       # tokens credited, for replays
         self.order = 0
         self.w_boot = 0            # 1.8.0 at this boot
         self.w_durable = 0         # 1.8.0 that was durable for sure
@@ -254,6 +274,7 @@ class Campaign:
         s["seconds"] = round(time.time() - t0, 1)
         s["orders"] = self.order
         s["applied"] = len(self.applied)
+        s["tokens_applied"] = len(self.tok_applied)
         return s
 
     def _phase(self):
@@ -338,14 +359,18 @@ class Campaign:
         rng = self.rng
         r = rng.random()
         try:
-            if r < 0.80:
+            if r < 0.78:
                 self._step(rng.choice(LOADS_W))
-            elif r < 0.85:
+            elif r < 0.83:
                 self._topup()
-            elif r < 0.90:
+            elif r < 0.87:
                 self._resend()
-            elif r < 0.94:
+            elif r < 0.90:
                 self._tariff()
+            elif r < 0.93:
+                self._token(keypad=rng.random() < 0.3)
+            elif r < 0.94:
+                self._token_replay()
             elif r < 0.98:
                 self.m.control({"cmd": "press", "ms": 100})
                 self.stats["presses"] += 1
@@ -436,6 +461,66 @@ class Campaign:
         self.segs.append([v, self.w_ram()])
         self.w_durable = self.w_ram()
 
+    def _token(self, keypad):
+        amount = self.rng.randint(20, 200)
+        self.tok_count, tok = openpaygo.generate_token(
+            secret_key=TOKEN_KEY_HEX, count=self.tok_count, value=amount / TOKEN_DIVIDER,
+            value_divider=TOKEN_DIVIDER)
+        count = self.tok_count
+        self.tok_sent[tok] = (amount, count)
+        self.tok_maybe[tok] = amount
+        self.stats["tokens"] += 1
+        if keypad:
+            # typed at the meter: its result shows on the core's last token
+            # (the LCD's), which is set in the same call as the commit
+            self.stats["token_keypad"] += 1
+            self.m.control({"cmd": "keys", "keys": tok + "#"})
+            deadline = time.time() + 10
+            while True:
+                last = self.m.state()["meter"].get("last_token")
+                if last and last[2] == count:
+                    res = (last[0], last[1])
+                    break
+                if time.time() > deadline:
+                    self.bad("token %s typed on the keypad: no result in 10 s" % tok)
+                    return
+                time.sleep(0.01)
+        else:
+            ack = self.send(self.command("token", token=tok))
+            if ack.get("result") != "ok":
+                self.bad("token command %s rejected: %r" % (tok, ack.get("reason")))
+                return
+            res = (ack["data"]["result"], ack["data"]["amount_minor"])
+        del self.tok_maybe[tok]
+        self._token_result(tok, res, fresh=True)
+
+    def _token_result(self, tok, res, fresh):
+        code, amount = res
+        if code == "add":
+            if tok in self.tok_applied:
+                self.bad("token %s credited twice" % tok)
+            elif amount != self.tok_sent[tok][0]:
+                self.bad("token %s credited %d, issued for %d" % (tok, amount, self.tok_sent[tok][0]))
+            self.tok_applied[tok] = amount
+            self.tok_recent.append(tok)
+            del self.tok_recent[:-RESEND_RECENT]
+            self.w_durable = self.w_ram()   # shown only after its commit
+        elif code == "used":
+            if tok not in self.tok_applied and fresh:
+                self.bad("a new token %s answered used" % tok)
+        else:
+            self.bad("token %s answered %s" % (tok, code))
+        return code
+
+    def _token_replay(self):
+        if not self.tok_recent:
+            return self._token(False)
+        tok = self.rng.choice(self.tok_recent)
+        self.stats["token_replays"] += 1
+        ack = self.send(self.command("token", token=tok))
+        if ack.get("result") != "ok" or ack["data"]["result"] != "used":
+            self.bad("replayed token %s answered %r" % (tok, ack))
+
     # --- power back: boot and audit
     def _boot_and_audit(self):
         m = self.m
@@ -525,12 +610,33 @@ class Campaign:
             else:
                 self.bad("in-flight order %d refused on re-send: %r" % (o, ack.get("reason")))
         self.maybe = {}
+        # tokens being entered at the cut: entered again, "used" says it had landed
+        late_tokens = []
+        for tok in sorted(self.tok_maybe):
+            try:
+                ack = self.send(self.command("token", token=tok))
+            except _DEAD:
+                self.bad("meter died while resolving tokens")
+                raise Stop()
+            self.stats["resolved"] += 1
+            code = ack.get("result") == "ok" and ack["data"]["result"]
+            if code == "used":
+                self.tok_applied[tok] = self.tok_maybe[tok]
+                self.tok_recent.append(tok)
+            elif code == "add":
+                late_tokens.append((tok, ack["data"]["amount_minor"]))
+            else:
+                self.bad("in-flight token %s answered %r" % (tok, ack))
+        self.tok_maybe = {}
         if owed0 < 0:
             self.bad("negative emergency credit owed: %d" % owed0)
-        want = INITIAL_MINOR + sum(self.applied.values()) + owed0 - self.charge_minor(w0)
+        credited = sum(self.applied.values()) + sum(self.tok_applied.values())
+        want = INITIAL_MINOR + credited + owed0 - self.charge_minor(w0)
         if b0 != want:
             self.bad("balance %d, conservation says %d (credited %d, owed %d, charged %d for %d Wh)"
-                     % (b0, want, sum(self.applied.values()), owed0, self.charge_minor(w0), w0))
+                     % (b0, want, credited, owed0, self.charge_minor(w0), w0))
+        for tok, amount in late_tokens:
+            self._token_result(tok, ("add", amount), fresh=False)
         for o, ack in late:
             self.applied[o] = self.sent[o][0]
             self.ack[o] = (ack["balance_minor"], ack["seq"])
@@ -584,6 +690,10 @@ class Campaign:
         ev = self.events
         with ev.lock:
             contig = ev.contiguous()
+            for ref, seqs in ev.token_topups.items():
+                if len(seqs) > 1 and ref not in self.doubled:
+                    self.doubled.add(ref)
+                    self.bad("token %s has ledger top-ups %r" % (ref, sorted(seqs)))
             for o, seqs in ev.topups.items():
                 if len(seqs) > 1 and o not in self.doubled:
                     self.doubled.add(o)

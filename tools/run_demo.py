@@ -1,7 +1,9 @@
 """`make run`: one simulated meter, a local broker and a head-end console.
 
-The left panel is what a person standing at the meter sees and hears (LCD,
-relay, buzzer); the right panel is what the utility's server sees over MQTT.
+The meter's side is what a person standing at the meter sees and hears: the
+LCD's real 128x64 frame (half blocks in a terminal of 168 x 56 or more,
+braille in 80 columns), the relay, the buzzer; the head-end's panel is what
+the utility's server sees over MQTT.
 Single keys drive it:
 
     space  short press of the query button (next screen, silence the buzzer)
@@ -38,6 +40,7 @@ from rich.text import Text  # noqa: E402
 import children  # noqa: E402
 from broker import Broker  # noqa: E402
 from headend.server import HeadEnd  # noqa: E402
+import lcd_png  # noqa: E402
 from simmeter import ROOT, SimMeter  # noqa: E402
 
 METER_ID = "demo-0001"
@@ -51,7 +54,12 @@ SPEEDS = (1, 10, 100, 1000, 3600)
 TTL_S = 365 * 86400
 # The help line sits inside the outer panel's border: 80 columns less 4.
 HELP = "space: press  l: long press  +/-: load  t: top-up 10.00  f/s: clock  q: quit"
-SCREEN_ROWS = 24
+# 80 columns: help, the LCD in braille (16 rows and its border), then the
+# meter's and the server's panels (19 rows). A terminal of WIDE_COLS x
+# WIDE_ROWS or more shows the LCD in half blocks, a column per pixel.
+SCREEN_ROWS = 40
+WIDE_COLS = 168
+WIDE_ROWS = 56
 LOG_ROWS = 12        # what the server panel has room for below its table
 
 
@@ -159,9 +167,19 @@ class ServerView:
         self.add("sent order %d: top-up %s" % (self.he.order(oid)["order_no"], money(amount_minor)))
 
 
+def lcd_panel(frame_hex, wide):
+    """The meter's real 128x64 frame (the sim's lcd_frame): every pixel, in
+    half blocks (128 x 32 cells) when the terminal is wide enough, else in
+    braille (64 x 16 cells, 2 x 4 pixels each) to fit 80 columns."""
+    frame = frame_hex or lcd_png.blank_frame()
+    if wide:
+        return Panel(lcd_png.half_blocks(frame), title="LCD 128x64", width=lcd_png.WIDTH + 2,
+                     height=lcd_png.HEIGHT // 2 + 2, padding=0)
+    return Panel(lcd_png.braille(frame), title="LCD 128x64", width=lcd_png.WIDTH // 2 + 2,
+                 height=lcd_png.HEIGHT // 4 + 2, padding=0)
+
+
 def meter_panel(st, scale):
-    lcd = Text("\n".join((line[:16]).ljust(16) for line in (st.get("lcd") or []) + [""] * 8)[:16 * 8 + 7],
-               style="bold black on green3")
     m = st.get("meter", {})
     t = Table.grid(padding=(0, 1))
     t.add_row("relay", Text("CLOSED (supply on)" if st.get("relay_closed") else "OPEN (supply cut)",
@@ -171,10 +189,11 @@ def meter_panel(st, scale):
     t.add_row("balance", money(m.get("balance_minor", 0)))
     t.add_row("energy", "%.3f kWh" % (m.get("import_wh", 0) / 1000))
     t.add_row("clock", time.strftime("%m-%d %H:%M:%S", time.gmtime(st.get("rtc_s", 0))) + " x%d" % scale)
-    return Panel(Group(Panel(lcd, title="LCD", width=20), t), title="At the meter")
+    t.add_row("light", "backlight on" if st.get("backlight") else "backlight off")
+    return Panel(t, title="At the meter")
 
 
-def server_panel(view):
+def server_panel(view, log_rows=LOG_ROWS):
     t = Table.grid(padding=(0, 1))
     s = view.state
     t.add_row("status", str(view.status))
@@ -184,17 +203,38 @@ def server_panel(view):
     t.add_row("meter seq", str(s.get("seq", "-")))
     # one row per line, cut at the panel's edge: wrapped lines would push
     # the newest ones out of the panel's bottom
-    log = Text("\n".join(view.log[-LOG_ROWS:]), no_wrap=True, overflow="ellipsis")
+    log = Text("\n".join(view.log[-log_rows:]), no_wrap=True, overflow="ellipsis")
     return Panel(Group(t, log), title="Head-end (server view)")
 
 
-def screen(st, view, scale, broker):
+def is_wide(width, height):
+    """Room for the half-block LCD at one character column per pixel."""
+    return width >= WIDE_COLS and height >= WIDE_ROWS
+
+
+def screen(st, view, scale, broker, width=80, height=SCREEN_ROWS):
+    """The whole demo screen. `st` is the sim's state with the LCD frame's
+    hex under "lcd_hex" (main() adds it)."""
+    wide = is_wide(width, height)
     layout = Layout()
+    lcd_rows = (lcd_png.HEIGHT // 2 if wide else lcd_png.HEIGHT // 4) + 2
     layout.split_column(Layout(Text(HELP, style="bold", no_wrap=True, overflow="ellipsis"), size=1),
-                        Layout(name="main"))
-    # the meter's side needs a fixed width (LCD, short rows); the log gets the rest
-    layout["main"].split_row(Layout(meter_panel(st, scale), size=34), Layout(server_panel(view)))
-    return Panel(layout, title="meter %s, broker 127.0.0.1:%d" % (METER_ID, broker.port), height=SCREEN_ROWS)
+                        Layout(name="lcd", size=lcd_rows), Layout(name="main"))
+    lcd = lcd_panel(st.get("lcd_hex"), wide)
+    if wide:
+        # LCD and the meter's side by side, the server's view below, full width
+        layout["lcd"].split_row(Layout(lcd, size=lcd_png.WIDTH + 2), Layout(meter_panel(st, scale)))
+        layout["main"].update(server_panel(view))
+        rows = WIDE_ROWS
+    else:
+        # 80 columns: the LCD on its own row, with the supply in words beside it
+        supply = Text("SUPPLY\nON" if st.get("relay_closed") else "SUPPLY\nCUT",
+                      style="bold green" if st.get("relay_closed") else "bold red")
+        layout["lcd"].split_row(Layout(lcd, size=lcd_png.WIDTH // 2 + 2), Layout(supply))
+        # the meter's side needs a fixed width (short rows); the log gets the rest
+        layout["main"].split_row(Layout(meter_panel(st, scale), size=34), Layout(server_panel(view)))
+        rows = SCREEN_ROWS
+    return Panel(layout, title="meter %s, broker 127.0.0.1:%d" % (METER_ID, broker.port), height=rows)
 
 
 def how_to_reach(work, broker):
@@ -275,6 +315,12 @@ def main():
     print(how_to_reach(work, broker), flush=True)
     scale = 1
     interactive = sys.stdin.isatty()
+    if sys.stdout.isatty():
+        # the terminal's own size, read at every refresh, decides the layout
+        # (and what Live crops to): LINES and COLUMNS left in the environment
+        # by whatever started us are stale the moment the window is resized
+        os.environ.pop("LINES", None)
+        os.environ.pop("COLUMNS", None)
     old = termios.tcgetattr(sys.stdin) if interactive else None
     try:
         if interactive:
@@ -282,7 +328,9 @@ def main():
         with Live(refresh_per_second=8, screen=False) as live:
             while True:
                 st = meter.state()
-                live.update(screen(st, view, scale, broker))
+                st["lcd_hex"] = meter.control({"cmd": "lcd_frame"})["hex"]
+                size = live.console.size
+                live.update(screen(st, view, scale, broker, size.width, size.height))
                 if not interactive:
                     time.sleep(0.25)
                     continue

@@ -10,6 +10,7 @@
 # - _on_power_fail_edge: a hard pin ISR that hands the app's power-fail
 #   callback to micropython.schedule.
 # Every bound method they use is made once in __init__, for the same reason.
+import array
 import json
 import time
 
@@ -43,6 +44,10 @@ _PCNT_FILTER = const(1023)
 # Latching relay coil pulse; the datasheets of 60-100 A meter relays ask for
 # 30-100 ms. One coil is never energised while the other is.
 RELAY_PULSE_MS = const(80)
+_BUTTON_DEBOUNCE_MS = const(50)    # press edges closer than this are contact bounce
+
+_KEYPAD_ADDR = const(0x20)         # PCF8574 with A0-A2 tied low
+_KEYS = "123456789*0#"             # the matrix, row by row
 
 _BUZZER_DUTY_ON = const(32768)     # 50 % square wave: loudest for a piezo
 
@@ -263,6 +268,10 @@ class Esp32Board:
         return self._relay
 
     def buzzer(self, on, freq_hz=2700):
+        # `on`: False/0 silent, True at freq_hz, or the pitch itself in Hz
+        # (what ui/buzzer.py's patterns give, through MeterCore.buzzer_on)
+        if on and on is not True and on > 1:
+            freq_hz = on
         on = bool(on)
         if on == self._buzzer_on and (not on or freq_hz == self._buzzer_hz):
             return          # the UI calls this every poll: touch the PWM only on change
@@ -321,7 +330,19 @@ class Esp32Board:
     # --- inputs
     def _init_inputs(self):
         self._button = Pin(pins.BUTTON_QUERY, Pin.IN, Pin.PULL_UP)
+        # press edges, latched by a hard interrupt: [presses, ticks of the
+        # last edge] (ui/keys.py reads the count, so a press is seen even
+        # when the loop was stalled through all of it, as by a flash erase)
+        self._presses = array.array("i", (0, time.ticks_add(time.ticks_ms(), -_BUTTON_DEBOUNCE_MS)))
+        self._press_isr = self._on_button_edge
+        self._button.irq(handler=self._press_isr, trigger=Pin.IRQ_FALLING | Pin.IRQ_RISING, hard=True)
         self._tamper = Pin(pins.TAMPER, Pin.IN, Pin.PULL_UP) if pins.TAMPER is not None else None
+        if pins.KEYPAD_SDA is None:
+            self.keypad_key = None      # no keypad on this board (the board API's "not fitted")
+        else:
+            self._kp_bus = machine.I2C(pins.KEYPAD_I2C_ID, scl=Pin(pins.KEYPAD_SCL),
+                                       sda=Pin(pins.KEYPAD_SDA), freq=100000)
+            self._kp_buf = bytearray(1)
         self._pf_pin = Pin(pins.POWER_FAIL, Pin.IN)     # pull-up is on the board
         self._pf_cb = None
         self._pf_isr = self._on_power_fail_edge
@@ -333,9 +354,44 @@ class Esp32Board:
             return False
         return self._button.value() == pins.BUTTON_DOWN_LEVEL
 
+    def button_presses(self, which="query"):
+        """Press edges of a button since boot (debounced in the interrupt)."""
+        return self._presses[0] if which == "query" else 0
+
+    def _on_button_edge(self, pin):
+        # Hard ISR: integer work on a preallocated array, nothing allocated.
+        # Both edges come here: a press counts when the line goes down after
+        # a quiet spell, so the bounce of a press and of a release (edges a
+        # few ms apart) counts nothing more.
+        p = self._presses
+        now = time.ticks_ms()
+        if pin.value() == pins.BUTTON_DOWN_LEVEL and time.ticks_diff(now, p[1]) >= _BUTTON_DEBOUNCE_MS:
+            p[0] += 1
+        p[1] = now
+
     def maintenance_held(self):
         """The query button held at power-up: boot.py then skips the app."""
         return self.button_down("query")
+
+    def keypad_key(self):
+        """The keypad key held now ("0"-"9", "*", "#"), None when none is or
+        the expander does not answer. One row at a time is pulled low (its
+        PCF8574 pin written 0; the others and the columns written 1, which
+        makes them inputs with a weak pull-up), and a held key pulls its
+        column low. The app polls it (firmware/tokens/keypad.py)."""
+        buf = self._kp_buf
+        bus = self._kp_bus
+        try:
+            for row in range(4):
+                buf[0] = 0xFF ^ (1 << row)
+                bus.writeto(_KEYPAD_ADDR, buf)
+                bus.readfrom_into(_KEYPAD_ADDR, buf)
+                cols = (buf[0] >> 4) & 7
+                if cols != 7:
+                    return _KEYS[row * 3 + (0 if not cols & 1 else 1 if not cols & 2 else 2)]
+        except OSError:   # no answer: unplugged or a bus glitch, read as no key
+            pass
+        return None
 
     def tamper_open(self):
         if self._tamper is None:

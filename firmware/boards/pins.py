@@ -55,6 +55,17 @@ LCD_RST = const(22)            # reset, active low
 LCD_BACKLIGHT = const(21)      # LED driver enable
 BACKLIGHT_ON_LEVEL = const(1)
 
+# Keypad for offline tokens (docs/tokens.md): a 4x3 matrix (rows 1-2-3,
+# 4-5-6, 7-8-9, *-0-#) on a PCF8574 I2C expander, rows on P0-P3, columns on
+# P4-P6 (boards/esp32.py scans it). This board revision has no GPIO left
+# for its bus: every pin above is taken, and the free ones are the
+# strapping pins and the console's. A revision that frees two GPIOs sets
+# them here (SCL, SDA; the expander module has the pull-ups); None: no keypad,
+# tokens come through the server's token command.
+KEYPAD_I2C_ID = const(0)
+KEYPAD_SCL = None
+KEYPAD_SDA = None
+
 # --- supervision --------------------------------------------------------------
 # Terminal-cover switch: closed to GND while the cover is on, so the line is
 # pulled high when the cover is opened. None when a model has no switch.

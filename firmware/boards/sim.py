@@ -6,14 +6,18 @@
 # step the clock, raise the power-fail input. Its flash is a real LittleFS v2
 # image in a host file, and its watchdog is a thread that kills the process
 # when not fed, as the ESP32's hardware watchdog would reset the chip.
+import array
 import json
 import os
 import sys
 import time
 
+from micropython import const
+
 from firmware.boards import flashdev
 
 _ISO_EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z, default start of sim time
+_TONES_KEPT = const(16)       # buzzer changes the snapshot's buzzer_changes holds
 
 
 def _args(argv):
@@ -78,12 +82,21 @@ class SimBoard:
         self._cf1_acc = 0     # CF1 pulses not yet whole, in 1e-6 pulses
         self._last_sim_ms = self.mono_ms()
         self._relay = True
-        self._buzzer = False
+        # The buzzer: [pitch sounding now (Hz, 0: silent), changes so far,
+        # then a ring of the last _TONES_KEPT changes as (real ms, Hz)]; one
+        # array, so a change allocates nothing
+        self._buzzer = array.array("i", bytes(4 * (2 + 2 * _TONES_KEPT)))
         self._backlight = True
         self._lcd = None
         self.lcd_lines = []
-        self._buttons = {}
+        self._buttons = {}    # button -> [held until (ticks), press edges latched]
         self._tamper = False
+        # keys typed through the "keys" control request, one poll each, a
+        # release between two; --keypad fits the keypad (none by default,
+        # as on the ESP32 board revision)
+        self._keys = []
+        if "keypad" not in o:
+            self.keypad_key = None
         self._power_fail = False
         self._power_fail_cb = None
         self._wdt_timeout_ms = 0
@@ -195,22 +208,67 @@ class SimBoard:
         return self._relay
 
     def buzzer(self, on, freq_hz=2700):
-        self._buzzer = bool(on)
+        # `on`: False/0 silent, True at freq_hz, or the pitch itself in Hz
+        b = self._buzzer
+        hz = (on if on is not True and on > 1 else freq_hz) if on else 0
+        if hz != b[0]:
+            k = 2 + b[1] % _TONES_KEPT * 2
+            b[k] = time.ticks_ms()
+            b[k + 1] = hz
+            b[1] += 1
+            b[0] = hz
 
     def lcd_show(self, fb_bytes, lines):
+        # `lines` are the firmware's text rows (one bytearray it rewrites in
+        # place): kept as they are, and made into strings only when asked
+        # (lcd_text), so showing a frame allocates nothing here either
         self._lcd = fb_bytes
         self.lcd_lines = lines
+        if not lines:
+            # a frame without text: the self-test's (ui/render.py); for
+            # tests, its lit pixels
+            lit = 0
+            for b in fb_bytes:
+                while b:
+                    lit += b & 1
+                    b >>= 1
+            print("SIM-LCD-FRAME lit", lit)
+
+    def lcd_text(self):
+        """The rows last shown as strings, trailing blanks cut; the icon
+        codes 1-11 (firmware/ui/render.py) as the characters tests/lcd.py
+        names: signal bars 0-4, relay closed/open, warning, friendly
+        credit, emergency credit, unsynced clock."""
+        icons = " \u2581\u2582\u2583\u2585\u2587\u25cf\u25cb\u26a0\u263a\u271a\u29d6"
+        rows = self.lcd_lines     # 8 rows of 16 cells, one after the other
+        out = []
+        for y in range(0, len(rows), 16):
+            out.append("".join(icons[c] if c < 12 else chr(c) for c in rows[y:y + 16]).rstrip())
+        return out
 
     def backlight(self, on):
         self._backlight = bool(on)
 
     # --- inputs
     def button_down(self, which="query"):
-        until = self._buttons.get(which)
-        return until is not None and time.ticks_diff(until, time.ticks_ms()) > 0
+        b = self._buttons.get(which)
+        return b is not None and time.ticks_diff(b[0], time.ticks_ms()) > 0
 
     def press(self, which="query", ms=100):
-        self._buttons[which] = time.ticks_add(time.ticks_ms(), ms)
+        # the request latches a press edge, as the ESP32's interrupt does:
+        # a loop that stalls past the hold still sees the press
+        b = self._buttons.setdefault(which, [0, 0])
+        b[0] = time.ticks_add(time.ticks_ms(), ms)
+        b[1] += 1
+
+    def button_presses(self, which="query"):
+        """Press edges so far (latched: counted when they happen)."""
+        b = self._buttons.get(which)
+        return b[1] if b else 0
+
+    def keypad_key(self):
+        q = self._keys
+        return q.pop(0) if q else None
 
     def tamper_open(self):
         return self._tamper
@@ -368,6 +426,13 @@ class SimBoard:
             self.advance(int(req["ms"]))
         elif cmd == "scale":
             self.set_scale(int(req["scale"]))
+        elif cmd == "keys":   # type on the keypad: digits, "*" (clear), "#" (enter)
+            if self.keypad_key is None:
+                return {"ok": False, "error": "no keypad (start the sim with --keypad)"}
+            for k in req["keys"]:
+                if k in "0123456789*#":
+                    self._keys.append(k)
+                    self._keys.append(None)
         elif cmd == "tamper":
             self._tamper = bool(req.get("open", True))
         elif cmd == "powerfail":
@@ -434,8 +499,13 @@ class SimBoard:
         return {"ok": True}
 
     def snapshot(self):
-        return {"ok": True, "relay_closed": self._relay, "buzzer": self._buzzer,
-                "backlight": self._backlight, "lcd": self.lcd_lines, "load_w": self.load_w,
+        b = self._buzzer
+        n = b[1]
+        log = [[b[2 + j % _TONES_KEPT * 2], b[3 + j % _TONES_KEPT * 2]]
+               for j in range(n - _TONES_KEPT if n > _TONES_KEPT else 0, n)]
+        return {"ok": True, "relay_closed": self._relay, "buzzer": b[0] > 0,
+                "buzzer_pitch_hz": b[0], "buzzer_changes": log,
+                "backlight": self._backlight, "lcd": self.lcd_text(), "load_w": self.load_w,
                 "volts": self.volts, "pulses": self._pulses, "mono_ms": self.mono_ms(),
                 "rtc_s": self.rtc_get(), "reset_cause": self._reset_cause}
 

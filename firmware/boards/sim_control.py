@@ -12,7 +12,7 @@ async def request(app, board, req):
     cmd = req.get("cmd")
     if cmd == "state":
         out = board.snapshot()
-        out["meter"] = app.snapshot()
+        out["meter"] = _snapshot(app)
         return out
     if cmd == "hang":
         return await _hang(app, req["task"], req.get("mode", "await"))
@@ -48,8 +48,23 @@ async def request(app, board, req):
         micropython.qstr_info()
         return {"ok": True}
     if cmd == "lcd_frame":
-        return {"ok": True, "hex": board.lcd_frame_hex(), "lines": board.lcd_lines}
+        return {"ok": True, "hex": board.lcd_frame_hex(), "lines": board.lcd_text()}
     return None
+
+
+def _snapshot(app):
+    # the meter's figures the tests read (st["meter"]): the core's view plus
+    # the app's link facts
+    s = app.core.snapshot()
+    s["meter_id"] = app.meter_id
+    if app.config_fault:
+        s["link_fault"] = app.fault_lcd()
+    s["link_up"] = bool(app.session and app.session.up)
+    if app.modem:
+        h = app.modem.health()
+        s["signal_dbm"] = h["rssi_dbm"] if h.get("rssi_dbm") is not None else "--"
+        s["modem"] = h.get("state")
+    return s
 
 
 async def _hang(app, name, mode):

@@ -14,7 +14,7 @@ ADC_SAMPLES = 640
 # config keys the credit engine takes from the provisioning config
 _CREDIT_KEYS = ("initial_balance_minor", "mode", "tariff", "warn_minor", "repeat_level",
                 "silence_s", "reconnect", "emergency_minor", "emergency_below_minor",
-                "friendly", "unsynced_friendly_s", "protection")
+                "friendly", "unsynced_friendly_s", "protection", "warn_days")
 
 
 def start(core, held):

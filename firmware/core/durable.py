@@ -15,7 +15,9 @@
 # (revenue source), "seq", "clock", "cal" (kept as loaded), "disp" (the
 # command dispatcher's counters and order record, committed with the ledger
 # they guard), and "snap_h"/"h": the hot record at the snapshot, and the
-# newest one (a hot checkpoint overrides "h" on load).
+# newest one (a hot checkpoint overrides "h" on load); "tok" (the offline
+# tokens' replay window and lockout, firmware/tokens/entry.py), from the
+# first token on.
 from firmware.store.store import StoreFault
 
 # The hot record is a JSON list on flash: positional, because a checkpoint
@@ -36,10 +38,12 @@ class Durable:
         self.cal = None              # calibration, kept as loaded
         self.dispatcher = None
         self.disp_state = None       # the dispatcher's saved state until one is attached
+        self.tok = None              # the offline tokens' state list (tokens/entry.py changes it in place)
 
     def keep(self, state, cal):
         """What the snapshot carries through unchanged from the loaded state."""
         self.disp_state = (state or {}).get("disp")
+        self.tok = (state or {}).get("tok")
         self.cal = cal
 
     def attach_dispatcher(self, dispatcher):
@@ -69,6 +73,8 @@ class Durable:
             d["disp"] = self.dispatcher.dump()
         elif self.disp_state:
             d["disp"] = self.disp_state
+        if self.tok:
+            d["tok"] = self.tok
         return d
 
     def registered(self, wh):

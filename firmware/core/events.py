@@ -54,10 +54,10 @@ class Events:
                 _, _, entry, ref, amount_minor, balance_minor, reason, wh = e
                 f = {"entry": entry, "amount_minor": amount_minor, "balance_minor": balance_minor,
                      "reason": reason, "wh": wh}
-                if entry == "topup":  # the head-end matches it to its order
+                if entry == "topup" and type(ref) is int:  # the head-end matches it to its order
                     f["order"] = ref
                     topup_seq = self.add("topup", f)
-                else:
+                else:   # an offline token's top-up (ref "tok<count>") is a ledger event
                     f["ref"] = str(ref)
                     self.add("ledger", f)
             elif k == "relay":   # credit/policy.py

@@ -12,6 +12,17 @@ FAILED = "store_failed"   # every change is refused while the store has failed
 class Facade:
     def __init__(self, core):
         self.core = core
+        self.tokens = None   # firmware/tokens/entry.py, made at the first token
+
+    def token(self, text, commit=True):
+        """Enter an offline token: the result line "<code> <amount_minor>
+        <balance_minor>[ #<count>]" (firmware/tokens/entry.py); the core's last_token
+        holds (code, amount_minor, count, balance_minor) for the LCD."""
+        t = self.tokens
+        if t is None:
+            from firmware.tokens.entry import TokenEntry
+            t = self.tokens = TokenEntry(self.core)
+        return t.enter(text, commit)
 
     def topup(self, order_id, amount_minor):
         c = self.core

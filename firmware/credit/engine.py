@@ -38,6 +38,7 @@ class CreditEngine:
         self.synced = True
         self.unsynced_s = 0       # meter seconds run on an unsynced clock
         self.in_friendly = False
+        self.last_topup = None    # [order id, amount_minor, local s] of the last top-up (LCD)
         self.events = []
         self._dt_day = None       # cache: day number -> tariff day type
         self._dt = 0
@@ -152,7 +153,12 @@ class CreditEngine:
         return self.friendly.in_force(self.now_s)
 
     def _settle(self, why):
-        self.policy.settle(self.ledger.balance_minor, self.in_friendly,
+        p = self.policy
+        if p.warn_days:
+            # the meter core has it loaded for the screens anyway
+            from firmware.credit.forecast import days
+            p.days = days(self.ledger, self.now_s // DAY_S, self.ledger.balance_minor)
+        p.settle(self.ledger.balance_minor, self.in_friendly,
                            self.protection.open_reason(), why, self.now_s, self.events)
 
     # --- customer and server actions; each returns "ok" or a reason code
@@ -165,6 +171,7 @@ class CreditEngine:
             return "duplicate"
         led.remember(order_id)
         led.post(TOPUP, order_id, amount_minor, "payment", self.events)
+        self.last_topup = [order_id, amount_minor, self.now_s]
         owed = led.owed_minor()
         if owed > 0:
             led.post(REPAY, order_id, owed if owed < amount_minor else amount_minor,
@@ -183,8 +190,10 @@ class CreditEngine:
         self._settle("adjust")
         return "ok"
 
-    def long_press(self):
-        """The customer asks for emergency credit."""
+    def emergency_refusal(self):
+        """Why a long press would lend no emergency credit now: "not_prepaid",
+        "disabled", "in_use" or "not_low"; None when it would (the LCD offers
+        it only then, firmware/ui/screens.py)."""
         led = self.ledger
         if self.policy.mode != PREPAID:
             return "not_prepaid"
@@ -194,6 +203,14 @@ class CreditEngine:
             return "in_use"
         if led.balance_minor > self.emergency_below_minor:
             return "not_low"
+        return None
+
+    def long_press(self):
+        """The customer asks for emergency credit."""
+        why = self.emergency_refusal()
+        if why:
+            return why
+        led = self.ledger
         led.post(LOAN, "ec", self.emergency_minor, "long_press", self.events)
         self.policy.credit_open = False  # the customer is at the meter: no extra press needed
         self._settle("emergency")
@@ -323,7 +340,8 @@ class CreditEngine:
                 "pending": self.pending.source if self.pending else None,
                 "pending_at_s": self.pending_at_s, "month_key": self.month_key,
                 "month_wh": self.month_wh, "now_s": self.now_s, "synced": self.synced,
-                "unsynced_s": self.unsynced_s, "friendly": self.in_friendly}
+                "unsynced_s": self.unsynced_s, "friendly": self.in_friendly,
+                "last_topup": self.last_topup}
 
     @classmethod
     def from_dict(cls, d):
@@ -341,4 +359,5 @@ class CreditEngine:
         e.synced = d.get("synced", True)
         e.unsynced_s = d.get("unsynced_s", 0)
         e.in_friendly = d.get("friendly", False)
+        e.last_topup = d.get("last_topup")
         return e

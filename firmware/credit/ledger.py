@@ -14,6 +14,7 @@ from micropython import const
 
 _MICRO = const(1000000)
 _IDS_KEPT = const(16)  # recent top-up / adjustment ids remembered against re-sends
+_COST_DAYS = const(8)  # today and the 7 days before it (credit/forecast.py's days left)
 
 CHARGE = "charge"
 TOPUP = "topup"
@@ -23,7 +24,8 @@ REPAY = "repay"
 
 _STATE = ("initial_minor", "balance_minor", "rem_micro", "topups_minor", "loans_minor",
           "adjust_minor", "charges_minor", "repay_minor", "charged_wh", "seq",
-          "open_ver", "open_tier", "open_period", "open_day", "open_wh", "open_minor", "ids")
+          "open_ver", "open_tier", "open_period", "open_day", "open_wh", "open_minor", "ids",
+          "costs")
 
 
 class Ledger:
@@ -48,6 +50,11 @@ class Ledger:
         self.open_wh = 0
         self.open_minor = 0
         self.ids = []
+        # What energy cost each local day, for the days-left forecast: one
+        # list, so it costs one name and travels in the snapshot as is:
+        # [newest day number (-1: none yet), days seen (capped at 8),
+        #  cost of that day, of the day before, ... 8 days] in minor units.
+        self.costs = [-1, 0] + [0] * _COST_DAYS
 
     def owed_minor(self):
         """Emergency credit taken and not yet repaid."""
@@ -74,6 +81,22 @@ class Ledger:
         self.charged_wh += wh
         self.open_wh += wh
         self.open_minor += whole
+        # the day's cost (costs, above); allocates nothing. A day before the
+        # newest (a clock stepped back) counts into the newest: the ring
+        # never moves back; days skipped cost 0.
+        c = self.costs
+        k = day - c[0]
+        if c[0] < 0:            # the first charge this ledger ever took
+            c[0] = day
+            c[1] = 1
+        elif k > 0:
+            c[0] = day
+            c[1] = c[1] + k if c[1] + k < _COST_DAYS else _COST_DAYS
+            j = _COST_DAYS + 1
+            while j >= 2:
+                c[j] = c[j - k] if j - k >= 2 else 0
+                j -= 1
+        c[2] += whole
 
     def close_charge(self, events):
         if not self.open_wh:
@@ -117,6 +140,15 @@ class Ledger:
         self.open_minor += minor
         self.charged_wh += wh
         self.open_wh += wh
+        # The snapshot was committed when this entry opened, after its first
+        # charge moved the day ring on: the newest day is the entry's, or a
+        # later one the clock stepped back from (charged into, as charge()
+        # does). A ring from before the forecast starts at the entry's day.
+        c = self.costs
+        if c[0] < 0:
+            c[0] = self.open_day
+            c[1] = 1
+        c[2] += minor
 
     def open_key(self):
         """Identity of the open charge entry and the entry count: when it
@@ -136,6 +168,7 @@ class Ledger:
         for k in _STATE:
             d[k] = getattr(self, k)
         d["ids"] = list(self.ids)
+        d["costs"] = list(self.costs)
         return d
 
     def load(self, d):
@@ -143,3 +176,5 @@ class Ledger:
             if k in d:
                 setattr(self, k, d[k])
         self.ids = list(d.get("ids", ()))
+        if len(self.costs) != 2 + _COST_DAYS:   # a flash from before the forecast has none
+            self.costs = [-1, 0] + [0] * _COST_DAYS

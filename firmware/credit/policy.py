@@ -39,7 +39,8 @@ MANUAL = ("auto", "open", "close")
 # them to turn a request into a sound pattern.
 QUIET = 0
 BEEP_ONCE = 1   # one short beep, at most once per local day (level >= 1)
-REPEAT = 2      # repeating beep until a button press silences it (level >= repeat_level)
+REPEAT = 2      # repeating beep until a button press silences it (level >= repeat_level),
+                # for silence_s at most and until the level changes
 
 
 class Friendly:
@@ -87,9 +88,16 @@ class Policy:
         self.beeps = 0             # count of one-off beeps asked for (the UI chirps on change)
         self.beep_day = -1
         self.silenced_until_s = 0
+        # the days-left forecast in tenths of a day (credit/forecast.py
+        # days()), set by the engine when warn_days is configured; None:
+        # no forecast. ("days", a name the heap already holds.)
+        self.days = None
 
     def configure(self, cfg):
         self.warn_minor = tuple(cfg.get("warn_minor", (5000, 1000)))
+        # "about N days left": the days-left forecast at or below warn_days
+        # is a warning of level 1 at least (none without the key)
+        self.warn_days = cfg.get("warn_days")
         self.repeat_level = cfg.get("repeat_level", 2)
         self.silence_s = cfg.get("silence_s", 3600)
         self.auto_reconnect = cfg.get("reconnect", "press") == "auto"
@@ -101,11 +109,17 @@ class Policy:
         for t in self.warn_minor:
             if balance_minor <= t:
                 n += 1
+        d = self.days
+        if n == 0 and self.warn_days and d is not None and d <= self.warn_days * 10:
+            n = 1
         return n
 
     def press(self, now_s, balance_minor, friendly):
-        """A customer's button press: silences the buzzer and confirms a reconnection."""
+        """A customer's button press: silences the buzzer's repeating warning
+        (for silence_s at most, and only until the level changes) and
+        confirms a reconnection."""
         self.silenced_until_s = now_s + self.silence_s
+        self.beep_day = day_number(now_s)   # nor the once-a-day beep in its place
         if self.credit_open and (balance_minor > 0 or friendly):
             self.credit_open = False
 
@@ -148,6 +162,7 @@ class Policy:
         if level != self.level:
             events.append(("warn", self.level, level, balance_minor))
             self.level = level
+            self.silenced_until_s = 0   # a press silenced the level before this one
 
         day = day_number(now_s)
         if level >= self.repeat_level and now_s >= self.silenced_until_s:

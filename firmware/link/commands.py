@@ -17,6 +17,10 @@
 #   state() -> dict                         the state snapshot (docs/protocol.md)
 #   billing(since) -> list of lists         daily frozen records, day > since
 #   billing_monthly(since) -> list of lists monthly frozen records, month > since
+#   token(text, commit) -> "<code> <amount_minor> <balance_minor>[ #<count>]"
+#                                           an offline token relayed by the server
+#                                           (firmware/tokens/entry.py); commit=False:
+#                                           the dispatcher commits
 #   commit()                                persist ledger + dump() of this
 #                                           dispatcher in ONE atomic record;
 #                                           raise if that fails
@@ -57,8 +61,10 @@ KINDS = {
     "config": ((("settings", _OBJ),), ()),
     "time": ((("utc_s", _MIN_TIME_UTC, MAX_UTC),), ()),
     "query": ((("what", ("state", "commlog", "billing", "billing_monthly", "events")),), (("since", 0, MAX_CTR),)),
+    "token": ((("token", str),), ()),
 }
-# Reserved for later issues, refused as unknown_kind today: "token", "update".
+# Reserved for a later issue, refused as unknown_kind today: "update".
+_MAX_TOKEN_CHARS = const(32)   # 12 digits with room for spaces and dashes
 
 # config settings: name -> (lo, hi); "holidays" is a list of YYYYMMDD ints.
 CONFIG = {
@@ -87,6 +93,8 @@ def _check_field(spec, v):
     want = spec[1]
     if want is _OBJ:
         return type(v) is dict
+    if want is str:
+        return type(v) is str and 0 < len(v) <= _MAX_TOKEN_CHARS
     return type(v) is str and v in want
 
 
@@ -329,6 +337,15 @@ class Dispatcher:
             self.orders.add(obj["order"], balance, seq)
             ack["balance_minor"] = balance
             ack["seq"] = seq
+        elif kind == "token":
+            # the command is carried out whatever the token's own result
+            # ("used", "invalid", ...): that result is the answer's data,
+            # and the token window moves in the same commit as the counter
+            r = f.token(obj["token"], False).split()
+            ack["data"] = {"result": r[0], "amount_minor": int(r[1]),
+                           "count": int(r[3][1:]) if len(r) > 3 else -1}
+            ack["balance_minor"] = int(r[2])
+            result = "ok"
         else:
             if kind == "tariff":
                 reason = f.tariff(obj["version"], obj["activate_utc_s"], obj["tariff"])

@@ -81,6 +81,7 @@ class Session:
         self.subs = []
         self.up = False
         self.state = "idle"
+        self.heard_s = 0         # UTC of the last packet from the broker (_dispatch)
         self._on_message = None
         self._sock = None
         self._addr = None
@@ -445,6 +446,10 @@ class Session:
         return big
 
     def _dispatch(self, pkt):
+        if self.clock:
+            # any packet from the broker is a successful exchange: the LCD's
+            # link screen shows when the last one came (how fresh the app is)
+            self.heard_s = self.clock.utc_s()
         if isinstance(pkt, BigPublish):
             self._dropped(pkt)
             return

@@ -174,11 +174,24 @@ class Tools:
         return Report(["logged out"])
 
     def token(self, code):
-        """An offline token: prints one result line (add/set/used/invalid/...)."""
-        entry = getattr(self.app.core, "token", None)
-        if entry is None:
+        """An offline token (firmware/tokens/, docs/tokens.md): the one result
+        line "<code> <amount_minor> <balance_minor>[ #<count>]", code one of
+        add set used invalid locked disable sync."""
+        app = self.app
+        f = app.core.facade
+        if not hasattr(f, "token"):
             return Report(["unavailable: this firmware has no offline tokens"])
-        return Report([entry(str(code))])
+        gc.collect()   # the commit needs a few KB in one piece (as the keypad does)
+        try:
+            line = f.token(str(code))
+        except Exception as e:
+            # halfway: part of the change may be in RAM, none on the flash;
+            # restart from the flash state (as the keypad does): type it again
+            app.log("token", "internal error", repr(e))
+            app.board.reset()
+            raise
+        app.state_dirty = app.lcd_due = True
+        return Report([line])
 
     def help(self):
         return Report(["status() screens() events(n) comms(n) topups(n) billing() link() mem()",
@@ -189,12 +202,26 @@ class Tools:
                        "Ctrl-C stops your statement, never the meter; docs/tech-console.md"])
 
 
+_N_SCREENS = 12   # the front panel's screens (ui/panel.py _N_SCREENS)
+_ICONS = " .:|#!+-^@*&"   # render.py's icon codes 1-11 as ASCII
+
+
 def _screen_texts(app):
-    """Every LCD screen's lines, as the screens module renders them. One
-    function, so that a change of the screens module has one place here."""
-    from firmware.ui import screens
-    snap = app.snapshot()
-    return [screens.render_lines(i, snap) for i in range(len(screens.SCREENS))]
+    """Every LCD screen's rows, as the front panel writes them (ui/screens.py
+    fill and draw), into a renderer of its own: the shown frame is not
+    touched. One function, so that a change of the screens has one place here."""
+    from firmware.ui import render, screens, texts
+    t = texts.get(app.cfg.get("language") or b"en") or texts.get(b"en")
+    r = render.Renderer(t)
+    v = screens.view(app.meter_id, app.cfg["currency"])
+    screens.fill(v, app, app.ui.fault)
+    out = []
+    for k in range(_N_SCREENS):
+        screens.draw(r, v, k)
+        rows = r.rows
+        out.append(["".join(_ICONS[c] if c < 12 else chr(c) for c in rows[y:y + 16]).rstrip()
+                    for y in range(0, len(rows), 16)])
+    return out
 
 
 PRIVILEGED = ("relay", "adjust", "config", "calibrate", "provision")

@@ -12,11 +12,13 @@ async def run(app, admin, click):
     b = app.board
     core = app.core
     res = []
-    # LCD: a checkerboard for a second, then the UI task draws the screen again
-    b.lcd_show(bytes((0xAA, 0x55)) * 512, ["SELFTEST"])
+    # LCD: every pixel on for a second (the boot self-test's frame,
+    # ui/render.py), then the front panel draws its screen again
+    from firmware.ui import render
+    render.selftest(b, 1)
     await asyncio.sleep_ms(1000)
     app.lcd_due = True
-    res.append(("lcd", "pass", "checkerboard shown 1 s: look at it"))
+    res.append(("lcd", "pass", "all pixels on 1 s: look at it"))
     b.buzzer(True)
     await asyncio.sleep_ms(150)
     b.buzzer(False)

@@ -1,6 +1,6 @@
 # A fake of MicroPython's `machine` module as documented for the ESP32 port
-# (docs.micropython.org: machine, machine.Pin, ADC, UART, WDT, RTC, SPI, PWM,
-# Timer; esp32/quickref). Same class names, constructor and method signatures
+# (docs.micropython.org: machine, machine.Pin, ADC, UART, WDT, RTC, SPI, I2C,
+# PWM, Timer; esp32/quickref). Same class names, constructor and method signatures
 # and constants (with the ESP32 port's values), so boards/esp32.py runs on it
 # unchanged in the unix-port MicroPython (and in CPython for coverage).
 #
@@ -45,6 +45,7 @@ def reset_fakes():
     _pins.clear()
     _adc_src.clear()
     _timers.clear()
+    _i2c_devices.clear()
     on_idle = None
     _reset_cause = PWRON_RESET
     wdt = None
@@ -456,6 +457,50 @@ class SPI:
         log.append(("spi", self.id, bytes(write_buf)))
         for i in range(len(read_buf)):
             read_buf[i] = 0
+
+
+# --- I2C ---------------------------------------------------------------------
+# A test attaches a device at an address (attach_i2c): an object with
+# write(bytes) and read(n) -> bytes. A transfer to an empty address raises
+# OSError(ENODEV), as the port does when nothing acknowledges.
+_i2c_devices = {}
+
+
+def attach_i2c(addr, device):
+    if device is None:
+        _i2c_devices.pop(addr, None)
+    else:
+        _i2c_devices[addr] = device
+
+
+class I2C:
+    def __init__(self, id, *, scl=None, sda=None, freq=400000, timeout=50000):
+        if id not in (0, 1):
+            raise ValueError("I2C(%d) doesn't exist" % id)
+        self.id = id
+        self.pins = (scl and _pin_id(scl), sda and _pin_id(sda))
+        self.freq = freq
+
+    def _dev(self, addr):
+        d = _i2c_devices.get(addr)
+        if d is None:
+            raise OSError(19)   # ENODEV: no acknowledge
+        return d
+
+    def scan(self):
+        return sorted(_i2c_devices)
+
+    def writeto(self, addr, buf, stop=True):
+        self._dev(addr).write(bytes(buf))
+        return len(buf)
+
+    def readfrom(self, addr, nbytes, stop=True):
+        return self._dev(addr).read(nbytes)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        data = self._dev(addr).read(len(buf))
+        for i in range(len(buf)):
+            buf[i] = data[i]
 
 
 # --- PWM ---------------------------------------------------------------------

@@ -8,6 +8,7 @@
   mode M1 prepaid|postpaid
   config M1 warn1_minor=5000 ...
   time M1                            send the server's UTC time
+  token M1 "123 456 789"             relay an offline token (an SMS-sold one) to the meter
   query M1 state|commlog|billing|billing_monthly|events [--since N]
   watch M1                           print every message of a meter live
   serve                              run a worker (shared subscription) until Ctrl-C
@@ -81,6 +82,7 @@ def parser():
     p = sub.add_parser("mode"); p.add_argument("meter"); p.add_argument("mode", choices=["prepaid", "postpaid"])
     p = sub.add_parser("config"); p.add_argument("meter"); p.add_argument("settings", nargs="+")
     p = sub.add_parser("time"); p.add_argument("meter")
+    p = sub.add_parser("token"); p.add_argument("meter"); p.add_argument("token", help="an OpenPAYGO token, e.g. \"123 456 789\" (docs/tokens.md)")
     p = sub.add_parser("query"); p.add_argument("meter")
     p.add_argument("what", choices=["state", "commlog", "billing", "billing_monthly", "events"]); p.add_argument("--since", type=int, default=0)
     p = sub.add_parser("watch"); p.add_argument("meter")
@@ -188,6 +190,8 @@ def run(a):
             ctr = he.send(a.meter, "config", **fields)
         elif a.cmd == "time":
             ctr = he.send(a.meter, "time", utc_s=int(time.time()))
+        elif a.cmd == "token":
+            ctr = he.send(a.meter, "token", token=a.token)
         else:
             q = {"what": a.what}
             if a.what in ("billing", "billing_monthly", "events"):
