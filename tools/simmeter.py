@@ -243,7 +243,7 @@ class SimMeter:
         ConsoleError."""
         try:
             compile(code, "<console>", "eval")
-            code = "_r = (%s)\nif _r is not None: print(_r)" % code
+            code = "_r = (%s)\nif _r is not None: print(_r)\ndel _r" % code
         except SyntaxError:
             pass
         out, err = self.repl_exec(code, timeout)

@@ -3,9 +3,9 @@
 # provisioning. Each needs a live login (firmware/repl/auth.py), changes the
 # meter through the object that owns the change (the credit engine, the
 # durable store, the board's provisioning file), and is logged and sent to
-# the server as a "tech" event naming the action. Loaded at the first login
-# (firmware/repl/helpers.py), so a session that only looks never holds it.
-from firmware.repl.report import Report
+# the server as a "tech" event naming the action. Loaded for each call and
+# dropped after it (firmware/repl/helpers.py): a session holds none of it.
+from firmware.repl.helpers import Report
 
 _SECRET = ("key_hex", "mqtt_password", "ppp_key", "token_key_hex", "tech_pin_hash",
            "tech_pin_salt")
@@ -17,9 +17,9 @@ _LIVE = ("warn_minor", "repeat_level", "silence_s", "reconnect", "emergency_mino
 
 
 class Admin:
-    def __init__(self, app, auth):
-        self.app = app
-        self.auth = auth
+    def __init__(self, repl):
+        self.app = repl.app
+        self.auth = repl.get_auth()
 
     def login_event(self, r, text):
         """A login's outcome to the event log: every wrong PIN and lockout too."""

@@ -5,7 +5,7 @@
 # Loaded for the call and dropped (firmware/repl/helpers.py, _once).
 import asyncio
 
-from firmware.repl.report import known as _known, text as _text
+from firmware.repl.helpers import known as _known, text as _text
 
 
 async def run(app, admin, click):

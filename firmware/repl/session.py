@@ -68,15 +68,20 @@ class Repl:
         self.stopped = 0          # statements stopped by Ctrl-C or the budget
         self._t = time.ticks_ms()
         self.g = None
-        self.admin = None         # the privileged helpers, once loaded (helpers._admin)
-        from firmware.repl.auth import Auth
-        self.auth = Auth(app.cfg, app.core.clock.mono_ms)   # outlives a soft reset's globals
+        self.auth = None          # the PIN's state (get_auth); outlives a soft reset's globals
         self.reset()
 
     # --- globals: the helpers (firmware/repl/helpers.py) and the session
     def reset(self):
         from firmware.repl import helpers
         self.g = helpers.make(self.app, self)
+
+    def get_auth(self):
+        """The login and lockout state, made at the first login."""
+        if self.auth is None:
+            from firmware.repl.auth import Auth
+            self.auth = Auth(self.app.cfg, self.app.core.clock.mono_ms)
+        return self.auth
 
     def stats(self):
         return {"held_max_ms": self.held_max_ms, "held_total_ms": self.held_total_ms,
@@ -324,7 +329,8 @@ class Repl:
     # --- running a statement
     async def _do(self, src, kind):
         self.statements += 1
-        self.auth.touch()
+        if self.auth:
+            self.auth.touch()
         raw = kind == "raw"
         err = None
         try:
@@ -385,7 +391,9 @@ class Repl:
             if _awaitable(res):
                 self.jobs.append(res)
             else:
-                self.g["_"] = res
+                from firmware.repl.helpers import Report
+                if not isinstance(res, Report):
+                    self.g["_"] = res   # a helper's report is not kept: it is heap
                 self.w(repr(res) + "\r\n")
         return err
 
