@@ -8,10 +8,11 @@ import asyncio
 def task(app):
     async def console():
         stream, chunk = app.board.console_io()   # also makes Ctrl-C a byte, not an interrupt
-        first = await asyncio.StreamReader(stream).read(1)
+        reader = asyncio.StreamReader(stream)
+        first = await reader.read(1)
         while not first:      # nothing attached to the port (a closed pipe)
             await asyncio.sleep_ms(1000)
-            first = await asyncio.StreamReader(stream).read(1)
+            first = await reader.read(1)
         from firmware.repl.session import Repl
-        await Repl(app, stream, chunk).run(first)
+        await Repl(app, stream, chunk, reader).run(first)
     return console

@@ -472,7 +472,8 @@ class Esp32Board:
         return getattr(sys.stdin, "buffer", sys.stdin), 256
 
     def console_guard(self, budget_ms):
-        return _ConsoleGuard(budget_ms)
+        from firmware.boards.esp32_console import Guard   # loaded with the REPL, not at boot
+        return Guard(budget_ms)
 
     def provisioning_save(self, cfg):
         """Write the factory config file (provision(), config(key=value))."""
@@ -537,50 +538,3 @@ class Esp32Board:
         if self._ppp is not None:
             self._ppp.disconnect()
             self._ppp = None
-
-
-class _ConsoleGuard:
-    """While a technician's statement runs: the UART's Ctrl-C raises
-    KeyboardInterrupt in it (kbd_intr(3), the UART interrupt does it), and a
-    one-shot timer raises one when the statement outlives its budget. The
-    timer's callback runs scheduled, where an exception would be caught, so
-    it schedules the interrupt itself: micropython.schedule(kbd_intr, None)
-    (MicroPython v1.29 and later) raises it in the main program."""
-
-    def __init__(self, budget_ms):
-        from machine import Timer
-        self.budget_ms = budget_ms
-        self.timer = Timer(pins.CONSOLE_TIMER_ID)
-        self.fired = False
-        self.why = None
-
-    def _fire(self, _t):
-        import micropython
-        self.fired = True
-        self.why = "budget"
-        micropython.schedule(micropython.kbd_intr, None)
-
-    def arm(self):
-        import micropython
-        from machine import Timer
-        self.fired = False
-        self.why = None
-        micropython.kbd_intr(3)
-        self.timer.init(mode=Timer.ONE_SHOT, period=self.budget_ms, callback=self._fire)
-
-    def disarm(self):
-        import micropython
-        self.timer.deinit()
-        micropython.kbd_intr(-1)
-        return self.fired
-
-    def absorb(self, max_ms=1000):
-        t = time.ticks_ms()
-        try:
-            while time.ticks_diff(time.ticks_ms(), t) < max_ms:
-                pass
-        except KeyboardInterrupt:
-            pass
-
-    def typed_into(self, buf):
-        pass   # the UART buffers what is typed meanwhile; the REPL reads it next

@@ -7,7 +7,7 @@
 # process (a background `kill`, as system() ignores SIGINT while it waits):
 # the interpreter's handler turns it into a KeyboardInterrupt in the main
 # thread (it stays installed: kbd_intr(3)). Bytes typed meanwhile
-# are kept for the REPL (typed_into). The ESP32's guard is a timer and the
+# are kept for the REPL (typed). The ESP32's guard is a timer and the
 # UART's own Ctrl-C (boards/esp32.py).
 import os
 import select
@@ -48,56 +48,39 @@ class Guard:
             self.armed_at = None
             return self.fired
 
-    def absorb(self, max_ms=1000):
-        # the statement ended as the guard fired: the interrupt it sent lands here
-        t = time.ticks_ms()
-        try:
-            while time.ticks_diff(time.ticks_ms(), t) < max_ms:
-                pass
-        except KeyboardInterrupt:
-            pass
-
-    def typed_into(self, buf):
-        with self.lock:
-            buf.extend(self.typed)
-            self.typed[:] = b""
-
-    def _fire(self, why):
-        self.fired = True
-        self.why = why
-        # system() ignores SIGINT in the caller until the command is done, so
-        # the kill runs in the background, a moment after system() returns
-        os.system("(sleep 0.005; kill -INT %s) &" % self.pid)
-
     def _watch(self):
         p = select.poll()
         p.register(sys.stdin, select.POLLIN)
         while True:
-            self.go.acquire()
+            self.go.acquire()   # asleep until a statement starts (arm)
             self.kick = False
-            while self._watch_once(p):
-                pass
-
-    def _watch_once(self, p):
-        """One look while a statement runs; False once it is over."""
-        ready = p.poll(10)
-        with self.lock:
-            if self.armed_at is None:
-                return False
-            if not self.fired:
-                if ready:
-                    # read(n) waits for all n bytes: one at a time, while poll says so
-                    data = b""
-                    while len(data) < 256 and p.poll(0):
-                        b = sys.stdin.buffer.read(1)
-                        if not b:
-                            break
-                        data += b
-                    i = data.find(b"\x03")
-                    if i >= 0:
-                        data = data[:i] + data[i + 1:]
-                        self._fire("ctrl-c")
-                    self.typed.extend(data or b"")
-                if not self.fired and time.ticks_diff(time.ticks_ms(), self.armed_at) > self.budget_ms:
-                    self._fire("budget")
-        return True
+            while True:
+                ready = p.poll(10)
+                with self.lock:
+                    if self.armed_at is None:
+                        break   # the statement is over
+                    if self.fired:
+                        continue
+                    why = None
+                    if ready:
+                        # read(n) waits for all n bytes: one at a time, while poll says so
+                        data = b""
+                        while len(data) < 256 and p.poll(0):
+                            b = sys.stdin.buffer.read(1)
+                            if not b:
+                                break
+                            data += b
+                        i = data.find(b"\x03")
+                        if i >= 0:
+                            data = data[:i] + data[i + 1:]
+                            why = "ctrl-c"
+                        self.typed.extend(data)
+                    if why is None and time.ticks_diff(time.ticks_ms(), self.armed_at) > self.budget_ms:
+                        why = "budget"
+                    if why:
+                        self.fired = True
+                        self.why = why
+                        # system() ignores SIGINT in the caller until the command
+                        # is done, so the kill runs in the background, a moment
+                        # after system() returns
+                        os.system("(sleep 0.005; kill -INT %s) &" % self.pid)

@@ -4,8 +4,8 @@
 # meter through the object that owns the change (the credit engine, the
 # durable store, the board's provisioning file), and is logged and sent to
 # the server as a "tech" event naming the action. Loaded for each call and
-# dropped after it (firmware/repl/helpers.py): a session holds none of it.
-from firmware.repl.helpers import Report
+# dropped after it (firmware/repl/session.py): a session holds none of it.
+from firmware.repl.session import Report
 
 _SECRET = ("key_hex", "mqtt_password", "ppp_key", "token_key_hex", "tech_pin_hash",
            "tech_pin_salt")

@@ -2,10 +2,16 @@
 # line for the LCD, the buzzer, the relay (only with click=True after a
 # login: it cuts the supply), storage, the modem, the clock and the
 # watchdog. A coroutine: it runs beside the meter (the REPL's later()).
-# Loaded for the call and dropped (firmware/repl/helpers.py, _once).
+# Loaded for the call and dropped (firmware/repl/session.py, once).
 import asyncio
 
-from firmware.repl.helpers import known as _known, text as _text
+
+def _known(v):
+    return "--" if v is None else str(v)
+
+
+def _text(v):
+    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
 
 
 async def run(app, admin, click):

@@ -12,7 +12,8 @@
 #             time the REPL sends 0x01 (flow control); Ctrl-D ends the source
 #
 # The meter never stops for it:
-#   - input is read by a task of its own (StreamReader: the loop runs on);
+#   - input comes through a StreamReader (the loop runs while none comes),
+#     then what else poll() says has arrived;
 #   - Ctrl-C is a byte here, never a KeyboardInterrupt in the meter; while a
 #     technician's statement runs, the board's console guard turns Ctrl-C,
 #     or the statement outliving BUDGET_MS, into a KeyboardInterrupt raised
@@ -41,18 +42,95 @@ _RAW = const(1)
 _PASTE = const(2)        # raw-paste
 _FPASTE = const(3)       # friendly paste mode (Ctrl-E)
 
+# --- the helpers in the REPL's globals (documented with an example each in
+# docs/tech-console.md). Each global is a Helper: its code is loaded from
+# the image for the call and dropped after it (views.py for what looks,
+# admin.py for what needs the PIN, selftest.py), so an open session keeps
+# only these few objects in the heap. Report, what the helpers return,
+# stays loaded with them.
+#
+# This is not a sandbox: the serial port gives Python, and Python on the
+# board reaches everything. The PIN keeps the helpers that change money,
+# the relay and the config out of casual hands; the port itself is behind
+# the sealed terminal cover.
+VIEWS = ("status", "link", "screens", "events", "comms", "topups", "billing", "modem", "at",
+         "selftest", "login", "logout", "token", "help")
+PRIVILEGED = ("relay", "adjust", "config", "calibrate", "provision")
+
+
+def once(path):
+    """The module at `path`, loaded for the occasion and not kept."""
+    import sys
+    __import__(path)
+    mod = sys.modules.pop(path)
+    try:
+        delattr(sys.modules["firmware.repl"], path.rpartition(".")[2])
+    except (AttributeError, KeyError):
+        pass
+    return mod
+
+
+class Helper:
+    """One name in the REPL's globals (its index in NAMES: the one field, so
+    that twenty of them stay small)."""
+
+    def __init__(self, i):
+        self.i = i
+
+    def __call__(self, *args, **kw):
+        i = self.i
+        if i < len(VIEWS):
+            tools = once("firmware.repl.views").Tools(_session[0])
+        else:
+            tools = once("firmware.repl.admin").Admin(_session[0])
+        return getattr(tools, NAMES[i])(*args, **kw)
+
+    def __repr__(self):
+        return "<helper %s(); help() lists them>" % NAMES[self.i]
+
+
+NAMES = VIEWS + PRIVILEGED
+_session = [None]   # the REPL session the helpers serve (one serial port, one session)
+
+
+def make(app, repl):
+    """The REPL's globals: the helpers, and `app` for a look inside."""
+    _session[0] = repl
+    g = {"__name__": "__main__", "app": app, "Report": Report}
+    for i in range(len(NAMES)):
+        g[NAMES[i]] = Helper(i)
+    g["later"] = repl.later
+    g["session"] = repl    # session.stats(): how long the REPL has held the loop
+    return g
+
+
+class Report:
+    """Lines of text; printed one per line (repr in the REPL, str in print)."""
+
+    def __init__(self, lines):
+        self.lines = lines
+
+    def __repr__(self):
+        return "\n".join(self.lines)
+
+    __str__ = __repr__
+
+
 BANNER = "meter REPL: the meter keeps running; help() lists the helpers\r\n"
 
 
 class Repl:
-    def __init__(self, app, stream, chunk, out=None):
+    def __init__(self, app, stream, chunk, reader=None, out=None):
+        import select
         self.app = app
         self.stream = stream
-        self.reader = asyncio.StreamReader(stream)
+        self.reader = reader or asyncio.StreamReader(stream)
+        self.poll = select.poll()
+        self.poll.register(stream, select.POLLIN)
         self.chunk = chunk
         self.out = out or sys.stdout
+        self.w = self.out.write
         self.inbuf = bytearray()
-        self.more = asyncio.Event()
         self.mode = _FRIENDLY
         self.line = bytearray()
         self.block = bytearray()  # friendly continuation lines, or the raw source
@@ -71,10 +149,9 @@ class Repl:
         self.auth = None          # the PIN's state (get_auth); outlives a soft reset's globals
         self.reset()
 
-    # --- globals: the helpers (firmware/repl/helpers.py) and the session
+    # --- globals: the helpers (make, above) and the session
     def reset(self):
-        from firmware.repl import helpers
-        self.g = helpers.make(self.app, self)
+        self.g = make(self.app, self)
 
     def get_auth(self):
         """The login and lockout state, made at the first login."""
@@ -92,10 +169,6 @@ class Repl:
         """Run `coro` after the statement, with the loop running (see header)."""
         self.jobs.append(coro)
 
-    # --- output
-    def w(self, s):
-        self.out.write(s)
-
     # --- the loop hold: the time since the REPL last resumed, noted at each await
     def _note(self):
         now = time.ticks_ms()
@@ -110,52 +183,49 @@ class Repl:
         await asyncio.sleep_ms(ms)
         self._t = time.ticks_ms()
 
-    async def _pump(self):
-        # A stream's read(n) waits for all n bytes, so: one byte through the
-        # StreamReader (the loop runs while none comes), then what else has
-        # arrived, one byte at a time while poll() says there is more.
-        import select
-        p = select.poll()
-        p.register(self.stream, select.POLLIN)
+    def _drain(self):
+        # A stream's read(n) waits for all n bytes: what has arrived is taken
+        # one byte at a time while poll() says there is more.
         s = self.stream
-        while True:
-            data = await self.reader.read(1)
-            if not data:
-                await asyncio.sleep_ms(500)   # nothing attached to the port
-                continue
-            self.inbuf += data
-            n = 1
-            while n < self.chunk and p.poll(0):
-                b = s.read(1)
-                if not b:
-                    break
-                self.inbuf += b
-                n += 1
-            self.more.set()
+        n = 0
+        while n < self.chunk and self.poll.poll(0):
+            b = s.read(1)
+            if not b:
+                break
+            self.inbuf += b
+            n += 1
 
     async def run(self, first=b""):
         self.inbuf += first
-        asyncio.create_task(self._pump())
         self.w("\r\n" + BANNER + ">>> ")
         while True:
             if not self.inbuf:
+                # one byte through the StreamReader: the loop runs while none comes
                 self._note()
-                self.more.clear()
-                if self.mode == _FRIENDLY:
-                    await self.more.wait()
-                else:
-                    try:
-                        await asyncio.wait_for_ms(self.more.wait(), _RAW_IDLE_MS)
-                    except asyncio.TimeoutError:
-                        self._leave_raw()   # the host went away without Ctrl-B
+                try:
+                    if self.mode == _FRIENDLY:
+                        b = await self.reader.read(1)
+                    else:
+                        b = await asyncio.wait_for_ms(self.reader.read(1), _RAW_IDLE_MS)
+                except asyncio.TimeoutError:
+                    b = b""
+                    self._leave_raw()   # the host went away without Ctrl-B
                 self._t = time.ticks_ms()
-                continue
+                if not b:
+                    if self.mode == _FRIENDLY:
+                        await asyncio.sleep_ms(500)   # nothing attached to the port
+                        self._t = time.ticks_ms()
+                    continue
+                self.inbuf += b
+                self._drain()
             data = bytes(self.inbuf)
             self.inbuf[:] = b""
             i = 0
             while i < len(data):
-                todo = self._byte(data[i])
+                c = data[i]
                 i += 1
+                m = self.mode
+                todo = self._friendly_byte(c) if m == _FRIENDLY or m == _FPASTE else self._raw_byte(c)
                 if todo is not None:
                     if i < len(data):
                         self.inbuf[0:0] = data[i:]   # the rest waits for the statement
@@ -163,18 +233,25 @@ class Repl:
                     break
 
     # --- input, one byte at a time; returns (source, kind) to run, or None
-    def _byte(self, c):
-        m = self.mode
-        if m == _PASTE:
-            return self._paste_byte(c)
-        if m == _RAW:
-            return self._raw_byte(c)
-        if m == _FPASTE:
-            return self._fpaste_byte(c)
-        return self._friendly_byte(c)
-
     def _raw_byte(self, c):
         b = self.block
+        if self.mode == _PASTE:
+            if c == 0x04 or c == 0x03:
+                self.w("\x04")       # the end, acknowledged
+                self.mode = _RAW
+                src = bytes(b)
+                b[:] = b""
+                if c == 0x03:
+                    self.w("\x04KeyboardInterrupt\r\n\x04>")
+                    return None
+                return src, "raw"
+            if len(b) < _SRC_MAX:
+                b.append(c)
+            self.window -= 1
+            if self.window == 0:
+                self.window = _WINDOW
+                self.w("\x01")       # room for one more window
+            return None
         if c == 0x01:
             if bytes(b) == b"\x05A":     # raw-paste asked for
                 b[:] = b""
@@ -203,50 +280,29 @@ class Repl:
             b.append(c)
         return None
 
-    def _paste_byte(self, c):
-        b = self.block
-        if c == 0x04 or c == 0x03:
-            self.w("\x04")       # the end, acknowledged
-            self.mode = _RAW
-            src = bytes(b)
-            b[:] = b""
-            if c == 0x03:
-                self.w("\x04KeyboardInterrupt\r\n\x04>")
-                return None
-            return src, "raw"
-        if len(b) < _SRC_MAX:
-            b.append(c)
-        self.window -= 1
-        if self.window == 0:
-            self.window = _WINDOW
-            self.w("\x01")       # room for one more window
-        return None
-
-    def _fpaste_byte(self, c):
-        b = self.block
-        if c == 0x03:
-            b[:] = b""
-            self.mode = _FRIENDLY
-            self.w("\r\n>>> ")
-        elif c == 0x04:
-            self.mode = _FRIENDLY
-            self.w("\r\n")
-            src = bytes(b)
-            b[:] = b""
-            return src, "exec"
-        elif c == 0x0D or c == 0x0A:
-            if not (c == 0x0A and self.last == 0x0D):
-                b.append(0x0A)
-                self.w("\r\n=== ")
-        elif len(b) < _SRC_MAX:
-            b.append(c)
-            self.w(chr(c))
-        self.last = c
-        return None
-
     def _friendly_byte(self, c):
         last, self.last = self.last, c
         line = self.line
+        if self.mode == _FPASTE:   # Ctrl-E paste mode: lines as they come, Ctrl-D runs them
+            b = self.block
+            if c == 0x03:
+                b[:] = b""
+                self.mode = _FRIENDLY
+                self.w("\r\n>>> ")
+            elif c == 0x04:
+                self.mode = _FRIENDLY
+                self.w("\r\n")
+                src = bytes(b)
+                b[:] = b""
+                return src, "exec"
+            elif c == 0x0D or c == 0x0A:
+                if not (c == 0x0A and last == 0x0D):
+                    b.append(0x0A)
+                    self.w("\r\n=== ")
+            elif len(b) < _SRC_MAX:
+                b.append(c)
+                self.w(chr(c))
+            return None
         if self.esc:
             # ESC [ ... final byte: arrow and function keys are ignored
             if self.esc == 1 or not (0x40 <= c <= 0x7E):
@@ -260,7 +316,7 @@ class Repl:
             self.mode = _RAW
             self.block[:] = b""
             self.line[:] = b""
-            self._hold()
+            self.app.log_hold = []   # app log lines wait while mpremote holds raw mode
             self.w("\r\nraw REPL; CTRL-B to exit\r\n>")
         elif c == 0x02:
             self.w("\r\n" + BANNER + ">>> ")
@@ -313,9 +369,6 @@ class Repl:
         return None
 
     # --- raw mode and the app's log
-    def _hold(self):
-        self.app.log_hold = []
-
     def _leave_raw(self):
         if self.mode == _FRIENDLY:
             return
@@ -339,7 +392,10 @@ class Repl:
                 err = await self._job(self.jobs.pop(0))
         finally:
             self.jobs = []
-            self.guard.typed_into(self.inbuf)
+            t = self.guard.typed     # bytes the guard read while the statement ran
+            if t:
+                self.inbuf.extend(t)
+                t[:] = b""
         if raw:
             self.w("\x04")
             if err is not None:
@@ -377,7 +433,10 @@ class Repl:
                 err = e
                 fired = g.disarm()
             if fired and not isinstance(err, KeyboardInterrupt):
-                g.absorb()   # it ended just as the guard fired: take the interrupt here
+                # it ended just as the guard fired: the interrupt on its way lands here
+                t = time.ticks_ms()
+                while time.ticks_diff(time.ticks_ms(), t) < 1000:
+                    pass
         except KeyboardInterrupt as e:
             err = e
             g.disarm()
@@ -388,10 +447,9 @@ class Repl:
                                         "loop %d ms; long work goes to a helper's job" % (
                                             BUDGET_MS, BUDGET_MS))
         if err is None and kind == "single" and res is not None:
-            if _awaitable(res):
+            if type(res).__name__ in ("generator", "coroutine"):   # a coroutine: awaited
                 self.jobs.append(res)
             else:
-                from firmware.repl.helpers import Report
                 if not isinstance(res, Report):
                     self.g["_"] = res   # a helper's report is not kept: it is heap
                 self.w(repr(res) + "\r\n")
@@ -414,6 +472,7 @@ class Repl:
         start = time.ticks_ms()
         while not box[1]:
             await self._pause(20)
+            self._drain()
             i = self.inbuf.find(b"\x03")
             if i >= 0 or time.ticks_diff(time.ticks_ms(), start) > JOB_MS:
                 if i >= 0:
@@ -425,8 +484,3 @@ class Repl:
                 return KeyboardInterrupt("job stopped" if i >= 0 else "job took over %d ms" % JOB_MS)
         e = box[0]
         return e
-
-
-def _awaitable(x):
-    # coroutines are generators in MicroPython
-    return type(x).__name__ in ("generator", "coroutine")

@@ -1,15 +1,23 @@
 # The technician's views and the helpers that wait (docs/tech-console.md):
 # status(), screens(), events(n), comms(n), topups(n), billing(), link(),
-# mem(), modem(), at(), selftest(), login(), logout(), token(). Each returns a
+# modem(), at(), selftest(), login(), logout(), token(). Each returns a
 # Report (printed as lines). This module is loaded for each call and dropped
-# after it (firmware/repl/helpers.py): a session holds none of its code.
+# after it (firmware/repl/session.py): a session holds none of its code.
 #
 # Work that waits (the modem, the self-test) is a coroutine handed to the
 # session's later(): it runs with the meter's loop running, after the
 # statement, and Ctrl-C cancels it.
 import gc
 
-from firmware.repl.helpers import Report, once, known as _known, text as _text
+from firmware.repl.session import Report, once
+
+
+def _known(v):
+    return "--" if v is None else str(v)
+
+
+def _text(v):
+    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
 
 
 def _last(items, n):
@@ -142,10 +150,6 @@ class Tools:
             print(_text(final))
         self.repl.later(job())
 
-    def mem(self):
-        gc.collect()
-        return Report(["heap free %d  used %d" % (gc.mem_free(), gc.mem_alloc())])
-
     # --- the self-test
     def selftest(self, click=False):
         """Pass/fail: LCD, buzzer, relay (click=True after login), storage,
@@ -188,7 +192,7 @@ class Tools:
         return Report([line])
 
     def help(self):
-        return Report(["status() screens() events(n) comms(n) topups(n) billing() link() mem()",
+        return Report(["status() screens() events(n) comms(n) topups(n) billing() link()",
                        "modem() at(\"AT+CSQ\") selftest(click=False) token(\"123 456 789\")",
                        "login(pin) logout(), then: relay(\"open\"|\"close\"|\"auto\") "
                        "adjust(minor, reason) config(key=value) calibrate(v_mv, i_ma, pf_milli) "
