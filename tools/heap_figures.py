@@ -77,6 +77,10 @@ def modem_after_topups(work, broker, token=False, repl=False):
             m.console("selftest()", timeout=30)
             line = m.console("token(%r)" % str(tok))[0]
             assert line.startswith("add "), line
+            # the token's state publish and event delivery settle first, as
+            # after the token command (the figure is the steady heap)
+            import time
+            time.sleep(2)
         return _figures(m)
     finally:
         m.stop()

@@ -85,8 +85,6 @@ class Helper:
             tools = once("firmware.repl.admin").Admin(_session[0])
         return getattr(tools, NAMES[i])(*args, **kw)
 
-    def __repr__(self):
-        return "<helper %s(); help() lists them>" % NAMES[self.i]
 
 
 NAMES = VIEWS + PRIVILEGED
@@ -203,13 +201,13 @@ class Repl:
                 # one byte through the StreamReader: the loop runs while none comes
                 self._note()
                 try:
-                    if self.mode == _FRIENDLY:
-                        b = await self.reader.read(1)
-                    else:
+                    if self.mode == _RAW or self.mode == _PASTE:
                         b = await asyncio.wait_for_ms(self.reader.read(1), _RAW_IDLE_MS)
+                    else:
+                        b = await self.reader.read(1)
                 except asyncio.TimeoutError:
-                    b = b""
-                    self._leave_raw()   # the host went away without Ctrl-B
+                    self.mode = _RAW   # the host went away without Ctrl-B: as if it had sent it
+                    b = b"\x02"
                 self._t = time.ticks_ms()
                 if not b:
                     if self.mode == _FRIENDLY:
@@ -261,8 +259,13 @@ class Repl:
                 return None
             b[:] = b""
             self.w("raw REPL; CTRL-B to exit\r\n>")
-        elif c == 0x02:
-            self._leave_raw()
+        elif c == 0x02:   # back to the friendly REPL; the app's held log lines now
+            self.mode = _FRIENDLY
+            b[:] = b""
+            held = self.app.log_hold or ()
+            self.app.log_hold = None
+            for parts in held:
+                print("[%s]" % self.app.meter_id, *parts)
             self.w("\r\n" + BANNER + ">>> ")
         elif c == 0x03:
             b[:] = b""
@@ -367,17 +370,6 @@ class Repl:
             line.append(c)
             self.w(chr(c) if c < 0x80 else "")
         return None
-
-    # --- raw mode and the app's log
-    def _leave_raw(self):
-        if self.mode == _FRIENDLY:
-            return
-        self.mode = _FRIENDLY
-        self.block[:] = b""
-        held = self.app.log_hold or ()
-        self.app.log_hold = None
-        for parts in held:
-            print("[%s]" % self.app.meter_id, *parts)
 
     # --- running a statement
     async def _do(self, src, kind):
