@@ -93,4 +93,9 @@ def test_top_ups_are_credited_on_a_meter_with_the_modem(sim_meters, broker, mode
     mem = m.mem()
     print("heap after 3 top-ups:", mem)
     assert mem["total"] <= heap_bytes(HEAP), mem    # the board's heap, the image not in it
-    assert mem["free"] >= mem["total"] // 4, mem    # measured: 72.6 KB of 218 KB
+    # The product's bar (issue 15): at least 40 KB free on the modem meter at
+    # the board's heap with a REPL session open and a token entered; this
+    # meter has neither, so it must keep 10 % above that. Measured: 72.6 KB
+    # at stop 11; 55.4 KB once the 12-screen panel, the forecast and the
+    # tokens' hooks came in (docs/benchmarks.md, "Memory").
+    assert mem["free"] >= 44000, mem

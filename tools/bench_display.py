@@ -42,13 +42,23 @@ EPOCH = 1772443800   # 2026-03-02 09:30 UTC
 # screens). render_one(i, snap) renders one frame of screen i into the LCD
 # buffer and returns it.
 RENDER_SETUP = """
-from firmware.ui import screens, render
-renderer = render.Renderer()
-COUNT = len(screens.SCREENS)
+from firmware.boards.sim import SimBoard
+from firmware import app as A
+from firmware.ui import screens
+board = SimBoard(["--flash", FLASH, "--config", CFG])
+app = A.App(board)
+panel = app.ui
+COUNT = 12   # firmware/ui/panel.py _N_SCREENS (a private const: no name to read)
 """
+# One frame as the ui task draws it: the panel fills its view from the
+# meter in place and writes the screen (firmware/ui/panel.py). The meter
+# snapshots seen on the link vary the balance the screens show.
 RENDER_ONE = """
 def render_one(i, snap):
-    return renderer.draw(screens.render_lines(i, snap))
+    app.core.engine.ledger.balance_minor = snap["balance_minor"]
+    panel.screen = i
+    panel.draw()
+    return board._lcd
 """
 
 _BENCH = """
@@ -157,7 +167,12 @@ def display_lag(work):
 
 def render_figures(snaps):
     from mpy import run_mpy_rom
-    out = run_mpy_rom(_BENCH % (RENDER_SETUP, RENDER_ONE, REPEATS), stdin=json.dumps(snaps) + "\n")
+    with tempfile.TemporaryDirectory(prefix="bench-lcd-render-") as work:
+        cfg = os.path.join(work, "cfg.json")
+        with open(cfg, "w") as f:
+            json.dump({"meter_id": "bench-lcd", "key_hex": SIM_KEY_HEX, "initial_balance_minor": 500}, f)
+        paths = "FLASH = %r\nCFG = %r\n" % (os.path.join(work, "flash"), cfg)
+        out = run_mpy_rom(_BENCH % (paths + RENDER_SETUP, RENDER_ONE, REPEATS), stdin=json.dumps(snaps) + "\n")
     r = json.loads(out.strip().splitlines()[-1])
     times_ms = [t / 1000 for t in r["times_us"]]
     allocs = r["allocs"]

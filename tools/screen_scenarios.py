@@ -45,7 +45,7 @@ and run `make golden` (the goldens and docs/screens/ from one run).
 EPOCH = 1772443800      # 2026-03-02 09:30:00 UTC, a Monday (flat period in TOU_TARIFF)
 # The screens a short press cycles through; None: ask the firmware
 # (len(firmware.ui.screens.SCREENS), tools/screenshots.py screen_count)
-SCREEN_COUNT = None
+SCREEN_COUNT = 12   # firmware/ui/panel.py _N_SCREENS (private: the firmware cannot be asked)
 # The display returns home after this many real seconds without a press
 # (firmware/app.py); the runner counts on it when a scenario takes that long
 IDLE_HOME_S = 30
@@ -87,59 +87,79 @@ _SYNC = {"send": "time", "utc_s": EPOCH}
 
 SCENARIOS = [
     # --- main: credit fine, then down through the warnings to the cut and back
-    {"name": "unsynced-clock-status", "meter": "main", "screen": 3, "about": "status before any time sync",
+    {"name": "unsynced-clock-meter-info", "meter": "main", "screen": 10, "about": "meter id, version, time: unsynced",
      "do": [{"until": {"link_up": True}}]},
     {"name": "credit-ok-home", "meter": "main", "screen": 0, "about": "home, credit fine, 1 kW load",
      "do": [_SYNC, {"control": {"cmd": "step", "w": 1000, "ms": 1000}},
             {"control": {"cmd": "step", "n": 1234, "ms": 1234000}}]},
-    {"name": "credit-ok-energy", "meter": "main", "screen": 1, "about": "energy registers", "do": []},
-    {"name": "flat-tariff", "meter": "main", "screen": 2, "about": "flat tariff price", "do": []},
-    {"name": "link-up-status", "meter": "main", "screen": 3, "about": "status, link up, clock synced",
+    {"name": "remaining-electricity", "meter": "main", "screen": 1, "about": "kWh the balance buys", "do": []},
+    {"name": "days-left", "meter": "main", "screen": 2, "about": "days left, no whole day of history yet",
+     "do": []},
+    {"name": "today-and-month", "meter": "main", "screen": 3, "about": "energy and cost today and this month",
+     "do": []},
+    {"name": "live-power", "meter": "main", "screen": 4, "about": "W, V, A, PF (-- where unknown)", "do": []},
+    {"name": "flat-tariff", "meter": "main", "screen": 5, "about": "flat tariff price", "do": []},
+    {"name": "link-up", "meter": "main", "screen": 8, "about": "link up: signal, last exchange, pending",
+     "do": []},
+    {"name": "totals", "meter": "main", "screen": 9, "about": "1.8.0, 1.8.1-1.8.4, 2.8.0, max demand",
+     "do": []},
+    {"name": "meter-info", "meter": "main", "screen": 10, "about": "meter id, version, time: synced",
      "do": []},
     {"name": "low-credit-warning-1", "meter": "main", "screen": 0, "about": "home, first low-credit warning",
      "do": [{"control": {"cmd": "step", "w": 0, "n": 10000, "ms": 10000000}}, {"until": {"warning": 1}}]},
     {"name": "low-credit-warning-2", "meter": "main", "screen": 0, "about": "home, second warning",
      "do": [{"control": {"cmd": "step", "w": 0, "n": 23000, "ms": 23000000}}, {"until": {"warning": 2}}]},
-    {"name": "cut-no-credit", "meter": "main", "screen": 0, "about": "home, supply cut for no credit",
+    {"name": "why-off-no-credit", "meter": "main", "screen": 7, "about": "why the supply is off: no credit",
      "do": [{"control": {"cmd": "step", "w": 0, "n": 8000, "ms": 8000000}},
             {"until": {"relay_closed": False, "relay_reason": "credit"}}]},
+    # home last: the presses on the way there end no state here, but the
+    # next scenario's would end its "press to reconnect"
+    {"name": "cut-no-credit", "meter": "main", "screen": 0, "about": "home, supply cut for no credit",
+     "do": []},
     {"name": "awaiting-press", "meter": "main", "screen": 0,
      "about": "home, topped up, waiting for the customer's press",
      "do": [{"send": "topup", "order": 1, "amount_minor": 2000}, {"until": {"relay_reason": "await_press"}}]},
     {"name": "after-topup-reconnected", "meter": "main", "screen": 0,
      "about": "home after the reconnect press",
      "do": [{"press": 150}, {"until": {"relay_closed": True}}]},
+    {"name": "last-topup", "meter": "main", "screen": 6, "about": "last top-up: amount, time, ref",
+     "do": []},
     {"name": "emergency-credit", "meter": "main", "screen": 0, "about": "home, on emergency credit",
      "do": [{"control": {"cmd": "step", "w": 0, "n": 11000, "ms": 11000000}},
-            {"until": {"relay_closed": False}}, {"press": 2000}, {"until": {"owed_minor": 500}}]},
+            {"until": {"relay_closed": False}}, {"press": 2000},   # the confirmation screen
+            {"press": 2000}, {"until": {"owed_minor": 500}}]},   # held again: taken
     {"name": "remote-disconnect", "meter": "main", "screen": 0, "about": "home, disconnected by the utility",
      "do": [{"send": "topup", "order": 2, "amount_minor": 5000},
             {"send": "relay", "action": "disconnect"}, {"until": {"relay_reason": "remote_disconnect"}}]},
+    {"name": "why-off-remote", "meter": "main", "screen": 7, "about": "why the supply is off: the utility",
+     "do": []},
     {"name": "over-power", "meter": "main", "screen": 0, "about": "home, over-power trip",
      "do": [{"send": "relay", "action": "connect"}, {"control": {"cmd": "step", "w": 9500, "ms": 1000}},
             {"control": {"cmd": "step", "ms": 1000}}, {"control": {"cmd": "step", "ms": 1000}},
             {"control": {"cmd": "step", "ms": 1000}}, {"control": {"cmd": "step", "ms": 1000}},
             {"until": {"relay_reason": "over_power"}}]},
-    {"name": "tiered-tariff", "meter": "main", "screen": 2, "about": "tiered tariff price",
+    {"name": "tiered-tariff", "meter": "main", "screen": 5, "about": "tiered tariff price",
      "do": [{"control": {"cmd": "load", "w": 0}}, {"send": "tariff", "version": 3, "activate_utc_s": 0,
                                                     "tariff": TIERED_TARIFF}]},
-    {"name": "tou-tariff", "meter": "main", "screen": 2, "about": "tiered + time-of-use price",
+    {"name": "tou-tariff", "meter": "main", "screen": 5, "about": "tiered + time-of-use price",
      "do": [{"send": "tariff", "version": 7, "activate_utc_s": 0, "tariff": TOU_TARIFF}]},
-    {"name": "postpaid-tariff", "meter": "main", "screen": 2, "about": "postpaid mode",
+    {"name": "postpaid-tariff", "meter": "main", "screen": 5, "about": "postpaid mode",
      "do": [{"send": "mode", "mode": "postpaid"}]},
     # --- offline: no link, clock lost
     {"name": "link-down-home", "meter": "offline", "screen": 0, "about": "home, no link",
      "do": [{"control": {"cmd": "step", "w": 500, "ms": 1000}}, {"control": {"cmd": "step", "ms": 1000}}]},
-    {"name": "link-down-status", "meter": "offline", "screen": 3, "about": "status, link down, RTC lost",
+    {"name": "link-down", "meter": "offline", "screen": 8, "about": "link screen, link down, RTC lost",
      "do": []},
     # --- nokey: provisioning fault E61, voltage unknown
     {"name": "no-key-home", "meter": "nokey", "screen": 0, "about": "home, E61 (no key), voltage --",
      "do": [{"control": {"cmd": "step", "w": 500, "ms": 1000}}, {"control": {"cmd": "step", "ms": 1000}}]},
-    {"name": "no-key-status", "meter": "nokey", "screen": 3, "about": "status, link off E61", "do": []},
+    {"name": "no-key-error-codes", "meter": "nokey", "screen": 11, "about": "error codes: E61", "do": []},
     # --- friendly credit at night, then a store fault
     {"name": "friendly-credit", "meter": "friendly", "screen": 0, "about": "home, negative balance at night",
      "do": [{"send": "time", "utc_s": EPOCH + 12 * 3600}, {"control": {"cmd": "step", "w": 0, "n": 3000, "ms": 3000000}},
             {"until": {"relay_reason": "friendly"}}]},
     {"name": "meter-fault", "meter": "friendly", "screen": 0, "about": "home, both state copies damaged",
      "do": [{"corrupt": ["a/snap", "b/snap"]}, {"until": {"fault": "snap_crc"}}]},
+    {"name": "meter-fault-error-codes", "meter": "friendly", "screen": 11, "about": "error codes: E53",
+     "do": []},
 ]

@@ -40,7 +40,6 @@ FRESH_S = 1.5
 SETTLE_TICKS = 2
 METER_EVERY_MS = 100
 PRESS_MS = 150          # a short press, well above the key's debounce
-PRESS_WAIT_S = 1.5      # a press the ui task did not see by then is pressed again
 FAR_FUTURE = 4102444800
 
 
@@ -86,10 +85,8 @@ class Runner:
         key = self.meter.config.get("key_hex") or SIM_KEY_HEX
         self.key = bytes.fromhex(key)
         self.count = count
-        self.at = 0          # the screen shown, counted from home
         self.ctr = 0         # the signed commands' counter
         self.frame = None    # the frame of the last capture
-        self.pressed_at = 0.0
         self.idle_home_s = idle_home_s
 
     def start(self):
@@ -126,22 +123,22 @@ class Runner:
             if not r.get("ticked"):
                 raise AssertionError("%s: the meter did not tick: %r" % (self.meter.meter_id, r))
 
+    def panel(self):
+        """(screen, mode) the front panel shows: the sim's state says it."""
+        return tuple(self.meter.state()["panel"])
+
     def press_next(self):
-        """One short press that the ui task saw: the frame changed. Only
-        from a fresh frame, so that no redraw of the state is pending that
-        would pass for the press."""
-        before = self.lcd()
-        for _ in range(3):
-            self.meter.control({"cmd": "press", "ms": PRESS_MS})
-            deadline = time.monotonic() + PRESS_WAIT_S
-            while time.monotonic() < deadline:
-                time.sleep(0.02)
-                now = self.lcd()
-                if now != before:
-                    self.at = (self.at + 1) % self.count
-                    self.pressed_at = time.monotonic()
-                    return now
-        raise AssertionError("%s: three presses did not change the screen" % self.meter.meter_id)
+        """One short press, once the panel has taken it (the board latches
+        every press, so one request is one press), then a frame drawn
+        after it."""
+        before = self.panel()
+        self.meter.control({"cmd": "press", "ms": PRESS_MS})
+        deadline = time.monotonic() + 10
+        while self.panel() == before:
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: a press did not move the panel" % self.meter.meter_id)
+            time.sleep(0.02)
+        return self.fresh_frame()
 
     def send(self, kind, fields):
         self.ctr += 1
@@ -166,7 +163,9 @@ class Runner:
         if "corrupted" not in out.stdout:
             raise AssertionError("could not damage %r: %s" % (names, out.stderr))
         self.meter.start()
-        self.at = 0    # a power-up starts at home
+        # the power-up's self-test (all pixels on, then off) comes first:
+        # wait for the screens (the sim's lcd lines are [] during it)
+        self.meter.wait_for(lambda st: bool(st.get("lcd")), timeout=30)
 
     def act(self, step):
         if "control" in step:
@@ -200,15 +199,11 @@ class Runner:
         if sc.get("do"):
             self.settle()
         frame = self.fresh_frame() if sc.get("do") else self.frame
-        idle = time.monotonic() - self.pressed_at
-        if self.at != 0 and idle > self.idle_home_s - 3:
-            # the display goes home by itself after idle_home_s without a
-            # press: near that, wait until it surely has
-            time.sleep(max(0.0, self.idle_home_s + 3 - idle))
-            self.at = 0
-            frame = self.fresh_frame()
-        while self.at != sc["screen"] % self.count:
-            # a press redraws at once, from the state as it is now
+        # the panel goes home by itself after 30 s of meter time without a
+        # press, and a stepped clock can pass that in one step: read where it
+        # is instead of counting. A short press first dismisses a
+        # confirmation or result screen (mode != 0).
+        while self.panel() != (sc["screen"] % self.count, 0):
             frame = self.press_next()
         self.frame = frame
         return frame

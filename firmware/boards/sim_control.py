@@ -13,6 +13,10 @@ async def request(app, board, req):
     if cmd == "state":
         out = board.snapshot()
         out["meter"] = _snapshot(app)
+        # which screen the front panel shows, and whether a confirmation or
+        # a result screen is up (firmware/ui/panel.py): what the customer
+        # sees, so the screenshot runner need not count presses
+        out["panel"] = [app.ui.screen, app.ui.mode]
         return out
     if cmd == "hang":
         return await _hang(app, req["task"], req.get("mode", "await"))

@@ -69,7 +69,7 @@ _EN = const(
     b"Peak\n"   # 58 PEAK
     b"Flat\n"   # 59 FLAT
     b"Valley\n"   # 60 VALLEY
-    b"next \n"   # 61 NEXT
+    b"to \n"   # 61 NEXT (the period lasts to: "Valley to 08:00")
     b"Tier \n"   # 62 TIER
     b"then \n"   # 63 THEN
     b"Ref \n"   # 64 REF
@@ -155,7 +155,7 @@ _FR = const(
     b"Pointe\n"   # 58 PEAK
     b"Plein\n"   # 59 FLAT
     b"Creuse\n"   # 60 VALLEY
-    b"puis \n"   # 61 NEXT
+    b"> \n"   # 61 NEXT ("Creuse > 08:00")
     b"Tranche \n"   # 62 TIER
     b"puis \n"   # 63 THEN
     b"Ref \n"   # 64 REF
