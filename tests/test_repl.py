@@ -314,3 +314,30 @@ def test_selftest_clicks_the_relay_only_after_login_and_puts_it_back(sim_meters)
     assert relay.split()[1] == "pass" and "read back True/True" in relay
     assert m.state()["relay_closed"]                          # back where relay_now() says
     assert [e["action"] for e in _events(m, "tech")][-1] == "selftest"
+
+
+def test_the_modem_meter_keeps_40_kb_free_with_a_repl_session_open_and_a_token_entered(sim_meters, broker):
+    # issue 15's acceptance, at the board's heap (108wk) with the code from ROMFS
+    import openpaygo
+    from fake_modem import FakeModem
+    key = "0123456789abcdef0123456789abcdef"
+    # the network's clock (+CCLK) syncs the meter, as tools/heap_figures.py's does
+    modem = FakeModem(boot_ms=150, reg_ms=200, powered=False, clock_utc=lambda: 1790000000).start()
+    try:
+        m = sim_meters("rh1", broker.port, config={"initial_balance_minor": 5000,
+                                                   "key_hex": signed.KEY_HEX, "token_key_hex": key},
+                       extra_args=["--modem", modem.path, "--modem-pins", str(modem.pin_port)]).start()
+        m.wait_for(lambda s: s["meter"]["link_up"], timeout=30)
+        for order in (1, 2, 3):
+            raw = signed.command("rh1", "topup", order=order, amount_minor=10).decode()
+            assert m.control({"cmd": "command", "raw": raw})["reply"]["result"] == "credited"
+        m.console("status()")
+        m.console("screens()")
+        m.console("selftest()", timeout=30)
+        _, tok = openpaygo.generate_token(secret_key=key, count=1, value=5)
+        assert m.console("token(%r)" % str(tok))[0].startswith("add 500 ")
+        time.sleep(2)   # the token's state publish and event settle
+        mem = m.mem()
+        assert mem["free"] >= 40000, mem
+    finally:
+        modem.stop()
