@@ -340,6 +340,19 @@ class SimMeter:
         return self.proc.returncode
 
 
+def _descendants(pid):
+    """Every process below `pid` (Linux /proc), children first."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+    out = []
+    for k in kids:
+        out += [k] + _descendants(k)
+    return out
+
+
 class PtySimMeter(SimMeter):
     """A sim meter whose serial port is a pty (socat), as a USB-serial
     adapter gives one: `self.tty` is the path for mpremote
@@ -373,6 +386,18 @@ class PtySimMeter(SimMeter):
             except OSError:
                 time.sleep(0.05)
         raise TimeoutError("sim meter control socket did not open")
+
+    def kill(self):
+        """Power cut: SIGKILL to socat and to the meter it runs. socat's EXEC
+        child leads a session of its own (its pty is its terminal), so it is
+        found through /proc before socat goes, and killed by its pid."""
+        procs = _descendants(self.proc.pid) if self.alive() else []
+        super().kill()
+        for pid in procs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def mpremote(self, *args, timeout=30):
         """Run `mpremote connect <tty> resume ARGS...`; returns the CompletedProcess."""

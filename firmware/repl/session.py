@@ -210,9 +210,8 @@ class Repl:
                     b = b"\x02"
                 self._t = time.ticks_ms()
                 if not b:
-                    if self.mode == _FRIENDLY:
-                        await asyncio.sleep_ms(500)   # nothing attached to the port
-                        self._t = time.ticks_ms()
+                    await asyncio.sleep_ms(500)   # nothing attached to the port (end of file)
+                    self._t = time.ticks_ms()
                     continue
                 self.inbuf += b
                 self._drain()
@@ -264,8 +263,11 @@ class Repl:
             b[:] = b""
             held = self.app.log_hold or ()
             self.app.log_hold = None
-            for parts in held:
-                print("[%s]" % self.app.meter_id, *parts)
+            for parts in held:   # the app's log lines (parts), or a board's own line (a str)
+                if isinstance(parts, str):
+                    print(parts)
+                else:
+                    print("[%s]" % self.app.meter_id, *parts)
             self.w("\r\n" + BANNER + ">>> ")
         elif c == 0x03:
             b[:] = b""
