@@ -23,8 +23,10 @@
 #     cancels it on Ctrl-C or after JOB_MS;
 #   - every stretch the REPL holds the loop is timed: stats() has the
 #     longest and the total (docs/benchmarks.md, repl_loop_block_ms_max);
-#   - while mpremote holds the raw REPL the app's log lines wait (at most
-#     _HOLD_MAX, then counted as dropped), so they cannot corrupt its replies.
+#   - while mpremote holds the raw REPL the app's log lines wait (32 at
+#     most, firmware/app.py log; the communication log has them all), so
+#     they cannot corrupt its replies; Ctrl-B, or _RAW_IDLE_MS without
+#     input, prints them.
 import asyncio
 import sys
 import time
@@ -34,7 +36,6 @@ BUDGET_MS = 150          # one technician statement may hold the loop this long
 JOB_MS = 30000           # a job handed to later() is cancelled after this
 _WINDOW = const(96)      # raw-paste flow-control window, bytes (both bytes of it ASCII: written as text)
 _SRC_MAX = const(8192)   # the longest source taken in one go
-_HOLD_MAX = const(32)    # app log lines kept back while in raw mode
 _RAW_IDLE_MS = const(20000)   # raw mode with no input this long: back to friendly
 
 _FRIENDLY = const(0)
@@ -60,7 +61,6 @@ PRIVILEGED = ("relay", "adjust", "config", "calibrate", "provision")
 
 def once(path):
     """The module at `path`, loaded for the occasion and not kept."""
-    import sys
     __import__(path)
     mod = sys.modules.pop(path)
     try:
@@ -84,7 +84,6 @@ class Helper:
         else:
             tools = once("firmware.repl.admin").Admin(_session[0])
         return getattr(tools, NAMES[i])(*args, **kw)
-
 
 
 NAMES = VIEWS + PRIVILEGED
