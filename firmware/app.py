@@ -60,6 +60,7 @@ class App:
         self.lcd_due = True
         self.errors = 0
         self.modem = None
+        self.log_hold = None   # log lines held back while the REPL is in raw mode
         self.tasks = {}    # task name -> its asyncio task, once run() started them
         self._failed_ctr = None  # a command that raised halfway: restart once its ack is out
         t = "meters/" + self.meter_id + "/"
@@ -196,7 +197,13 @@ class App:
         return config.FAULT_LCD[self.config_fault[0]] if self.config_fault else 0
 
     def log(self, *parts):
-        print("[%s]" % self.meter_id, *parts)
+        h = self.log_hold
+        if h is None:
+            print("[%s]" % self.meter_id, *parts)
+        elif len(h) < 32:
+            # mpremote holds the REPL in raw mode: a line now would corrupt its
+            # replies, so it waits (firmware/repl/session.py prints it after)
+            h.append(parts)
         # link happenings also go to the communication log the head-end can query
         self.core.commlog.note_log(parts, self.session.connects if self.session else None)
 
@@ -260,8 +267,8 @@ class App:
         if self.key is not None:
             fns[2:2] = [("publish", self.publish_task), ("link", self.link_task)]
         if self.board.console:
-            from firmware.console import Console
-            fns.append(("console", Console(self).run))
+            from firmware import console
+            fns.append(("console", console.task(self)))
         if self.board.keypad_key:
             # offline tokens typed at the meter (firmware/tokens/keypad.py);
             # boards without a keypad never load it

@@ -41,6 +41,7 @@ OPTIONAL = (" key_hex"              # the meter's key, 64 hex digits; none = no 
             " metering_source crosscheck_pct"                  # metering/revenue.py
             " cf1_mhz_per_v pulse_power_timeout_s"             # metering/instruments.py
             " risk_wh risk_s tick_wh"                          # store/policy.py
+            " tech_pin_hash tech_pin_salt"                     # repl/auth.py
             " token_key_hex token_starting_code token_value_divider "   # tokens/entry.py
             " language ")                                      # ui/panel.py: "en", "fr"
 

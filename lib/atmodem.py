@@ -121,6 +121,7 @@ class ATModem:
         self.errors = 0
         self.noise = 0     # lines that were neither answers nor known URCs
         self.last_error = None
+        self.busy = False  # a command is waiting for its answer (cmd)
 
     # --- line layer
     def _pump(self):
@@ -192,7 +193,17 @@ class ATModem:
         Returns (final, lines): `lines` are the information lines that start
         with `prefix` (or, with raw_lines, every other printable line, for
         commands like AT+CGSN that answer without a prefix). Never raises on
-        modem trouble; a silent modem gives (TIMEOUT, [])."""
+        modem trouble; a silent modem gives (TIMEOUT, []). One command at a
+        time: a second caller (the technician's at()) waits its turn."""
+        while self.busy:
+            await asyncio.sleep_ms(POLL_MS)
+        self.busy = True
+        try:
+            return await self._cmd(command, prefix, timeout_ms, raw_lines)
+        finally:
+            self.busy = False
+
+    async def _cmd(self, command, prefix, timeout_ms, raw_lines):
         self.poll()
         if isinstance(command, str):
             command = command.encode()

@@ -741,6 +741,32 @@ def case_modem():
     return out
 
 
+def case_console_guard():
+    # the technician statement's budget: a one-shot timer armed for the
+    # statement, gone after it; its callback schedules the interrupt
+    b = fresh_board()
+    g = b.console_guard(150)
+    out = {"idle": machine.timer_running(pins.CONSOLE_TIMER_ID)}
+    g.arm()
+    out["armed"] = machine.timer_running(pins.CONSOLE_TIMER_ID)
+    out["fired_before"] = g.disarm()
+    out["after_disarm"] = machine.timer_running(pins.CONSOLE_TIMER_ID)
+    g.arm()
+    try:
+        machine.fire_timer(pins.CONSOLE_TIMER_ID)
+        # a MicroPython with micropython.schedule(kbd_intr, None) raises the
+        # interrupt in the main program here, as it would in the statement
+        t = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), t) < 100:
+            pass
+    except KeyboardInterrupt:
+        pass
+    out["fired"] = [g.disarm(), g.why]
+    out["io"] = b.console_io()[1]
+    micropython.kbd_intr(3)
+    return out
+
+
 def case_calendar_edges():
     # direct use of the pure helpers on the dates that break naive code
     out = []

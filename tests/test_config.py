@@ -81,10 +81,10 @@ def test_a_meter_without_a_key_meters_charges_and_cuts_but_never_dials_the_broke
     st = goto(m, 11)
     assert "E61" in st["lcd"] and "call service" in st["lcd"]
     # the console and its log report it
-    status = m.console("status")
+    status = m.console("status()")
     assert "config fault E61 key_missing: no key_hex; link not started" in status
-    assert m.console("link") == ["link not started", status[-1]]
-    assert any(l.endswith(" fault E61 key_missing") for l in m.console("log"))
+    assert m.console("link()") == ["link not started", status[-1]]
+    assert any(l.endswith(" fault E61 key_missing") for l in m.console("comms(1000)"))
     # every command is refused with the reason, and changes nothing
     r = m.control({"cmd": "command", "raw": signed.command("nk", "topup", order=1, amount_minor=500).decode()})
     assert r["reply"]["result"] == "rejected" and r["reply"]["reason"] == "no_key"
@@ -115,7 +115,7 @@ def test_a_malformed_short_or_zero_key_is_a_fault_and_no_link(sim_meters, listen
     m.control({"cmd": "pulses", "n": 100})
     st = m.wait_for(lambda s: s["meter"]["import_wh"] == 100 and "%s link off" % code[:3] in s["lcd"])
     assert st["meter"]["balance_minor"] == 485 and st["relay_closed"]
-    assert "config fault %s: %s; link not started" % (code, why) in m.console("status")
+    assert "config fault %s: %s; link not started" % (code, why) in m.console("status()")
     assert m.control({"cmd": "config"})["fault"] == code[4:]
     assert listener.accepted == 0
 
@@ -145,8 +145,8 @@ def test_a_misspelt_key_is_reported_in_the_log_and_the_console(sim_meters):
     assert m.state()["meter"]["balance_minor"] == 0   # the misspelt key took no effect
     _wait_log(m, r"config unknown key inital_balance_minor \(ignored")
     _wait_log(m, r"config unknown key zz_other \(ignored")
-    assert "config unknown keys (ignored): inital_balance_minor zz_other" in m.console("status")
-    log = m.console("log")
+    assert "config unknown keys (ignored): inital_balance_minor zz_other" in m.console("status()")
+    log = m.console("comms(1000)")
     assert any(l.endswith(" cfg unknown inital_balance_m") for l in log), log
     assert m.control({"cmd": "config"})["unknown"] == ["inital_balance_minor", "zz_other"]
     # a key is not a fault: nothing else is reported
@@ -236,7 +236,7 @@ def test_an_unusable_config_file_boots_the_safe_fault_state_naming_the_file(sim_
     assert st["lcd"][1] == lcd and not st["relay_closed"]
     line = _wait_log(m, "fault %s %s - config %s" % (lcd, code, re.escape(m.config_path)))
     assert "link not started" in line
-    status = m.console("status")
+    status = m.console("status()")
     assert "fault %s" % code in status
     assert any(l.startswith("config fault %s %s: config %s" % (lcd, code, m.config_path)) for l in status)
     m.control({"cmd": "pulses", "n": 50})
@@ -263,9 +263,9 @@ def test_a_broker_that_cannot_be_reached_is_logged_with_address_and_reason(sim_m
     port = free_port()   # nothing listens there
     m = sim_meters("nb", port, config={"initial_balance_minor": 500}).start()
     _wait_log(m, r"\[nb\] link connect failed 127\.0\.0\.1:%d connect refused tries 1$" % port)
-    log = m.console("log")
+    log = m.console("comms(1000)")
     assert any(l.endswith(" fail connect refused") for l in log), log
-    assert "state backoff" in m.console("link") or "state connecting" in m.console("link")
+    assert "state backoff" in m.console("link()") or "state connecting" in m.console("link()")
 
 
 def test_connect_failures_are_rate_limited_with_the_tries_counted():

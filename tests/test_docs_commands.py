@@ -21,6 +21,11 @@ Each fenced block says what it is by its language:
   dry reason=...      too long or recursive to run here (`make test` is this
                       suite): run with `make` as `make -n`, which must succeed
   skip reason=...     cannot run here at all; listed as skipped with its reason
+  repl expect=RE      (python blocks) lines a technician types at the meter's
+                      serial REPL (docs/tech-console.md): each line is typed, in
+                      order, at one sim meter per page (provisioned with the
+                      technician PIN 2468, REPL_PIN below), whose answers must
+                      show RE; a line that raises fails the block
 
   Options: with=broker starts a mosquitto and the block's 1883 becomes its
   port; with=provisioning.json writes that file (meter id, key, broker),
@@ -63,7 +68,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC_FILES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
 TEXT_LANGS = {"text", "conf"}
-MODES = {"run", "serve", "tty", "device", "dry", "skip"}
+MODES = {"run", "serve", "tty", "device", "dry", "skip", "repl"}
 FENCE = re.compile(r"^ {0,3}(```+|~~~+)\s*([A-Za-z0-9_+-]*)\s*$")
 DIRECTIVE = re.compile(r"^<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
 # the first word of a line in an indented block that makes it a command
@@ -146,7 +151,7 @@ def block_problems(b):
             return ["%s: unknown doc-test mode %r (one of %s)" % (b.where, b.mode, ", ".join(sorted(MODES)))]
         if b.mode in ("skip", "dry") and not b.opts.get("reason"):
             return ["%s: doc-test %s needs reason=\"why it cannot run here\"" % (b.where, b.mode)]
-        if b.mode in ("serve", "tty") and not b.opts.get("expect"):
+        if b.mode in ("serve", "tty", "repl") and not b.opts.get("expect"):
             return ["%s: doc-test %s needs expect=REGEX (what shows it started)" % (b.where, b.mode)]
         return []
     if b.lang == "json":
@@ -164,7 +169,10 @@ for _p in DOC_FILES:
     _b, _pr = parse_doc(_p)
     ALL.extend(_b)
     PROBLEMS.extend(_pr)
-COMMANDS = [b for b in ALL if (b.lang in SHELL_LANGS or b.lang == "python") and b.mode in MODES]
+COMMANDS = [b for b in ALL if (b.lang in SHELL_LANGS or b.lang == "python") and b.mode in MODES
+            and b.mode != "repl"]
+REPL_PAGES = sorted({b.path for b in ALL if b.lang == "python" and b.mode == "repl"})
+REPL_PIN = "2468"
 
 
 def test_every_block_in_the_docs_says_what_it_is_and_commands_are_fenced():
@@ -486,6 +494,36 @@ def test_doc_command_runs_as_written(block, sandbox, tmp_path):
         RUNNERS[block.mode](r)
     finally:
         r.close()
+
+
+@pytest.mark.parametrize("page", REPL_PAGES)
+def test_repl_examples_answer_as_the_page_says_at_a_running_meters_repl(page, tmp_path):
+    from simmeter import ConsoleError, SimMeter, free_port
+    import hashlib
+    salt = bytes(range(16))
+    h = salt + REPL_PIN.encode()
+    for _ in range(1000):   # firmware/repl/auth.py pin_hash
+        h = hashlib.sha256(salt + h).digest()
+    m = SimMeter("MTR-0001", str(tmp_path / "meters"), broker_port=free_port(),
+                 config={"initial_balance_minor": 5000, "tech_pin_salt": salt.hex(),
+                         "tech_pin_hash": h.hex()})
+    try:
+        m.start()
+        m.control({"cmd": "load", "w": 1500})
+        for b in [b for b in ALL if b.path == page and b.mode == "repl"]:
+            out = []
+            for line in b.text.splitlines():
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                try:
+                    out += m.console(line, timeout=30)
+                except ConsoleError as e:
+                    pytest.fail("%s: %r raised at the REPL:\n%s" % (b.where, line, e), pytrace=False)
+            if not re.search(b.opts["expect"], "\n".join(out)):
+                pytest.fail("%s: the REPL's answer does not show %r:\n%s" % (
+                    b.where, b.opts["expect"], "\n".join(out)), pytrace=False)
+    finally:
+        m.stop()
 
 
 def test_the_checker_names_the_line_of_a_block_it_cannot_classify(tmp_path):

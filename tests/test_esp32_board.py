@@ -431,3 +431,12 @@ def test_the_compiled_board_boots_in_the_esp32_heap_within_its_ram_budget(tmp_pa
     print("esp32 board RAM:", ram)
     assert ram["import"] + ram["construct"] <= 24 * 1024
     assert ram["free"] >= 48 * 1024
+
+
+def test_a_technician_statement_is_bounded_by_a_one_shot_timer_that_schedules_the_interrupt(seen):
+    g = seen["console_guard"]
+    assert g["idle"] is None and g["after_disarm"] is None
+    assert g["armed"] == [0, -1, 150]               # Timer.ONE_SHOT, period = the budget
+    assert g["fired_before"] is False
+    assert g["fired"] == [True, "budget"]
+    assert g["io"] == 256

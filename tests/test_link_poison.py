@@ -32,7 +32,7 @@ def poison(ctr, size):
 
 
 def link_stats(m):
-    return dict(line.split(" ", 1) for line in m.console("link"))
+    return dict(line.split(" ", 1) for line in m.console("link()"))
 
 
 def acks(w, pred):

@@ -12,7 +12,7 @@ def cmd(m, kind, **fields):
 def shown(m):
     """The price as the LCD's tariff screen, the state and the console show it."""
     st = m.control({"cmd": "meter_state"})["state"]
-    console = [l for l in m.console("status") if l.startswith("price ")]
+    console = [l for l in m.console("status()") if l.startswith("price ")]
     return st["price_milli_per_kwh"], console[0].split()[1]
 
 

@@ -57,7 +57,7 @@ class Views:
         assert (state["relay_closed"], state["relay_reason"]) == (closed, reason)
         ev = self.latest_relay_event(1 if closed else 0, reason)
         assert ev["closed"] == (1 if closed else 0) and ev["reason"] == reason
-        line = [l for l in m.console("status") if l.startswith("relay ")][0]
+        line = [l for l in m.console("status()") if l.startswith("relay ")][0]
         assert line == "relay %s  reason %s" % ("closed" if closed else "open", reason)
         retained = self.w.wait(lambda t, b: t.endswith("/state") and b.get("relay_reason") == reason
                                and b.get("relay_closed") == (1 if closed else 0))
@@ -121,7 +121,7 @@ def test_a_store_fault_opens_the_relay_with_its_reason_in_every_view(sim_meters,
         ev = w.wait(lambda t, b: t.endswith("/evt") and b.get("kind") == "relay")
         assert ev["closed"] == 0 and ev["reason"] == "store_fault"
         signed.verify(json.dumps(ev).encode())
-        line = [l for l in m.console("status") if l.startswith("relay ")][0]
+        line = [l for l in m.console("status()") if l.startswith("relay ")][0]
         assert line == "relay open  reason store_fault"
         retained = w.wait(lambda t, b: t.endswith("/state") and b.get("fault"))
         assert retained["relay_closed"] == 0 and retained["relay_reason"] == "store_fault"
@@ -141,7 +141,7 @@ def test_the_supply_voltage_is_shown_where_the_board_measures_it_and_dashes_wher
     m.control({"cmd": "load", "w": 1000})
     goto(m, 4)
     st = m.wait_for(lambda s: "-- V" in s["lcd"], timeout=5)
-    line = [l for l in m.console("status") if l.startswith("price ")][0]
+    line = [l for l in m.console("status()") if l.startswith("price ")][0]
     assert line.endswith("voltage -- V")
     # under-voltage is configured, but never trips on a voltage the meter cannot see
     m.wait_for(lambda s: any(l.endswith(" W") and l != "0 W" for l in s["lcd"]), timeout=10)

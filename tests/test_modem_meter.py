@@ -4,6 +4,7 @@ dead modem never stops metering, credit enforcement or the display."""
 import pytest
 
 from fake_modem import FakeModem
+from simmeter import ConsoleError
 from wait import own_latency, wait_for
 
 
@@ -53,20 +54,21 @@ def test_a_modem_that_hangs_never_stops_metering_and_the_link_recovers(sim_meter
     assert modem.counts["resets"] + modem.counts["power_cycles"] >= 1
 
 
-def test_the_technician_console_shows_modem_health_link_and_balance(sim_meters, broker, modem):
+def test_the_technician_repl_shows_modem_health_link_and_balance(sim_meters, broker, modem):
     m = sim_meters("mm3", broker.port, config={"initial_balance_minor": 5000},
                    extra_args=["--modem", modem.path, "--modem-pins", str(modem.pin_port)]).start()
     m.wait_for(lambda s: s["meter"]["link_up"], timeout=30)
-    health = dict(line.split(" ", 1) for line in m.console("modem"))
+    health = dict(line.split(" ", 1) for line in m.console("modem()"))
     assert health["imei"] == "867962041234567" and health["up"] == "True"
     assert int(health["rssi_dbm"]) < 0 and health["dials"] != "0"
-    link = dict(line.split(" ", 1) for line in m.console("link"))
+    link = dict(line.split(" ", 1) for line in m.console("link()"))
     assert link["state"] and int(link["connects"]) >= 1
-    status = m.console("status")
+    status = m.console("status()")
     assert status[1].startswith("balance 5000 minor")
-    assert any(" conn " in line for line in m.console("log"))
-    assert m.console("frobnicate")[0].startswith("unknown command")
-    assert m.state()["meter"]["balance_minor"] == 5000  # the console changes nothing
+    assert any(" conn " in line for line in m.console("comms(1000)"))
+    with pytest.raises(ConsoleError, match="NameError"):
+        m.console("frobnicate")   # a real REPL: an unknown name is Python's NameError
+    assert m.state()["meter"]["balance_minor"] == 5000  # looking changes nothing
 
 
 # The production meter runs its code from a ROMFS image (docs/deploy.md),

@@ -5,6 +5,9 @@ meter at the board's heap (108wk) with its code from ROMFS:
 - 4G modem (the fake modem on a pty), after three top-ups: free after gc;
 - the same modem meter after an offline token too (relayed by the token
   command: the token code loaded, docs/tokens.md).
+- the same modem meter with a technician's REPL session open (status(),
+  screens(), selftest() and a token typed at it): free after gc (issue 15:
+  at least 40 KB).
 
 Also lists the modules each meter has loaded and its pools of interned names,
 which is where a regression is found (docs/benchmarks.md, "Memory").
@@ -44,9 +47,10 @@ def host_network(work, broker):
 TOKEN_KEY_HEX = "5a" * 16
 
 
-def modem_after_topups(work, broker, token=False):
+def modem_after_topups(work, broker, token=False, repl=False):
     modem = FakeModem(boot_ms=150, reg_ms=200, powered=False, clock_utc=lambda: 1790000000).start()
-    m = SimMeter("heap-mdm" + ("-tok" if token else ""), work, broker_port=broker.port,
+    m = SimMeter("heap-mdm" + ("-tok" if token else "") + ("-repl" if repl else ""), work,
+                 broker_port=broker.port,
                  config={"initial_balance_minor": 5000, "key_hex": signed.KEY_HEX,
                          "token_key_hex": TOKEN_KEY_HEX},
                  extra_args=["--modem", modem.path, "--modem-pins", str(modem.pin_port)])
@@ -63,6 +67,20 @@ def modem_after_topups(work, broker, token=False):
             raw = signed.command(m.meter_id, "token", token=tok).decode()
             r = m.control({"cmd": "command", "raw": raw})
             assert r.get("reply", {}).get("data", {}).get("result") == "add", r
+        if repl:
+            # a technician's REPL session, open and used (firmware/repl/),
+            # with an offline token entered at it
+            import openpaygo
+            _, tok = openpaygo.generate_token(secret_key=TOKEN_KEY_HEX, count=1, value=5)
+            m.console("status()")
+            m.console("screens()")
+            m.console("selftest()", timeout=30)
+            line = m.console("token(%r)" % str(tok))[0]
+            assert line.startswith("add "), line
+            # the token's state publish and event delivery settle first, as
+            # after the token command (the figure is the steady heap)
+            import time
+            time.sleep(2)
         return _figures(m)
     finally:
         m.stop()
@@ -77,7 +95,8 @@ def main():
         try:
             out = {"host_network": host_network(work, broker),
                    "modem_3_topups": modem_after_topups(work, broker),
-                   "modem_and_token": modem_after_topups(work, broker, token=True)}
+                   "modem_and_token": modem_after_topups(work, broker, token=True),
+                   "modem_repl_token": modem_after_topups(work, broker, repl=True)}
         finally:
             broker.stop()
     for name, f in out.items():

@@ -34,3 +34,6 @@ _g = {"__name__": "__main__"}
 for _f in ("boot.py", "main.py"):
     with open(_f) as _src:
         exec(_src.read(), _g)
+# the REPL after it (micropython -i, the maintenance mode's plain REPL) sees
+# boot.py's names (_board, SKIP_APP), as on the ESP32
+globals().update(_g)

@@ -84,6 +84,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+class ConsoleError(Exception):
+    """A statement typed at the meter's REPL ended in an exception (its traceback)."""
+
+
+def _log_line(raw):
+    line = raw.decode(errors="replace").rstrip("\r")
+    # the REPL's prompt stays on the line the next log line then starts
+    while line.startswith(">>> "):
+        line = line[4:]
+    return line
+
+
 class SimMeter:
     def __init__(self, meter_id, workdir, broker_port=1883, config=None, scale=1, step=False,
                  epoch=None, heap=HEAP, extra_args=(), auto_restart=False, code_root=COMPILED,
@@ -119,6 +131,10 @@ class SimMeter:
         self.log_lines = []
         self.exits = []  # (returncode, time) of every process end seen
         self._lock = threading.Lock()
+        self._console_lock = threading.Lock()
+        self._out_lock = threading.Lock()
+        self._transcript = bytearray()   # everything the meter wrote to its serial port
+        self._tbase = 0                  # bytes dropped from the transcript's front
         self._watcher = None
 
     # --- process life cycle
@@ -160,8 +176,27 @@ class SimMeter:
         raise TimeoutError("sim meter control socket did not open:\n" + "\n".join(self.log_lines[-30:]))
 
     def _pump(self, proc):
-        for line in proc.stdout:
-            self.log_lines.append(line.rstrip("\n"))
+        # Bytes, not lines: the REPL's raw-mode replies end without a newline
+        # (console() reads them off the transcript); log_lines gets the lines.
+        out = getattr(proc.stdout, "buffer", proc.stdout)
+        part = b""
+        while True:
+            data = out.read1(65536)
+            if not data:
+                break
+            with self._out_lock:
+                self._transcript += data
+                if len(self._transcript) > (1 << 20):   # keep the last 256 KB
+                    cut = len(self._transcript) - (1 << 18)
+                    del self._transcript[:cut]
+                    self._tbase += cut
+            part += data
+            lines = part.split(b"\n")
+            part = lines.pop()
+            for line in lines:
+                self.log_lines.append(_log_line(line))
+        if part:
+            self.log_lines.append(_log_line(part))
         proc.wait()
         children.untrack(proc)   # reaped: nothing left to kill at exit
         self.exits.append((proc.returncode, time.time()))
@@ -205,18 +240,66 @@ class SimMeter:
             raise ConnectionError("sim meter closed its control socket")
         return json.loads(line)
 
-    def console(self, line, timeout=10):
-        """Type one line at the technician's console; return its reply lines."""
-        start = len(self.log_lines)
-        self.proc.stdin.write(line + "\n")
+    def console(self, code, timeout=10):
+        """Run Python at the technician's REPL (docs/tech-console.md) and
+        return its output lines: an expression's value is printed
+        (console("status()")), a statement runs as it is. A traceback raises
+        ConsoleError."""
+        try:
+            compile(code, "<console>", "eval")
+            code = "_r = (%s)\nif _r is not None: print(_r)\ndel _r" % code
+        except SyntaxError:
+            pass
+        out, err = self.repl_exec(code, timeout)
+        if err:
+            raise ConsoleError(err)
+        return [l.rstrip("\r") for l in out.split("\n") if l.rstrip("\r")]
+
+    def repl_exec(self, src, timeout=10):
+        """One raw-REPL exchange over the meter's serial port (stdin/stdout),
+        as mpremote makes it: Ctrl-A, the source, Ctrl-D; then "OK", the
+        output, 0x04, the error text, 0x04, ">"; Ctrl-B back to the friendly
+        REPL. Returns (output, error) as text."""
+        with self._console_lock:
+            mark = self._tpos()
+            self._type("\r\x01")
+            at = self._wait_out(b"raw REPL; CTRL-B to exit\r\n>", mark, timeout)
+            self._type(src + "\x04")
+            end = self._wait_out(b"\x04>", at, timeout, count=1, after=b"OK")
+            with self._out_lock:
+                reply = bytes(self._transcript[at - self._tbase:end - self._tbase])
+            self._type("\x02")
+        body = reply[reply.index(b"OK") + 2:]
+        out, err = body.split(b"\x04")[:2]
+        return out.decode(errors="replace"), err.decode(errors="replace")
+
+    def _type(self, text):
+        self.proc.stdin.write(text)
         self.proc.stdin.flush()
+
+    def _tpos(self):
+        with self._out_lock:
+            return self._tbase + len(self._transcript)
+
+    def _wait_out(self, pattern, start, timeout, count=0, after=None):
+        """Transcript position just past `pattern`, found after `start` (and
+        after `after`, if given)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            lines = self.log_lines[start:]
-            if ">." in lines:
-                return [l[2:] for l in lines[:lines.index(">.")] if l.startswith("> ")]
-            time.sleep(0.02)
-        raise TimeoutError("console did not answer %r" % line)
+            with self._out_lock:
+                t = self._transcript
+                i = max(0, start - self._tbase)
+                if after is not None:
+                    j = t.find(after, i)
+                    i = -1 if j < 0 else j + len(after)
+                k = t.find(pattern, i) if i >= 0 else -1
+                if k >= 0:
+                    return self._tbase + k + len(pattern)
+            if not self.alive():
+                break
+            time.sleep(0.01)
+        raise TimeoutError("the REPL did not answer (%r); last output:\n%s" % (
+            pattern, "\n".join(self.log_lines[-20:])))
 
     def mem(self):
         """Heap after a collection, as the firmware has it: {"free", "total"},
@@ -259,6 +342,71 @@ class SimMeter:
     def wait_exit(self, timeout=20):
         self.proc.wait(timeout=timeout)
         return self.proc.returncode
+
+
+def _descendants(pid):
+    """Every process below `pid` (Linux /proc), children first."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+    out = []
+    for k in kids:
+        out += [k] + _descendants(k)
+    return out
+
+
+class PtySimMeter(SimMeter):
+    """A sim meter whose serial port is a pty (socat), as a USB-serial
+    adapter gives one: `self.tty` is the path for mpremote
+    (`mpremote connect <tty> resume exec ...`). Its log goes to that port,
+    so log_lines holds only socat's own words; state and control come from
+    the control socket as usual."""
+    MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
+
+    def start(self, timeout=10):
+        import shlex
+        if self.code_root == COMPILED:
+            ensure_compiled()
+        self.port = free_port()
+        self.tty = os.path.join(self.dir, "tty")
+        code = self.code_root
+        env = dict(os.environ, MICROPYPATH=":".join([code, os.path.join(code, "lib"), ".frozen"]))
+        cmd = " ".join(shlex.quote(a) for a in self.argv() + ["--console"])
+        self.proc = children.track(subprocess.Popen(
+            ["socat", "PTY,link=%s,raw,echo=0" % self.tty, "EXEC:%s,pty,raw,echo=0" % cmd],
+            cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT))
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("socat/sim meter exited at start:\n" + "\n".join(self.log_lines[-30:]))
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                self.reader = self.sock.makefile("r")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("sim meter control socket did not open")
+
+    def kill(self):
+        """Power cut: SIGKILL to socat and to the meter it runs. socat's EXEC
+        child leads a session of its own (its pty is its terminal), so it is
+        found through /proc before socat goes, and killed by its pid."""
+        procs = _descendants(self.proc.pid) if self.alive() else []
+        super().kill()
+        for pid in procs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def mpremote(self, *args, timeout=30):
+        """Run `mpremote connect <tty> resume ARGS...`; returns the CompletedProcess."""
+        return subprocess.run([self.MPREMOTE, "connect", self.tty, "resume"] + list(args),
+                              capture_output=True, text=True, timeout=timeout)
 
 
 def run_headless(argv):

@@ -460,6 +460,30 @@ class Esp32Board:
     def flash_root(self):
         return FLASH_ROOT
 
+    # --- the technician's serial port: UART0, MicroPython's own stdin/stdout
+    def console_io(self):
+        """(stream, the most bytes the REPL takes in one go): it waits for one
+        byte through a StreamReader, then takes what poll() says has arrived
+        (the UART's receive buffer holds 256). Ctrl-C becomes an
+        ordinary byte from here on: the meter is never interrupted by it
+        (the console guard turns it back on for a technician's statement)."""
+        import sys
+        micropython.kbd_intr(-1)
+        return getattr(sys.stdin, "buffer", sys.stdin), 256
+
+    def console_guard(self, budget_ms):
+        from firmware.boards.esp32_console import Guard   # loaded with the REPL, not at boot
+        return Guard(budget_ms)
+
+    def provisioning_save(self, cfg):
+        """Write the factory config file (provision(), config(key=value))."""
+        import json
+        import os
+        tmp = self.CONFIG_PATH + ".new"
+        with open(tmp, "w") as f:
+            json.dump(cfg, f)
+        os.rename(tmp, self.CONFIG_PATH)
+
     def provisioning(self):
         """The factory config (meter id, keys, broker). Raises OSError or
         ValueError naming the file when it is missing or not a JSON object

@@ -30,6 +30,7 @@ CF1_PCNT_UNIT = const(1)
 ADC_VOLTAGE = const(36)        # SENSOR_VP, ADC1 channel 0: mains divider
 ADC_CURRENT = const(39)        # SENSOR_VN, ADC1 channel 3: shunt amplifier / CT burden
 ADC_TIMER_ID = const(0)        # hardware timer 0 paces the samples
+CONSOLE_TIMER_ID = const(1)    # hardware timer 1: the technician statement's time budget
 
 # --- load switch --------------------------------------------------------------
 # Bistable (latching) relay with two coils, each switched by a low-side driver:

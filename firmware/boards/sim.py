@@ -244,7 +244,14 @@ class SimBoard:
                 while b:
                     lit += b & 1
                     b >>= 1
-            print("SIM-LCD-FRAME lit", lit)
+            line = "SIM-LCD-FRAME lit %d" % lit
+            h = self.app.log_hold if self.app else None
+            if h is None:
+                print(line)
+            elif len(h) < 32:
+                # the technician's REPL is in raw mode (mpremote): printed after
+                # it, as the app's own log lines are (firmware/app.py log)
+                h.append(line)
 
     def lcd_text(self):
         """The rows last shown as strings, trailing blanks cut; the icon
@@ -342,6 +349,28 @@ class SimBoard:
 
     def maintenance_held(self):
         return self.maintenance
+
+    # --- the technician's serial port: stdin/stdout of the process (a pipe
+    # from tools/simmeter.py, or a pty from socat for mpremote)
+    def console_io(self):
+        """(stream, the most bytes the REPL takes in one go): it waits for one
+        byte through a StreamReader, then takes what poll() says has arrived."""
+        return sys.stdin.buffer, 256
+
+    def console_guard(self, budget_ms):
+        from firmware.boards.sim_console import Guard
+        return Guard(budget_ms)
+
+    def provisioning_save(self, cfg):
+        """Write the provisioning file (the technician's provision() and
+        config(key=value)); the next boot reads it."""
+        import json
+        if not self._config_path:
+            raise OSError("no --config file to write")
+        tmp = self._config_path + ".new"
+        with open(tmp, "w") as f:
+            json.dump(cfg, f)
+        os.rename(tmp, self._config_path)
 
     # --- modem: a fake AT modem on a pty when --modem is given; once it
     # reports the data call up, sockets use the host's network

@@ -10,7 +10,7 @@ from micropython import const
 from firmware.localtime import DAY_S, month_key, month_start_day
 from firmware.credit.ledger import Ledger, TOPUP, ADJUST, LOAN, REPAY
 from firmware.credit.tariff import Tariff
-from firmware.credit.policy import (Policy, Friendly, PREPAID, POSTPAID, REMOTE_AUTO,
+from firmware.credit.policy import (Policy, Friendly, PREPAID, POSTPAID, REMOTE_AUTO, MANUAL,
                                     REMOTE_CONNECT, REMOTE_DISCONNECT)
 from firmware.credit.protection import Protection
 
@@ -235,6 +235,15 @@ class CreditEngine:
         self.policy.remote = action
         self.events.append(("remote", action))
         self._settle("remote")
+        return "ok"
+
+    def manual(self, action):
+        """A technician's override of the relay: "open", "close" or "auto"
+        (credit/policy.py, MANUAL): the relay's reason says so while it holds."""
+        if action not in MANUAL:
+            return "bad_action"
+        self.policy.manual = action
+        self._settle("manual")
         return "ok"
 
     def set_mode(self, mode):

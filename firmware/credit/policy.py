@@ -4,11 +4,13 @@
 #
 # Relay, highest priority first (docs/credit.md):
 #   0. (above the policy: firmware/meter.py relay_now) a store fault -> open "store_fault"
-#   1. remote disconnect                 -> open  "remote_disconnect"
-#   2. a protection trip or lockout      -> open  "over_power", "under_voltage_lockout", ...
-#   3. remote connect                    -> closed "remote_connect"
-#   4. postpaid mode                     -> closed "postpaid"
-#   5. prepaid: balance <= 0 outside a friendly period -> open "credit"; once
+#   1. a technician's manual open        -> open  "technician_open"
+#   2. remote disconnect                 -> open  "remote_disconnect"
+#   3. a protection trip or lockout      -> open  "over_power", "under_voltage_lockout", ...
+#   4. a technician's manual close       -> closed "technician_close"
+#   5. remote connect                    -> closed "remote_connect"
+#   6. postpaid mode                     -> closed "postpaid"
+#   7. prepaid: balance <= 0 outside a friendly period -> open "credit"; once
 #      open for credit it stays open ("await_press") until the balance is above
 #      0 (or a friendly period is in force) AND, in "press" reconnect mode, the
 #      customer presses the button.
@@ -26,7 +28,12 @@ REMOTE_DISCONNECT = "disconnect"
 STORE_FAULT = "store_fault"
 
 # closed for as long as their condition holds (not for one action)
-STANDING = ("remote_connect", "postpaid", "friendly")
+STANDING = ("remote_connect", "postpaid", "friendly", "technician_close")
+
+# A technician's manual override (the REPL's relay(), firmware/repl/helpers.py):
+# "auto" leaves the relay to the rules; "open" and "close" hold it (1 and 4
+# above) until the technician sets "auto" again. Kept with the meter's state.
+MANUAL = ("auto", "open", "close")
 
 # The buzzer request (Policy.alarm). Defined here, once: ui/buzzer.py imports
 # them to turn a request into a sound pattern.
@@ -72,6 +79,7 @@ class Policy:
         self.configure(cfg)
         self.mode = PREPAID
         self.remote = REMOTE_AUTO
+        self.manual = "auto"
         self.credit_open = False   # latched: opened for credit, not yet reconnected
         self.relay_closed = True
         self.relay_reason = "boot"
@@ -117,10 +125,14 @@ class Policy:
 
     def settle(self, balance_minor, friendly, prot_reason, why, now_s, events):
         """Re-decide relay, warning level and buzzer after anything changed."""
-        if self.remote == REMOTE_DISCONNECT:
+        if self.manual == "open":
+            closed, reason = False, "technician_open"
+        elif self.remote == REMOTE_DISCONNECT:
             closed, reason = False, "remote_disconnect"
         elif prot_reason:
             closed, reason = False, prot_reason
+        elif self.manual == "close":
+            closed, reason = True, "technician_close"
         elif self.remote == REMOTE_CONNECT:
             closed, reason = True, "remote_connect"
         elif self.mode == POSTPAID:
@@ -162,7 +174,7 @@ class Policy:
         else:
             self.alarm = QUIET
 
-    _STATE = ("mode", "remote", "credit_open", "relay_closed", "relay_reason", "level",
+    _STATE = ("mode", "remote", "manual", "credit_open", "relay_closed", "relay_reason", "level",
               "alarm", "beeps", "beep_day", "silenced_until_s")
 
     def to_dict(self):

@@ -43,3 +43,12 @@ def alloc_emergency_exception_buf(size):
 
 def mem_info(verbose=False):
     pass
+
+
+_kbd_intr = [3]
+
+
+def kbd_intr(chr):
+    # the interrupt character: -1 makes Ctrl-C an ordinary byte on the console
+    # (the REPL's board.console_io); the ESP32's UART interrupt reads it
+    _kbd_intr[0] = chr
