@@ -12,7 +12,7 @@ import signed
 from mpy import ROOT, run_mpy_rom
 
 CASES = ["fresh", "topup", "link", "friendly", "credit_cut", "await_press", "emergency", "remote", "over_power",
-         "used", "token", "fault"]
+         "used", "token", "technician", "fault"]
 
 
 def _frames(tmp_path, config):
@@ -161,3 +161,8 @@ def test_today_and_this_month_show_energy_and_what_it_cost(frames):
     assert f["charges_minor"] > 0
     assert rows[1] == "Today" and rows[4] == "Month"
     assert rows[3].strip() == cost and rows[6].strip() == cost   # the meter's first month and day
+
+
+def test_a_technician_override_says_so(frames):
+    rows = _screen(frames, "technician", 7)
+    assert rows[2] == "Supply off" and rows[4:6] == ["Switched off", "by technician"]

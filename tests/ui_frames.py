@@ -77,6 +77,9 @@ for case in args["cases"]:
         e.remote("auto")
         e.configure({"protection": {"over_power": {"limit": 10, "hold_s": 1, "retry_s": 30}}})
         e.tick(0, e.now_s + 2, 2, True, 230, 5000)
+    elif case == "technician":   # the REPL's relay("open"): firmware/repl/admin.py
+        e.remote("auto")
+        e.manual("open")
     elif case == "used":         # 2 kWh metered and charged this month
         e.tick(2000, e.now_s + 60, 60)
     elif case == "token":        # what tokens/entry.py leaves after an accepted ADD token

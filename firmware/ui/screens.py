@@ -101,6 +101,7 @@ _R_POWER = const(4)        # _R_POWER + i: the protection trip KINDS[i]
 _R_LOCK = const(7)         # _R_LOCK + i: its lockout
 _R_UTILITY = const(10)
 _R_FAULT = const(11)
+_R_TECH = const(12)        # the technician's relay("open") override (firmware/repl/admin.py)
 
 # long-press actions (fill() returns one; ui/panel.py has the same codes)
 _A_RECONNECT = const(1)
@@ -194,6 +195,8 @@ _M_NO_ERRORS = const(79)
 _M_TO_TIER = const(80)
 _M_LINK_OFF = const(81)
 _M_BAD_LANG = const(82)
+_M_TECH = const(83)
+_M_BY_TECH = const(84)
 
 
 _FIRMWARE = const(b"0.14.0")
@@ -244,6 +247,8 @@ def fill(v, app, fault):
             q = _R_PRESS
         elif why == "remote_disconnect":
             q = _R_UTILITY
+        elif why == "technician_open":
+            q = _R_TECH
         else:
             for i in range(3):
                 if why == KINDS[i]:
@@ -600,6 +605,9 @@ def _status(r, n, y, h):
     elif q == _R_UTILITY:
         r.msg(y, 0, _M_UTILITY)
         r.msg(y + 1, 0, _M_BY_UTILITY)
+    elif q == _R_TECH:
+        r.msg(y, 0, _M_TECH)
+        r.msg(y + 1, 0, _M_BY_TECH)
     elif n[_LINK_FAULT] or n[_LANG_FAULT]:
         x = r.text(y, 0, b"E")
         x = r.put(y, x, n[_LINK_FAULT] or n[_LANG_FAULT])

@@ -91,6 +91,8 @@ _EN = const(
     b"to tier \n"   # 80 TO_TIER
     b"link off\n"   # 81 LINK_OFF
     b"bad language\n"   # 82 BAD_LANG
+    b"Switched off\n"   # 83 TECH
+    b"by technician\n"   # 84 BY_TECH
 )
 
 _FR = const(
@@ -177,6 +179,8 @@ _FR = const(
     b"vers tranche \n"   # 80 TO_TIER
     b"liaison off\n"   # 81 LINK_OFF
     b"langue inconnue\n"   # 82 BAD_LANG
+    b"Coupe par\n"   # 83 TECH
+    b"le technicien\n"   # 84 BY_TECH
 )
 
 
