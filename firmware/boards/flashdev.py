@@ -66,7 +66,7 @@ class FileBlockDev:
         self.block_count = block_count
         # wear and activity counters, per block, since this object was made
         self.erases = array("I", bytes(4 * block_count))
-        self.progs = array("I", bytes(4 * block_count))
+        self.progs = 0      # programs, all blocks (a per-block count was 1 KB of heap the board has not)
         self.writes = 0  # program + erase operations
         self.dead = False
         self.on_cut = on_cut
@@ -115,7 +115,7 @@ class FileBlockDev:
         if self.dead:
             return _EIO
         land = self._op()
-        self.progs[block] += 1
+        self.progs += 1
         n = len(buf)
         if self.timing:
             # one page program per 256-byte page the write touches, taking

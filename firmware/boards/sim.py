@@ -512,7 +512,7 @@ class SimBoard:
             return {"ok": True}
         if cmd == "flash_stats":
             return {"ok": True, "writes": dev.writes, "erases": dev.total_erases(),
-                    "max_erases": dev.max_erases(), "progs": sum(dev.progs),
+                    "max_erases": dev.max_erases(), "progs": dev.progs,
                     "blocks": dev.block_count, "free_blocks": os.statvfs("/flash")[3],
                     "stall_us": dev.stall_us, "timing": dev.timing}
         if cmd == "flash_timing":
