@@ -58,6 +58,10 @@ class ScriptedMeter:
     def start(self):
         pass
 
+    def wait_for(self, predicate, timeout=None):
+        # its link is up from the start: nothing to wait for
+        return {"meter": {"link_up": True}}
+
     def state(self):
         return {"reset_cause": "power"}
 

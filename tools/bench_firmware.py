@@ -37,7 +37,7 @@ def run():
             broker.start()
             meter.start()
             meter.control({"cmd": "load", "w": 1500})
-            meter.wait_for(lambda s: s["meter"]["link_up"], timeout=20)
+            meter.wait_for(lambda s: s["meter"]["link_up"], timeout=60)   # a loaded machine: the broker may come up late and the backoff grows
             time.sleep(3)
             c0, t0 = _cpu_s(meter.proc.pid), time.time()
             time.sleep(WINDOW_S)

@@ -531,6 +531,9 @@ class Campaign:
         for attempt in range(3):
             try:
                 m.start()
+                # the audit reads the events the meter sends: wait for its link
+                # (on a loaded machine the first connects can fail and back off)
+                m.wait_for(lambda st: st["meter"]["link_up"], timeout=60)
                 cause = m.state().get("reset_cause")
                 # What the head-end had before this boot: the dead meter's
                 # last publishes arrived while it booted. Read before the
