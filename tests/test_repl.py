@@ -342,6 +342,7 @@ def test_the_modem_meter_keeps_40_kb_free_with_a_repl_session_open_and_a_token_e
         assert m.console("token(%r)" % str(tok))[0].startswith("add 500 ")
         time.sleep(2)   # the token's state publish and event settle
         mem = m.mem()
+        print("heap with a REPL session and a token:", mem)
         assert mem["free"] >= 40000, mem
     finally:
         modem.stop()
