@@ -55,7 +55,9 @@ def leftovers(tmp):
 
 TARGETS = {
     "bench": ["bench", "BENCH=firmware"],
-    "soak": ["soak", "SOAK_CUTS=3", "PYTEST_ARGS=-k powercut_meter -p no:cacheprovider"],
+    # enough cuts that the campaign is still running when the interrupt lands
+    # (3 cuts can end within a second, before it, and then fail their own check)
+    "soak": ["soak", "SOAK_CUTS=500", "PYTEST_ARGS=-k powercut_meter -p no:cacheprovider"],
 }
 
 

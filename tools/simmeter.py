@@ -166,6 +166,8 @@ class SimMeter:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
+                if any("KeyboardInterrupt" in l for l in self.log_lines[-5:]):
+                    raise KeyboardInterrupt   # a Ctrl-C reached its boot: ours too
                 raise RuntimeError("sim meter exited at start:\n" + "\n".join(self.log_lines[-30:]))
             try:
                 self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
