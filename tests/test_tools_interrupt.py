@@ -79,7 +79,15 @@ def test_an_interrupted_run_leaves_no_broker_meter_or_temp_folder(tmp_path, targ
             os.killpg(sid, signal.SIGINT)
         else:
             os.kill(proc.pid, signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0]
+        try:
+            out = proc.communicate(timeout=90)[0]
+        except subprocess.TimeoutExpired:
+            # say who was still running and what the run printed, not just "timeout"
+            alive = session_procs(sid)
+            os.killpg(sid, signal.SIGKILL)
+            out = proc.communicate()[0]
+            raise AssertionError("make %s did not exit within 90 s of the %s; still running: %s\n%s"
+                                 % (target, how, alive, out[-3000:]))
     finally:
         if proc.poll() is None:
             os.killpg(sid, signal.SIGKILL)
