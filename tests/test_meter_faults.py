@@ -1,32 +1,13 @@
 """Corrupted state on the sim meter's real LittleFS: detected, never a silent
 reset of the balance, never a wrong value; the documented safe state."""
 import os
-import subprocess
 
 import signed
 from mqttc import Watcher
-from simmeter import MICROPYTHON, ROOT
-
-CORRUPT = """
-from firmware.boards import flashdev
-flashdev.mount(%r, "/flash")
-for name in %r:
-    p = "/flash/store/" + name
-    with open(p, "rb") as f:
-        data = bytearray(f.read())
-    data[len(data) // 2] ^= 0x10
-    with open(p, "wb") as f:
-        f.write(data)
-print("corrupted")
-"""
-
+from simmeter import corrupt_store
 
 def corrupt(meter, names):
-    env = dict(os.environ, MICROPYPATH=":".join([ROOT, ROOT + "/lib", ".frozen"]))
-    out = subprocess.run([MICROPYTHON, "-X", "heapsize=108wk", "-c",
-                          CORRUPT % (os.path.join(meter.dir, "flash.img"), names)],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
-    assert "corrupted" in out.stdout, out.stderr
+    corrupt_store(os.path.join(meter.dir, "flash.img"), names)
 
 
 def test_one_damaged_copy_is_recovered_from_the_other_with_the_balance_intact(sim_meters):

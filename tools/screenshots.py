@@ -12,7 +12,6 @@ calls capture() and compares each frame with its golden bit for bit.
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lcd_png  # noqa: E402
-from simmeter import MICROPYTHON, ROOT, SIM_KEY_HEX, SimMeter, ensure_compiled  # noqa: E402
+from simmeter import ROOT, SIM_KEY_HEX, SimMeter, corrupt_store, ensure_compiled  # noqa: E402
 
 DOCS_DIR = os.path.join(ROOT, "docs", "screens")
 GOLDEN_DIR = os.path.join(ROOT, "tests", "golden")
@@ -45,26 +44,7 @@ FAR_FUTURE = 4102444800
 
 def screen_count(scenarios_mod):
     """How many screens a short press cycles through."""
-    if getattr(scenarios_mod, "SCREEN_COUNT", None):
-        return scenarios_mod.SCREEN_COUNT
-    env = dict(os.environ, MICROPYPATH=":".join([ROOT, os.path.join(ROOT, "lib"), ".frozen"]))
-    out = subprocess.run([MICROPYTHON, "-c", "from firmware.ui import screens; print(len(screens.SCREENS))"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=30, check=True)
-    return int(out.stdout.split()[-1])
-
-
-_CORRUPT = """
-from firmware.boards import flashdev
-flashdev.mount(%r, "/flash")
-for name in %r:
-    p = "/flash/store/" + name
-    with open(p, "rb") as f:
-        data = bytearray(f.read())
-    data[len(data) // 2] ^= 0x10
-    with open(p, "wb") as f:
-        f.write(data)
-print("corrupted")
-"""
+    return scenarios_mod.SCREEN_COUNT
 
 
 class Runner:
@@ -156,12 +136,7 @@ class Runner:
 
     def corrupt(self, names):
         self.meter.kill()
-        env = dict(os.environ, MICROPYPATH=":".join([ROOT, os.path.join(ROOT, "lib"), ".frozen"]))
-        out = subprocess.run([MICROPYTHON, "-X", "heapsize=108wk", "-c",
-                              _CORRUPT % (os.path.join(self.meter.dir, "flash.img"), names)],
-                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
-        if "corrupted" not in out.stdout:
-            raise AssertionError("could not damage %r: %s" % (names, out.stderr))
+        corrupt_store(os.path.join(self.meter.dir, "flash.img"), names)
         self.meter.start()
         # the power-up's self-test (all pixels on, then off) comes first:
         # wait for the screens (the sim's lcd lines are [] during it)

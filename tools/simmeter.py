@@ -84,6 +84,31 @@ def free_port():
         return s.getsockname()[1]
 
 
+_CORRUPT = """
+from firmware.boards import flashdev
+flashdev.mount(%r, "/flash")
+for name in %r:
+    p = "/flash/store/" + name
+    with open(p, "rb") as f:
+        data = bytearray(f.read())
+    data[len(data) // 2] ^= 0x10
+    with open(p, "wb") as f:
+        f.write(data)
+print("corrupted")
+"""
+
+
+def corrupt_store(flash_img, names):
+    """Flip one bit in the middle of each store file `names` (paths under
+    /flash/store/) of a stopped meter's flash image, through the firmware's
+    own LittleFS mount: the damage a worn or disturbed flash cell does."""
+    env = dict(os.environ, MICROPYPATH=":".join([ROOT, os.path.join(ROOT, "lib"), ".frozen"]))
+    out = subprocess.run([MICROPYTHON, "-X", "heapsize=108wk", "-c", _CORRUPT % (flash_img, list(names))],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+    if "corrupted" not in out.stdout:
+        raise AssertionError("could not damage %r: %s" % (names, out.stderr))
+
+
 class ConsoleError(Exception):
     """A statement typed at the meter's REPL ended in an exception (its traceback)."""
 
@@ -159,10 +184,17 @@ class SimMeter:
         self.port = free_port()
         code = self.code_root
         env = dict(os.environ, MICROPYPATH=":".join([code, os.path.join(code, "lib"), ".frozen"]))
-        self.proc = children.track(subprocess.Popen(self.argv() + ["--console"], cwd=code, env=env,
-                                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                    stderr=subprocess.STDOUT, text=True, bufsize=1))
+        self.proc = children.track(self._spawn(code, env))
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        return self._connect(timeout)
+
+    def _spawn(self, code, env):
+        return subprocess.Popen(self.argv() + ["--console"], cwd=code, env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+    def _connect(self, timeout):
+        """Open the control socket once the booting meter listens on it."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -367,31 +399,14 @@ class PtySimMeter(SimMeter):
     the control socket as usual."""
     MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
 
-    def start(self, timeout=10):
+    def _spawn(self, code, env):
         import shlex
-        if self.code_root == COMPILED:
-            ensure_compiled()
-        self.port = free_port()
         self.tty = os.path.join(self.dir, "tty")
-        code = self.code_root
-        env = dict(os.environ, MICROPYPATH=":".join([code, os.path.join(code, "lib"), ".frozen"]))
         cmd = " ".join(shlex.quote(a) for a in self.argv() + ["--console"])
-        self.proc = children.track(subprocess.Popen(
+        return subprocess.Popen(
             ["socat", "PTY,link=%s,raw,echo=0" % self.tty, "EXEC:%s,pty,raw,echo=0" % cmd],
             cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT))
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("socat/sim meter exited at start:\n" + "\n".join(self.log_lines[-30:]))
-            try:
-                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-                self.reader = self.sock.makefile("r")
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError("sim meter control socket did not open")
+            stderr=subprocess.STDOUT)
 
     def kill(self):
         """Power cut: SIGKILL to socat and to the meter it runs. socat's EXEC
