@@ -27,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_modem import FakeModem  # noqa: E402
+from simmeter import ConsoleError  # noqa: E402
 from topup_rig import Rig, pct  # noqa: E402
 
 TARGETS = {"heap_low_water_free_pct": (">=", 30), "heap_floor_wk": ("<=", 84),
@@ -53,9 +54,10 @@ class EverythingMeter:
                                                 "--modem-pins", str(self.modem.pin_port)]})
         self.m = self.rig.m
         self.tokens = 0
+        self.token_results = []
         self.samples = []        # (free, largest_free, gc_ms)
         self.counts = {"topups": 0, "credited": 0, "tokens": 0, "tokens_added": 0, "presses": 0,
-                       "repl": 0, "faults": 0}
+                       "repl": 0, "faults": 0, "refused": 0}
 
     def close(self):
         self.rig.close()
@@ -63,12 +65,15 @@ class EverythingMeter:
 
     def token(self):
         import openpaygo
-        self.tokens += 1
-        _, tok = openpaygo.generate_token(secret_key=TOKEN_KEY_HEX, count=self.tokens, value=5)
+        # each token's count follows the last one's, as the utility's
+        # generator keeps it (openpaygo returns the count it used)
+        self.tokens, tok = openpaygo.generate_token(secret_key=TOKEN_KEY_HEX, count=self.tokens, value=5)
         ctr = self.rig.he.send(self.rig.mid, "token", token=str(tok))
         ack = self.rig.he.wait_ack(self.rig.mid, ctr, timeout_s=30)
         self.counts["tokens"] += 1
-        self.counts["tokens_added"] += bool(ack and (ack.get("data") or {}).get("result") == "add")
+        result = ack and ((ack.get("data") or {}).get("result") or ack.get("reason") or ack.get("result"))
+        self.token_results.append(result)
+        self.counts["tokens_added"] += result == "add"
 
     def run(self, span_s, faults_every=7):
         self.m.control({"cmd": "load", "w": 800})
@@ -76,24 +81,53 @@ class EverythingMeter:
         i = 0
         while time.time() < end:
             i += 1
-            self.m.control({"cmd": "press", "ms": 120})
-            self.counts["presses"] += 1
-            if i % 3 == 0:
-                fault = i % (3 * faults_every) == 0
-                self.rig.topups(1, faults=int(fault), resend_every=0, timeout_s=30)
-                self.counts["faults"] += int(fault)
-            if i % 11 == 0:
-                self.token()
-            if i % 5 == 0:
-                self.m.console("status()")
-                self.counts["repl"] += 1
-            mem = self.m.mem(blocks=True)
-            self.samples.append((mem["free"], mem["largest_free"], mem["gc_ms"], mem["total"]))
+            try:
+                self._step(i, faults_every)
+            except (RuntimeError, ConsoleError, KeyError):
+                # a request the meter could not answer (its own MemoryError,
+                # in the log and counted there)
+                self.counts["refused"] += 1
+            except (OSError, TimeoutError):
+                # the meter restarted under us (a MemoryError's reset: counted
+                # below); the rig brings it back as a board would come back
+                self._back()
             time.sleep(0.3)
         self.counts["topups"] = self.rig.stats["topups"]
         self.counts["credited"] = self.rig.stats["credited"]
-        st = self.rig.settle()
-        return st
+        for _ in range(3):
+            try:
+                self._back()
+                return self.rig.settle()
+            except (KeyError, OSError):   # refused for want of heap, or restarting
+                time.sleep(1)
+        return {"link_up": False}
+
+    def _step(self, i, faults_every):
+        self.m.control({"cmd": "press", "ms": 120})
+        self.counts["presses"] += 1
+        if i % 3 == 0:
+            fault = i % (3 * faults_every) == 0
+            self.rig.topups(1, faults=int(fault), resend_every=0, timeout_s=30)
+            self.counts["faults"] += int(fault)
+        if i % 11 == 0:
+            self.token()
+        if i % 5 == 0:
+            self.m.console("status()")
+            self.counts["repl"] += 1
+        mem = self.m.mem(blocks=True)
+        self.samples.append((mem["free"], mem["largest_free"], mem["gc_ms"], mem["total"]))
+
+    def _back(self, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.m.alive() and self.m.sock is not None:
+                try:
+                    self.m.state()
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        raise TimeoutError("the meter did not come back")
 
     def memory_errors(self):
         return sum("MemoryError" in line for line in self.m.log_lines)
@@ -121,11 +155,18 @@ def month():
                     "month_topups_credited": e.counts["credited"],
                     "month_topups_sent": e.counts["topups"],
                     "month_tokens_added": e.counts["tokens_added"],
+                    "month_tokens_sent": e.counts["tokens"],
                     "month_link_faults": e.counts["faults"],
                     "month_repl_statements": e.counts["repl"],
                     "month_samples": len(e.samples)}
         finally:
             e.close()
+
+
+def _last_line(exc):
+    # a console traceback or a start log ends with what went wrong
+    lines = [l for l in str(exc).splitlines() if l.strip()] or [repr(exc)]
+    return "%s: %s" % (type(exc).__name__, lines[-1][:100])
 
 
 def day_ok(heap_wk):
@@ -134,13 +175,13 @@ def day_ok(heap_wk):
         try:
             e = EverythingMeter(work, "MEMF%d" % heap_wk, "%dwk" % heap_wk, DAY_S * 30, seed=heap_wk)
         except Exception as exc:    # did not boot, or never linked
-            print("  %dwk: no start (%s)" % (heap_wk, str(exc).splitlines()[0][:80]), flush=True)
+            print("  %dwk: no start (%s)" % (heap_wk, _last_line(exc)), flush=True)
             return False
         try:
             try:
                 st = e.run(DAY_S)
             except Exception as exc:
-                print("  %dwk: failed (%s)" % (heap_wk, str(exc).splitlines()[0][:80]), flush=True)
+                print("  %dwk: failed (%s)" % (heap_wk, _last_line(exc)), flush=True)
                 return False
             c = e.counts
             ok = (c["credited"] == c["topups"] and c["tokens_added"] == c["tokens"]

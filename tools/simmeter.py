@@ -343,6 +343,8 @@ class SimMeter:
         largest free block in bytes (what the biggest allocation may take)."""
         start = len(self.log_lines)
         r = self.control({"cmd": "mem", "blocks": blocks})
+        if not r.get("ok"):
+            raise RuntimeError("the meter could not answer mem: %s" % r.get("error"))
         rom = 0
         for line in self.log_lines:
             if line.startswith("SIM-ROM "):
