@@ -2,6 +2,9 @@
 state, the LCD, the latest relay event and the console's `status` report the
 same position and the same reason, on the running sim meter."""
 import json
+import os
+
+import pytest
 
 import signed
 from mqttc import Watcher
@@ -194,3 +197,32 @@ def test_the_supply_voltage_is_shown_where_the_board_measures_it_and_dashes_wher
     st = m.state()
     assert st["relay_closed"] and st["meter"]["relay_reason"] != "under_voltage"
 
+
+@pytest.mark.parametrize("damage, code, lcd", [("missing", "config_missing", "E63"),
+                                               ("not json", "config_bad", "E64")])
+def test_an_unusable_config_file_opens_the_relay_with_the_store_fault_reason_in_every_view(
+        sim_meters, damage, code, lcd):
+    # the store's safe state (docs/provisioning.md): nothing is stored and no
+    # link will start, so the fault's events are kept live, where the
+    # console's events() shows them
+    m = sim_meters("rr5", config={"initial_balance_minor": 500})
+    os.remove(m.config_path)
+    if damage == "not json":
+        with open(m.config_path, "w") as f:
+            f.write('{"meter_id": "rr5",')
+    m.start()
+    st = m.wait_for(lambda s: s["lcd"] and s["lcd"][0].startswith("Meter fault"), timeout=5)
+    assert st["lcd"][1] == lcd
+    assert lcd_cut_reason(st["lcd"]) == "store_fault" and SUPPLY_OFF in st["lcd"]
+    assert st["relay_closed"] is False
+    assert st["meter"]["relay_closed"] is False and st["meter"]["relay_reason"] == "store_fault"
+    state = m.control({"cmd": "meter_state"})["state"]
+    assert (state["relay_closed"], state["relay_reason"]) == (False, "store_fault")
+    lines = m.console("events(50)")
+    assert lines and all(l.startswith("live {") for l in lines), lines
+    events = [json.loads(l[5:]) for l in lines]
+    assert [e for e in events if e["kind"] == "fault"][-1]["code"] == code
+    relays = [e for e in events if e["kind"] == "relay"]
+    assert relays and relays[-1]["closed"] == 0 and relays[-1]["reason"] == "store_fault"
+    line = [l for l in m.console("status()") if l.startswith("relay ")][0]
+    assert line == "relay open  reason store_fault"
