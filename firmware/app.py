@@ -8,6 +8,8 @@ import asyncio
 import gc
 import time
 
+from micropython import const
+
 from firmware import config
 from firmware.meter import MeterCore
 from firmware.ui.panel import Panel
@@ -15,6 +17,7 @@ from firmware.watchdog import Supervisor
 
 METER_EVERY_MS = 1000
 ACK_DRAIN_MS = 2000   # a failed command's ack gets this long to leave before the restart
+_LIVE_KEPT = const(8)  # live events kept for events() while no link can send them
 
 
 class App:
@@ -77,10 +80,12 @@ class App:
             if self.core.tick():
                 self.state_dirty = True
                 self.lcd_due = True  # show a relay change at once, not at the next refresh
-            if self.key is None and self.core.events.link_events:
-                # no link will ever send the fault state's live events: drop
-                # them, or the list grows for as long as the fault lasts
-                del self.core.events.link_events[:]
+            live = self.core.events.link_events
+            if self.key is None and len(live) > _LIVE_KEPT:
+                # no link will ever send the fault state's live events: keep
+                # the newest for the technician's events() (the fault and the
+                # relay's opening), or the list grows while the fault lasts
+                del live[:-_LIVE_KEPT]
             self.sup.checkin("meter")
             # Collect garbage while it is little, once a tick (~2 ms on an
             # ESP32), instead of when an allocation fails: short-lived
