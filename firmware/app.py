@@ -30,9 +30,19 @@ class App:
         # have. Made later, at a command, it failed with MemoryError on a
         # heap fragmented by a power cut's recovery (docs/architecture.md,
         # "Heap"). Code as .mpy files in the heap may not fit: then later.
+        # Every module this meter's tasks import later comes now too: where
+        # the sixth pool fills depends on the path the boot takes (a soft
+        # reset skips the self-test), and the seventh pool must come here,
+        # on every path, while the heap holds little but code.
         gc.collect()   # the imports' garbage out of the way: the largest free block
         try:
             import firmware.link.commands  # noqa: F401
+            import firmware.link.session  # noqa: F401
+            import firmware.link.delivery  # noqa: F401
+            if board.modem_uart() is not None:
+                import firmware.link.modem  # noqa: F401
+            if board.console:
+                import firmware.console  # noqa: F401
         except MemoryError:
             print("[boot] command code deferred: no 14 KB block for its names")
         # A provisioning the meter cannot use never stops the boot (that would
