@@ -3,8 +3,11 @@ running firmware: the control socket's state fields (docs/simulator.md), a
 restart resetting the simulated load, the clock rate against the
 energy-at-risk bound, the minimal flat tariff and the tariff event's a/b,
 the `charge` ledger events, the balance limit and the state's publish delay
-(docs/protocol.md, docs/credit.md). tests/test_docs_commands.py runs the
-docs' commands; this file checks their words."""
+(docs/protocol.md, docs/credit.md); the events and ledger tables against
+every event the firmware can send (tests/firmware_events.py reads them from
+its source) and against the events of running meters.
+tests/test_docs_commands.py runs the docs' commands; this file checks their
+words."""
 import json
 import os
 import re
