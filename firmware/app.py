@@ -231,10 +231,16 @@ class App:
         if self.key is None:
             # no key to check the command's signature nor sign the ack with:
             # refused, unsigned, with the reason (the link is not started, so
-            # only a local path such as the sim's control socket gets here)
+            # only a local path such as the sim's control socket gets here),
+            # and the counter and kind read as from an oversized one's head,
+            # so the refusal names the command it answers
             import json
-            return json.dumps({"v": 1, "kind": "ack", "meter": self.meter_id, "result": "rejected",
-                               "reason": "no_key", "fault": "E%d" % self.fault_lcd()}).encode()
+            from firmware.link.commands import head_ack
+            ack = head_ack(self.meter_id, raw)
+            ack["result"] = "rejected"
+            ack["reason"] = "no_key"
+            ack["fault"] = "E%d" % self.fault_lcd()
+            return json.dumps(ack).encode()
         d = self._dispatcher()
         gc.collect()
         core = self.core
