@@ -132,6 +132,20 @@ class EverythingMeter:
     def memory_errors(self):
         return sum("MemoryError" in line for line in self.m.log_lines)
 
+    def memory_error_sites(self):
+        """Where each MemoryError struck: the innermost traceback line
+        before it, and the allocation's size, counted."""
+        sites = {}
+        last = ""
+        for line in self.m.log_lines:
+            if line.lstrip().startswith("File "):
+                last = line.strip()
+            elif "MemoryError" in line and "allocating" in line:
+                key = "%s: %s" % (last, line.split("allocating")[-1].strip(" ')\""))
+                sites[key] = sites.get(key, 0) + 1
+                last = ""
+        return sites
+
     def restarts(self):
         return len(self.m.exits)   # the rig restarts a meter that died, as a board does
 
@@ -152,6 +166,7 @@ def month():
                     "gc_pause_ms_p50": round(pct([s[2] for s in e.samples], 50), 2),
                     "month_memory_errors": e.memory_errors(),
                     "month_meter_restarts": e.restarts(),
+                    "month_memory_error_sites": e.memory_error_sites(),
                     "month_topups_credited": e.counts["credited"],
                     "month_topups_sent": e.counts["topups"],
                     "month_tokens_added": e.counts["tokens_added"],
