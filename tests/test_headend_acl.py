@@ -131,3 +131,29 @@ def test_wrong_password_and_anonymous_clients_are_refused(secured_broker):
     wait_for(lambda: "rc" in res, 5, "the anonymous client's CONNACK")
     anon.loop_stop()
     assert res["rc"].is_failure
+
+
+def test_update_frames_reach_only_their_meter_and_requests_come_only_from_it(secured_broker):
+    """docs/ota.md: the head-end's frames on meters/<id>/ota, the meter's
+    requests on meters/<id>/otareq. A meter reads only its own frames, asks
+    only as itself, and cannot feed frames to itself or to another meter."""
+    port = secured_broker
+    he = Client(port, "headend", "pw-he", ["$share/headend/meters/+/otareq"])
+    a = Client(port, "MA", "pw-a", ["meters/MA/ota", "meters/MB/ota"])
+    b = Client(port, "MB", "pw-b", ["meters/MB/ota"])
+    assert he.ready.is_set() and a.ready.is_set() and b.ready.is_set()
+    he.pub("meters/MA/ota", b"frame for A")
+    he.pub("meters/MB/ota", b"frame for B")
+    a.pub("meters/MB/ota", b"frame forged by A")
+    a.pub("meters/MA/ota", b"frame A made itself")
+    a.pub("meters/MB/otareq", b"A asking as B")
+    a.pub("meters/MA/otareq", b"A asking")
+    he.pub("meters/MA/ota", b"marker")
+    he.pub("meters/MB/ota", b"marker")
+    wait_for(lambda: a.has(("meters/MA/ota", b"marker")) and b.has(("meters/MB/ota", b"marker")), 5, "markers")
+    wait_for(lambda: he.has(("meters/MA/otareq", b"A asking")), 5, "A's request at the head-end")
+    assert a.got == [("meters/MA/ota", b"frame for A"), ("meters/MA/ota", b"marker")]
+    assert b.got == [("meters/MB/ota", b"frame for B"), ("meters/MB/ota", b"marker")]
+    assert he.got == [("meters/MA/otareq", b"A asking")]
+    for c in (he, a, b):
+        c.close()
