@@ -8,6 +8,8 @@ import asyncio
 import gc
 import time
 
+from micropython import const
+
 from firmware import config
 from firmware.meter import MeterCore
 from firmware.ui.panel import Panel
@@ -15,6 +17,7 @@ from firmware.watchdog import Supervisor
 
 METER_EVERY_MS = 1000
 ACK_DRAIN_MS = 2000   # a failed command's ack gets this long to leave before the restart
+_LIVE_KEPT = const(8)  # live events kept for events() while no link can send them
 
 
 class App:
@@ -33,9 +36,19 @@ class App:
         # have. Made later, at a command, it failed with MemoryError on a
         # heap fragmented by a power cut's recovery (docs/architecture.md,
         # "Heap"). Code as .mpy files in the heap may not fit: then later.
+        # Every module this meter's tasks import later comes now too: where
+        # the sixth pool fills depends on the path the boot takes (a soft
+        # reset skips the self-test), and the seventh pool must come here,
+        # on every path, while the heap holds little but code.
         gc.collect()   # the imports' garbage out of the way: the largest free block
         try:
             import firmware.link.commands  # noqa: F401
+            import firmware.link.session  # noqa: F401
+            import firmware.link.delivery  # noqa: F401
+            if board.modem_uart() is not None:
+                import firmware.link.modem  # noqa: F401
+            if board.console:
+                import firmware.console  # noqa: F401
         except MemoryError:
             print("[boot] command code deferred: no 14 KB block for its names")
         # A provisioning the meter cannot use never stops the boot (that would
@@ -83,10 +96,12 @@ class App:
             if self.core.tick():
                 self.state_dirty = True
                 self.lcd_due = True  # show a relay change at once, not at the next refresh
-            if self.key is None and self.core.events.link_events:
-                # no link will ever send the fault state's live events: drop
-                # them, or the list grows for as long as the fault lasts
-                del self.core.events.link_events[:]
+            live = self.core.events.link_events
+            if self.key is None and len(live) > _LIVE_KEPT:
+                # no link will ever send the fault state's live events: keep
+                # the newest for the technician's events() (the fault and the
+                # relay's opening), or the list grows while the fault lasts
+                del live[:-_LIVE_KEPT]
             self.sup.checkin("meter")
             # Collect garbage while it is little, once a tick (~2 ms on an
             # ESP32), instead of when an allocation fails: short-lived
@@ -232,10 +247,16 @@ class App:
         if self.key is None:
             # no key to check the command's signature nor sign the ack with:
             # refused, unsigned, with the reason (the link is not started, so
-            # only a local path such as the sim's control socket gets here)
+            # only a local path such as the sim's control socket gets here),
+            # and the counter and kind read as from an oversized one's head,
+            # so the refusal names the command it answers
             import json
-            return json.dumps({"v": 1, "kind": "ack", "meter": self.meter_id, "result": "rejected",
-                               "reason": "no_key", "fault": "E%d" % self.fault_lcd()}).encode()
+            from firmware.link.commands import head_ack
+            ack = head_ack(self.meter_id, raw)
+            ack["result"] = "rejected"
+            ack["reason"] = "no_key"
+            ack["fault"] = "E%d" % self.fault_lcd()
+            return json.dumps(ack).encode()
         d = self._dispatcher()
         gc.collect()
         core = self.core

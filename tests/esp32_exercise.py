@@ -169,6 +169,7 @@ def _run_meter(cf1, calibrated, phases):
     core = MeterCore(b, config.load(prov))
     cf = esp32.pcnt_unit(pins.PULSE_PCNT_UNIT)
     trace = []
+    lcd_phases = []   # the LCD at the end of each phase
     sent = cf1_sent = 0
     cf_total = cf1_total = 0
     for watts, volts, seconds in phases:
@@ -192,9 +193,10 @@ def _run_meter(cf1, calibrated, phases):
             closed, reason = core.relay_now()
             trace.append([t[0] // 1000, watts, volts, core.meas.power_w, core.meas.voltage_v,
                           closed, reason, b.relay_closed()])
-    lcd = _lcd_lines(core)
+        lcd_phases.append(_lcd_lines(core))
+    lcd = lcd_phases[-1]
     events = [json.loads(e[3]) for e in core.events.outbox.entries]
-    return {"trace": trace, "lcd": lcd, "state": core.state(),
+    return {"trace": trace, "lcd": lcd, "lcd_phases": lcd_phases, "state": core.state(),
             "relay_events": [[e["closed"], e["reason"]] for e in events if e["kind"] == "relay"],
             "protection_events": [[e["event"], e["what"]] for e in events if e["kind"] == "protection"]}
 

@@ -29,11 +29,17 @@ _WORDS = (
     ("over_voltage", "High voltage -", "retry in "),
     ("under_voltage", "Low voltage -", "retry in "),
     ("store_fault", "Meter fault E", "call service"),
+    ("technician_open", "Switched off", "by technician"),
+    ("friendly", "Friendly credit", "until "),   # on, with no credit
 )
+
+# the reasons the LCD puts in words (the others show no reason line)
+WORDED = tuple(w[0] for w in _WORDS)
 
 
 def lcd_cut_reason(lines):
-    """The relay reason (the state's code) whose words the LCD shows, or None."""
+    """The relay reason (the state's code) whose words the LCD shows, or None
+    (a closed relay shows words only in a friendly period)."""
     for i in range(len(lines) - 1):
         for reason, first, second in _WORDS:
             if lines[i].startswith(first) and lines[i + 1].startswith(second):

@@ -138,6 +138,110 @@ print(json.dumps(out))
         [None, ["key_bad", "key_hex is not hex"]], [None, ["key_bad", "key_hex is not a string"]]]
 
 
+# --- every command refused without a key ---------------------------------------
+
+NOW = 1767225600            # the sim's first boot (SimMeter's default epoch)
+TOKEN_KEY_HEX = "000102030405060708090a0b0c0d0e0f"
+ZERO_KEY = bytes(32)        # what the meter signed with before it had key faults
+# For each kind, a command that visibly changes the meter when carried out
+# (the field of the state that shows it; None for a read), in an order where
+# each one still does on the keyed control meter after those before it: the
+# clock first (then expiry is judged), the mode last (postpaid has no warnings).
+WOULD_CHANGE = [
+    ("time", {"utc_s": NOW + 10 * 86400}, "synced"),
+    ("topup", {"order": 1, "amount_minor": 500}, "balance_minor"),
+    ("tariff", {"version": 2, "activate_utc_s": 0, "tariff": {"price_milli_per_kwh": 300000}}, "tariff_version"),
+    ("config", {"settings": {"warn1_minor": 0, "warn2_minor": 0}}, "level"),
+    ("relay", {"action": "disconnect"}, "relay_closed"),
+    # ADD 12.00 under TOKEN_KEY_HEX (docs/protocol.md, "Worked examples")
+    ("token", {"token": "163 363 325"}, "balance_minor"),
+    ("query", {"what": "state"}, None),
+    ("query", {"what": "commlog"}, None),
+    ("query", {"what": "billing", "since": 0}, None),
+    ("query", {"what": "billing_monthly", "since": 0}, None),
+    ("query", {"what": "events", "since": 0}, None),
+    ("mode", {"mode": "postpaid"}, "mode"),
+]
+# the provisioning faults, and the control: the same meter with its key
+KEY_CASES = {"E61": (None, ZERO_KEY), "E62": ("00" * 32, ZERO_KEY), "keyed": (signed.KEY_HEX, signed.KEY)}
+
+
+def _firmware_kinds():
+    with open(os.path.join(ROOT, "firmware", "link", "commands.py")) as f:
+        block = f.read().split("\nKINDS = {", 1)[1].split("\n}", 1)[0]
+    return re.findall(r'^    "([a-z_]+)": \(', block, re.M)
+
+
+def test_every_command_kind_the_firmware_and_the_docs_know_is_sent_to_the_keyless_meters():
+    # the cases below cover every kind, and every query, the firmware knows
+    with open(os.path.join(ROOT, "docs", "protocol.md")) as f:
+        table = f.read().split("\n| kind |", 1)[1].split("\n\n", 1)[0]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", table, re.M)
+    kinds = _firmware_kinds()
+    assert sorted(kinds) == sorted(documented) and len(kinds) >= 8
+    assert sorted(set(k for k, _, _ in WOULD_CHANGE)) == sorted(kinds)
+    with open(os.path.join(ROOT, "firmware", "link", "commands.py")) as f:
+        whats = re.search(r'\("what", \(([^)]*)\)\)', f.read()).group(1)
+    assert sorted(f["what"] for k, f, _ in WOULD_CHANGE if k == "query") == sorted(re.findall(r'"([a-z_]+)"', whats))
+
+
+@pytest.fixture(scope="module", params=sorted(KEY_CASES))
+def key_case(request, tmp_path_factory):
+    """One stepped sim meter per key case, shared by every kind sent to it."""
+    from simmeter import SimMeter
+    key_hex, sign_key = KEY_CASES[request.param]
+    # the meter task looks every 20 ms of real time, so a step is not a second long
+    m = SimMeter("kf", str(tmp_path_factory.mktemp("keyfault")), broker_port=free_port(), step=True,
+                 extra_args=["--meter-every-ms", "20"],
+                 config={"key_hex": key_hex, "initial_balance_minor": 1000, "token_key_hex": TOKEN_KEY_HEX})
+    m.start()
+    yield request.param, m, sign_key
+    m.stop()
+
+
+def _documented_refusal_fields():
+    with open(os.path.join(ROOT, "docs", "provisioning.md")) as f:
+        text = f.read()
+    said = re.search(r'unsigned refusal, `(\{.*?\})`', text, re.S).group(1)
+    return set(re.findall(r'"([a-z_]+)":', said))
+
+
+def _views(m):
+    """What a command could change: the protocol state, the board's relay."""
+    st = m.control({"cmd": "meter_state"})["state"]
+    st["board_relay_closed"] = m.state()["relay_closed"]
+    return st
+
+
+@pytest.mark.parametrize("kind, fields, shows", WOULD_CHANGE,
+                         ids=["%s-%s" % (k, f.get("what", "")) if k == "query" else k for k, f, _ in WOULD_CHANGE])
+def test_a_meter_without_a_usable_key_refuses_every_kind_of_command_and_nothing_changes(key_case, kind, fields, shows):
+    case, m, sign_key = key_case
+    raw = signed.command("kf", kind, key=sign_key, **fields)
+    ctr = json.loads(raw)["ctr"]
+    before = _views(m)
+    reply = m.control({"cmd": "command", "raw": raw.decode()})["reply"]
+    tick = m.control({"cmd": "step"})       # one meter second: a tick would show a deferred effect
+    assert tick["ticked"]
+    after = _views(m)
+    if case == "keyed":
+        # the control: the same command does what it says on a meter with its key
+        assert reply["result"] in ("ok", "credited") and reply["ctr"] == ctr, reply
+        if shows:
+            assert after[shows] != before[shows], (shows, before[shows], after[shows])
+        return
+    # the documented refusal (docs/protocol.md, `no_key`; docs/provisioning.md):
+    # unsigned, naming the fault, with the command's counter and kind
+    assert reply == {"v": 1, "meter": "kf", "ctr": ctr, "kind": kind, "result": "rejected",
+                     "reason": "no_key", "fault": case}, reply
+    assert set(reply) == _documented_refusal_fields()
+    # and nothing changed but the time, by the one stepped second
+    assert after.pop("t") == before.pop("t") + 1
+    assert after == before
+    assert (after["balance_minor"], after["tariff_version"], after["mode"], after["synced"]) == (
+        1000, 1, "prepaid", False)
+
+
 # --- unknown keys --------------------------------------------------------------
 
 def test_a_misspelt_key_is_reported_in_the_log_and_the_console(sim_meters):

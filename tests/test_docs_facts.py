@@ -3,20 +3,26 @@ running firmware: the control socket's state fields (docs/simulator.md), a
 restart resetting the simulated load, the clock rate against the
 energy-at-risk bound, the minimal flat tariff and the tariff event's a/b,
 the `charge` ledger events, the balance limit and the state's publish delay
-(docs/protocol.md, docs/credit.md). tests/test_docs_commands.py runs the
-docs' commands; this file checks their words."""
+(docs/protocol.md, docs/credit.md); the events and ledger tables against
+every event the firmware can send (tests/firmware_events.py reads them from
+its source) and against the events of running meters.
+tests/test_docs_commands.py runs the docs' commands; this file checks their
+words."""
 import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
+import firmware_events
 import signed
 from mqttc import Watcher
 from simmeter import MICROPYTHON, ROOT
 
 DOCS = os.path.join(ROOT, "docs")
+TOKEN_KEY_HEX = "000102030405060708090a0b0c0d0e0f"   # docs/protocol.md's worked examples
 
 
 def doc(name):
@@ -171,7 +177,8 @@ def test_at_an_hour_a_second_a_cut_loses_at_most_the_last_tick(sim_meters):
 def linked(broker, sim_meters):
     w = Watcher(broker.port)
     m = sim_meters("f5", broker_port=broker.port,
-                   config={"key_hex": signed.KEY_HEX, "initial_balance_minor": 100000}).start()
+                   config={"key_hex": signed.KEY_HEX, "initial_balance_minor": 100000,
+                           "token_key_hex": TOKEN_KEY_HEX}).start()
     m.wait_for(lambda s: s["meter"]["link_up"])
     yield m, w
     w.c.loop_stop()
@@ -229,12 +236,180 @@ def test_charge_ledger_events_and_the_balance_limit(linked):
     w.wait(lambda t, b: t.endswith("/state") and b.get("balance_minor") == ack["balance_minor"])
 
 
+# --- the events tables (docs/protocol.md, "Events") ---------------------------
+
+_CLASS = {"TELEMETRY": "telemetry", "_EVENT": "event", "CRITICAL": "critical"}
+
+
+def _outbox_classes():
+    """{kind: class} of the outbox (firmware/link/outbox.py), and the class
+    of a kind it does not list."""
+    src = open(os.path.join(ROOT, "firmware", "link", "outbox.py")).read()
+    table = src.split("\nPRIORITY = {", 1)[1].split("\n}", 1)[0]
+    default = re.search(r"PRIORITY\.get\(kind, (\w+)\)", src).group(1)
+    return {k: _CLASS[c] for k, c in re.findall(r'"([a-z_]+)": (\w+),', table)}, _CLASS[default]
+
+
+def test_every_event_the_firmware_can_send_has_a_row_naming_exactly_the_fields_it_sends():
+    sent = firmware_events.queued_events()
+    rows, common = firmware_events.documented_events()
+    # the reader sees every way into the outbox: Events.add is the only caller
+    callers = []
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "firmware")):
+        for name in files:
+            if name.endswith(".py"):
+                callers += [name for line in open(os.path.join(dirpath, name)) if "outbox.add(" in line]
+    assert callers == ["events.py"]
+    assert {"topup", "ledger", "relay", "tariff", "fault", "token", "tech"} <= set(sent)
+    assert sorted(set(sent) - set(rows)) == [], "docs/protocol.md: events the firmware sends without a row"
+    assert sorted(set(rows) - set(sent)) == [], "docs/protocol.md: rows for events the firmware never sends"
+    classes, default = _outbox_classes()
+    for kind, places in sorted(sent.items()):
+        fields = set().union(*[f for f, _ in places])
+        assert fields == rows[kind][1], (kind, "firmware sends", sorted(fields), "the row names",
+                                         sorted(rows[kind][1]), [w for _, w in places])
+        assert rows[kind][0] == classes.get(kind, default), (kind, rows[kind][0])
+    # the envelope: every event has the fields the section lists; those sent
+    # live (store fault) all but `seq`, as the section says
+    stored, live = firmware_events.envelope_fields()
+    assert stored == common
+    assert live == common - {"seq"}
+    assert "sent live, **without `seq`**" in " ".join(firmware_events.events_section().split())
+    live_kinds = sorted(k for k, places in sent.items() if any(w == "firmware/core/boot.py" for _, w in places))
+    assert live_kinds == ["fault", "relay"]
+    # the codes the fault and tamper rows list are those the firmware raises:
+    # the revenue's (Events.metering names which are faults), the store's
+    # fault codes (the live event of the store fault) and store_recovered
+    src = {rel: open(os.path.join(ROOT, "firmware", rel)).read()
+           for rel in ("metering/revenue.py", "store/store.py", "meter.py", "core/events.py")}
+    metering = set(re.findall(r'^EV_[A-Z_]+ = "([a-z_]+)"', src["metering/revenue.py"], re.M))
+    as_fault = set(re.findall(r'"fault" if kind == "([a-z_]+)" else "tamper"', src["core/events.py"]))
+    store = src["store/store.py"].split("FAULT_LCD = {", 1)[1].split("}")[0]
+    codes = {"fault": as_fault | set(re.findall(r'^    "([a-z_]+)": \d+,', store, re.M))
+             | set(re.findall(r'"code": "([a-z_]+)"', src["meter.py"])), "tamper": metering - as_fault}
+    for kind in ("fault", "tamper"):
+        cell = [line for line in firmware_events.events_section().splitlines() if line.startswith("| `%s` |" % kind)]
+        code_note = cell[0].split("|")[3].split("`code` (", 1)[1].split("), `value`")[0]
+        assert set(re.findall(r"`([a-z_0-9]+)`", code_note)) == codes[kind], kind
+    assert {"metering_fault", "snap_crc", "store_recovered"} <= codes["fault"]
+    assert {"cover_open", "cover_closed", "reverse_energy"} == codes["tamper"]
+
+
+def _norm(reason):
+    return re.sub(r"<[^>]*>", "<>", reason)
+
+
+def test_the_ledger_table_has_every_entry_the_ledger_posts_with_its_reasons():
+    posts = firmware_events.ledger_entries()
+    rows = firmware_events.documented_ledger_entries()
+    assert sorted(rows) == sorted(posts) and "charge" in rows
+    for entry, reasons in posts.items():
+        cell = re.sub(r"\([^)]*\)", "", rows[entry]["reason"])
+        documented = set(_norm(r) for r in re.findall(r"`([^`]+)`", cell))
+        assert documented == reasons, (entry, "the row says", sorted(documented), "the firmware posts", sorted(reasons))
+    # a charge entry's wh is its energy; every other entry carries none
+    assert [e for e, r in rows.items() if r["wh"] != "0"] == ["charge"]
+
+
+def test_the_events_a_running_meter_sends_carry_exactly_the_fields_of_their_row(linked):
+    m, w = linked
+    sent = firmware_events.queued_events()
+    rows, common = firmware_events.documented_events()
+    m.control({"cmd": "pulses", "n": 1000})
+    m.wait_for(lambda s: s["meter"]["import_wh"] == 1000)
+    assert cmd(m, "config", settings={"warn1_minor": 200000})["result"] == "ok"      # a warning
+    assert cmd(m, "topup", order=1, amount_minor=100)["result"] == "credited"       # the charge, the top-up
+    assert cmd(m, "tariff", version=2, activate_utc_s=0, tariff={"price_milli_per_kwh": 1})["result"] == "ok"
+    at = m.state()["rtc_s"] + 86400
+    assert cmd(m, "tariff", version=3, activate_utc_s=at, tariff={"price_milli_per_kwh": 2})["result"] == "ok"
+    assert cmd(m, "relay", action="disconnect")["result"] == "ok"                   # relay, remote
+    assert cmd(m, "mode", mode="postpaid")["result"] == "ok"
+    assert cmd(m, "token", token="163 363 325")["data"]["result"] == "add"         # token, ledger
+    m.control({"cmd": "tamper", "open": True})
+    want = {"ledger", "topup", "warning", "tariff", "relay", "remote", "mode", "token", "tamper"}
+    from wait import wait_for
+    evs = wait_for(lambda: want <= set(e["kind"] for e in events(w, m.meter_id)) and events(w, m.meter_id),
+                   20, "an event of every kind %s" % sorted(want))
+    for ev in evs:
+        kind = ev["kind"]
+        own = set(ev) - common
+        assert set(ev) >= common, ev
+        assert own in [f for f, _ in sent[kind]], (kind, sorted(own), "not what the source reader found")
+        assert own <= rows[kind][1] and rows[kind][0], (kind, sorted(own - rows[kind][1]))
+    entries = firmware_events.documented_ledger_entries()
+    assert {e["entry"] for e in evs if e["kind"] == "ledger"} == {"charge", "topup"} <= set(entries)
+    assert {e["event"] for e in evs if e["kind"] == "tariff"} == {"tariff", "tariff_pending"}
+
+
+def test_a_meter_in_store_fault_sends_its_fault_and_relay_events_live_without_seq(sim_meters, broker, tmp_path):
+    from simmeter import corrupt_store
+    from headend import db as hdb
+    from headend.server import HeadEnd
+    rows, common = firmware_events.documented_events()
+    m = sim_meters("f6", broker_port=broker.port, config={"key_hex": signed.KEY_HEX}).start()
+    m.kill()
+    corrupt_store(os.path.join(m.dir, "flash.img"), ["a/snap", "b/snap"])
+    w = Watcher(broker.port, topics=("meters/f6/evt",))
+    try:
+        m.start()
+        w.wait(lambda t, b: b.get("kind") == "relay", timeout=20)
+        w.wait(lambda t, b: b.get("kind") == "fault", timeout=5)
+        evs = events(w, "f6")
+    finally:
+        w.close()
+    fault = [e for e in evs if e["kind"] == "fault"]
+    relay = [e for e in evs if e["kind"] == "relay"]
+    assert len(fault) == len(relay) == 1, evs
+    assert fault[0]["code"] == "snap_crc" and fault[0]["lcd"] == 53      # docs/storage.md's table
+    assert relay[0]["closed"] == 0 and relay[0]["reason"] == "store_fault"
+    for ev in evs:
+        assert set(ev) == common - {"seq"} | (set(ev) - common), ev
+        assert "seq" not in ev and set(ev) - common <= rows[ev["kind"]][1], ev
+    # the reference head-end takes them as live events, not as bad messages
+    con = hdb.connect(str(tmp_path / "he.sqlite"))
+    hdb.provision(con, "f6", key_hex=signed.KEY_HEX)
+    logged = []
+    he = HeadEnd(str(tmp_path / "he.sqlite"), log=lambda *a: logged.append(a))
+    for ev in evs:
+        he.handle("f6", "evt", json.dumps(ev).encode())
+    assert he.live_events == 2 and [a[0] for a in logged] == ["live event"] * 2
+    assert con.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+
+
 def test_the_state_publish_delay_the_protocol_doc_gives_is_the_publish_task_s():
     src = open(os.path.join(ROOT, "firmware", "app.py")).read()
     busy, idle = re.search(r"sleep_ms\((\d+) if busy else (\d+)\)", src).groups()
     text = doc("protocol.md")
     assert "published within about %s ms of a change" % idle in text
     assert "looks every %s ms when idle, every %s ms while events" % (idle, busy) in text
+
+
+def test_a_running_meter_publishes_its_state_within_about_that_delay_of_a_change(linked):
+    m, w = linked
+    idle_ms = int(re.search(r"published within about (\d+) ms of a change", doc("protocol.md")).group(1))
+
+    def states():
+        return sum(1 for t, _, _ in w.msgs if t == "meters/f5/state")
+    with w.cond:
+        w.cond.wait_for(states, 10)   # the state after the boot is out
+    delays = []
+    for i in range(8):
+        with w.cond:
+            n = states()
+        t0 = time.monotonic()
+        # a change that raises no event (so the publish task stays idle): a
+        # refused command. Sent as the last state arrives, so just after the
+        # task went to sleep: each delay is the longest wait there is
+        assert cmd(m, "relay", action="bogus")["reason"] == "bad_field"
+        with w.cond:
+            assert w.cond.wait_for(lambda: states() > n, 5), "no state after change %d" % i
+        delays.append((time.monotonic() - t0) * 1000)
+    delays.sort()
+    print("state after a change, ms:", ["%.0f" % d for d in delays])
+    # the publish task looks every idle_ms: a state waits at most that, plus
+    # signing and the broker's hop; a loaded machine may add to a few of them
+    assert delays[len(delays) // 2] <= idle_ms + 100, delays
+    assert delays[-1] <= 3 * idle_ms + 200, delays
 
 
 def test_the_protocol_worked_examples_are_what_a_meter_answers(sim_meters):

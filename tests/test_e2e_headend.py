@@ -12,9 +12,9 @@ from wait import wait_for
 
 pytestmark = pytest.mark.skipif(not mosquitto_path(), reason="needs mosquitto")
 
-# `make test` runs 400 top-ups through 40 link faults (about 2 min); the
+# `make test` runs 300 top-ups through 30 link faults (about 80 s); the
 # long run is E2E_TOPUPS=1000 (or more) with `make soak`'s patience
-TOPUPS = int(os.environ.get("E2E_TOPUPS", "400"))
+TOPUPS = int(os.environ.get("E2E_TOPUPS", "300"))
 FAULTS = TOPUPS // 10
 
 

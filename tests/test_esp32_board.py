@@ -133,6 +133,23 @@ def test_a_pulse_only_meter_never_trips_on_a_voltage_it_cannot_measure_but_trips
     assert lcd_cut_reason(r["lcd"]) == "over_power"
 
 
+@pytest.mark.parametrize("variant, volts", [("no_cf1", "-- V"), ("uncalibrated", "-- V"),
+                                            ("calibrated", "230 V")])
+def test_the_lcd_shows_the_pulse_power_and_only_a_measured_voltage_before_any_trip(seen, variant, volts):
+    # the LCD at the end of the first phase (1 kW at 230 V), before any trip
+    r = seen["pulse_only_meter"][variant]
+    lcd = r["lcd_phases"][0]
+    trace = r["trace"]
+    last = [row for row in trace if row[1:3] == trace[0][1:3]][-1]   # its last tick
+    assert last[5] and last[7] and last[3] is not None                # supply on, power known
+    live = lcd[lcd.index("Live power"):][:8]
+    loads = [l for l in live if l.endswith(" W")]
+    assert loads == ["%d W" % last[3]], live      # the same figure the protection used
+    assert abs(last[3] - 1000) <= 60
+    assert volts in live and "-- A" in live       # a pulse board has no current reading
+    assert "Supply on" in lcd and lcd_cut_reason(lcd) is None
+
+
 def test_a_calibrated_cf1_measures_the_supply_and_a_low_one_trips_under_voltage(seen):
     r = seen["pulse_only_meter"]["calibrated"]
     trace = r["trace"]

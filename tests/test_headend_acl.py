@@ -1,8 +1,15 @@
 """Mosquitto ACLs from tools/headend/acl.py, against a real mosquitto: a meter
 touches only its own topics; the head-end reads all through a shared group."""
+import base64
 import getpass
+import hashlib
+import json
+import os
+import re
 import socket
+import stat
 import subprocess
+import sys
 import threading
 
 import paho.mqtt.client as mqtt
@@ -12,7 +19,7 @@ from broker import mosquitto_path
 from headend import acl
 from wait import wait_for
 
-pytestmark = pytest.mark.skipif(not mosquitto_path(), reason="needs mosquitto")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port():
@@ -23,6 +30,8 @@ def free_port():
 
 @pytest.fixture
 def secured_broker(tmp_path):
+    if not mosquitto_path():
+        pytest.skip("needs mosquitto")
     port = free_port()
     conf = acl.write_config(str(tmp_path), [("MA", "pw-a"), ("MB", "pw-b")], "pw-he", port=port,
                             run_as=getpass.getuser())
@@ -157,3 +166,58 @@ def test_update_frames_reach_only_their_meter_and_requests_come_only_from_it(sec
     assert he.got == [("meters/MA/otareq", b"A asking")]
     for c in (he, a, b):
         c.close()
+
+
+def test_the_acl_the_docs_show_is_what_the_cli_writes_for_a_provisioned_meter(tmp_path):
+    """docs/mosquitto-acl.md's command, run as it is given (from tools/, with
+    a database), for a meter the head-end provisioned: the ACL file holds the
+    page's rules, which give that meter exactly the topics the page lists,
+    and the password file lets it in with its own password, as the page says."""
+    with open(os.path.join(ROOT, "docs", "mosquitto-acl.md")) as f:
+        doc = f.read()
+    shown = doc.split("The ACL file:\n\n```text\n", 1)[1].split("```", 1)[0]
+    command = re.search(r"`(python -m headend acl OUT_DIR\s+--headend-password PW)`", doc).group(1).split()
+    assert command[:3] == ["python", "-m", "headend"]
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "headend", "--db", str(tmp_path / "he.sqlite")] + list(args),
+                              cwd=os.path.join(ROOT, "tools"), capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+    meter = json.loads(cli("provision", "MTR-0001"))
+    out = str(tmp_path / "mosq")
+    conf = cli(*[{"OUT_DIR": out, "PW": "pw-he"}.get(a, a) for a in command[3:]]).strip()
+    assert conf == os.path.join(out, "mosquitto.conf")
+    with open(os.path.join(out, "acl")) as f:
+        written = f.read()
+    # the page's rules, as written (the file adds only its comments)
+    rules = "".join(line for line in written.splitlines(True) if not line.startswith("#"))
+    assert rules == shown
+    # for this meter they reach exactly the topics the page's list gives it
+    mine = {"read": set(), "write": set()}
+    for access, topic in re.findall(r"^pattern (read|write) (\S+)$", rules, re.M):
+        mine[access].add(topic.replace("%u", meter["meter_id"]))
+    said = re.search(r"only \*\*read\*\* `([^`]+)` and only \*\*write\*\*\s+`([^`]+)`", doc)
+    own = "meters/%s/" % meter["meter_id"]
+
+    def topics(listed):   # `meters/<own id>/cmd` or `meters/<own id>/{cmd,ota}`
+        leaves = re.match(r"meters/<own id>/(?:([a-z]+)|\{([a-z,]+)\})$", listed)
+        return {own + leaf for leaf in (leaves.group(1) or leaves.group(2)).split(",")}
+    assert mine["read"] == topics(said.group(1))
+    assert mine["write"] == topics(said.group(2))
+    # the password file: mosquitto 2's $7$ (PBKDF2-HMAC-SHA512, 101
+    # iterations, 12-byte salt) of the meter's own password, mode 0600
+    assert "`$7$` format (PBKDF2-HMAC-SHA512, 101\niterations, 12-byte salt)" in doc
+    passwd = os.path.join(out, "passwd")
+    assert stat.S_IMODE(os.stat(passwd).st_mode) == 0o600 and "written mode 0600" in doc
+    with open(passwd) as f:
+        users = dict(line.rstrip("\n").split(":", 1) for line in f)
+    assert sorted(users) == ["MTR-0001", "headend"]
+    for user, password in (("MTR-0001", meter["mqtt_password"]), ("headend", "pw-he")):
+        _, seven, n, salt, digest = users[user].split("$")
+        assert (seven, n, len(base64.b64decode(salt))) == ("7", "101", 12)
+        assert base64.b64decode(digest) == hashlib.pbkdf2_hmac("sha512", password.encode(),
+                                                               base64.b64decode(salt), 101, 64)
+    with open(conf) as f:
+        settings = f.read().splitlines()
+    assert {"allow_anonymous false", "password_file " + passwd, "acl_file " + os.path.join(out, "acl")} <= set(settings)

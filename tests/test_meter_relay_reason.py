@@ -2,17 +2,21 @@
 state, the LCD, the latest relay event and the console's `status` report the
 same position and the same reason, on the running sim meter."""
 import json
+import os
+
+import pytest
 
 import signed
 from mqttc import Watcher
 from test_meter_faults import corrupt
+from test_repl import PIN, _pin_config
 
 
 def cmd(m, kind, **fields):
     return m.control({"cmd": "command", "raw": signed.command(m.meter_id, kind, **fields).decode()})["reply"]
 
 
-from lcd import SUPPLY_OFF, SUPPLY_ON, goto, lcd_cut_reason  # noqa: E402
+from lcd import SUPPLY_OFF, SUPPLY_ON, WORDED, goto, lcd_cut_reason  # noqa: E402
 
 
 class Views:
@@ -49,9 +53,11 @@ class Views:
                         and s["meter"]["relay_reason"] == reason, timeout=15)
         if closed:
             self.home()
-        # the LCD says it too (it refreshes within a second)
+        # the LCD says it too (it refreshes within a second): the reason's
+        # words, or none for a closed relay that has nothing to explain
+        words = reason if reason in WORDED else None
         st = m.wait_for(lambda s: (SUPPLY_ON if closed else SUPPLY_OFF) in s["lcd"]
-                        and (closed or lcd_cut_reason(s["lcd"]) == reason), timeout=5)
+                        and lcd_cut_reason(s["lcd"]) == words, timeout=5)
         assert st["relay_closed"] is closed                     # the board's relay
         state = m.control({"cmd": "meter_state"})["state"]
         assert (state["relay_closed"], state["relay_reason"]) == (closed, reason)
@@ -65,10 +71,11 @@ class Views:
 
 
 def test_every_opening_and_closing_is_reported_alike_everywhere(sim_meters, broker):
-    m = sim_meters("rr1", broker.port, config={
+    m = sim_meters("rr1", broker.port, config=dict(_pin_config(), **{
         "initial_balance_minor": 100, "key_hex": signed.KEY_HEX, "reconnect": "press",
         "protection": {"over_power": {"limit": 5000, "hold_s": 2, "retry_s": 4, "tries": 1},
-                       "under_voltage": {"limit": 200, "hold_s": 2, "retry_s": 4, "tries": 3}}})
+                       "over_voltage": {"limit": 260, "hold_s": 2, "retry_s": 4, "tries": 1},
+                       "under_voltage": {"limit": 200, "hold_s": 2, "retry_s": 4, "tries": 3}}}))
     w = Watcher(broker.port, ["meters/rr1/evt", "meters/rr1/state"])
     try:
         m.start()
@@ -89,16 +96,58 @@ def test_every_opening_and_closing_is_reported_alike_everywhere(sim_meters, brok
         m.control({"cmd": "load", "w": 0})
         m.control({"cmd": "press"})                        # the customer resets it
         v.check(True, "press")
-        # a low supply, measured from the IC's CF1 output
+        # a high supply, measured from the IC's CF1 output (it reads the supply
+        # side, so the voltage stays known with the relay open), then its lockout
+        m.control({"cmd": "load", "w": 0, "v": 280})
+        v.check(False, "over_voltage")
+        v.check(False, "over_voltage_lockout")
+        m.control({"cmd": "load", "w": 0, "v": 230})
+        m.control({"cmd": "press"})
+        v.check(True, "press")
+        # a low supply
         m.control({"cmd": "load", "w": 0, "v": 150})
         v.check(False, "under_voltage")
         assert cmd(m, "relay", action="disconnect")["result"] == "ok"
         v.check(False, "remote_disconnect")                # the higher-priority reason shows
         m.control({"cmd": "load", "w": 0, "v": 230})     # the trip's retry comes, unseen
+        # the technician's open at the REPL outranks even the utility's
+        assert m.console('login("%s")' % PIN)[0].startswith("logged in")
+        assert m.console('relay("open")') == ["ok: relay open  reason technician_open"]
+        v.check(False, "technician_open")
+        assert m.console('relay("auto")') == ["ok: relay open  reason remote_disconnect"]
+        v.check(False, "remote_disconnect")                # back to the rule below it
         assert cmd(m, "relay", action="connect")["result"] == "ok"
+        v.check(True, "remote_connect")
+        assert m.console('relay("close")') == ["ok: relay closed  reason technician_close"]
+        v.check(True, "technician_close")                  # above a remote connect
+        assert m.console('relay("auto")') == ["ok: relay closed  reason remote_connect"]
         v.check(True, "remote_connect")
         assert cmd(m, "mode", mode="postpaid")["result"] == "ok"
         v.check(True, "remote_connect")                    # the override outranks the mode
+    finally:
+        w.close()
+
+
+def test_a_friendly_period_keeps_the_supply_on_without_credit_and_its_end_opens_it_alike_everywhere(
+        sim_meters, broker):
+    # 00:00-01:00 is friendly; the sim starts at 2026-01-01 00:00 UTC
+    m = sim_meters("rr4", broker.port, config={
+        "initial_balance_minor": 100, "key_hex": signed.KEY_HEX, "reconnect": "press",
+        "friendly": {"windows": [[0, 3600]]}})
+    w = Watcher(broker.port, ["meters/rr4/evt", "meters/rr4/state"])
+    try:
+        m.start()
+        m.wait_for(lambda s: s["meter"]["link_up"], timeout=20)
+        # the server's time: the window is known, not assumed (docs/credit.md)
+        assert cmd(m, "time", utc_s=m.state()["rtc_s"])["result"] == "ok"
+        m.wait_for(lambda s: s["meter"]["clock_synced"])
+        v = Views(m, w)
+        m.control({"cmd": "pulses", "n": 1000})            # 1 kWh at 1.50: credit used up
+        m.wait_for(lambda s: s["meter"]["balance_minor"] < 0)
+        v.check(True, "friendly")                          # on, and the LCD says until when
+        assert "until 01:00" in m.state()["lcd"]
+        m.control({"cmd": "advance", "ms": 3600 * 1000})   # the window ends
+        v.check(False, "credit")
     finally:
         w.close()
 
@@ -147,3 +196,33 @@ def test_the_supply_voltage_is_shown_where_the_board_measures_it_and_dashes_wher
     m.wait_for(lambda s: any(l.endswith(" W") and l != "0 W" for l in s["lcd"]), timeout=10)
     st = m.state()
     assert st["relay_closed"] and st["meter"]["relay_reason"] != "under_voltage"
+
+
+@pytest.mark.parametrize("damage, code, lcd", [("missing", "config_missing", "E63"),
+                                               ("not json", "config_bad", "E64")])
+def test_an_unusable_config_file_opens_the_relay_with_the_store_fault_reason_in_every_view(
+        sim_meters, damage, code, lcd):
+    # the store's safe state (docs/provisioning.md): nothing is stored and no
+    # link will start, so the fault's events are kept live, where the
+    # console's events() shows them
+    m = sim_meters("rr5", config={"initial_balance_minor": 500})
+    os.remove(m.config_path)
+    if damage == "not json":
+        with open(m.config_path, "w") as f:
+            f.write('{"meter_id": "rr5",')
+    m.start()
+    st = m.wait_for(lambda s: s["lcd"] and s["lcd"][0].startswith("Meter fault"), timeout=5)
+    assert st["lcd"][1] == lcd
+    assert lcd_cut_reason(st["lcd"]) == "store_fault" and SUPPLY_OFF in st["lcd"]
+    assert st["relay_closed"] is False
+    assert st["meter"]["relay_closed"] is False and st["meter"]["relay_reason"] == "store_fault"
+    state = m.control({"cmd": "meter_state"})["state"]
+    assert (state["relay_closed"], state["relay_reason"]) == (False, "store_fault")
+    lines = m.console("events(50)")
+    assert lines and all(l.startswith("live {") for l in lines), lines
+    events = [json.loads(l[5:]) for l in lines]
+    assert [e for e in events if e["kind"] == "fault"][-1]["code"] == code
+    relays = [e for e in events if e["kind"] == "relay"]
+    assert relays and relays[-1]["closed"] == 0 and relays[-1]["reason"] == "store_fault"
+    line = [l for l in m.console("status()") if l.startswith("relay ")][0]
+    assert line == "relay open  reason store_fault"

@@ -155,3 +155,113 @@ def test_every_member_of_the_documented_board_boundary_exists_on_the_boards():
             boards = [("esp32", esp32)] + ([] if "ESP32 only" in meaning else [("sim", sim)])
             missing += [(b, name) for b, have in boards if name not in have]
     assert len(rows) > 20 and missing == []
+
+
+# Names a simulated world is read by, whichever board class defines them: the
+# sim's supply and load (issue 12: the core once took volts and watts from the
+# sim's measured(), which no real board has).
+_SIM_WORLD = {"volts", "watts", "load_w", "measured"}
+
+
+def _public_members(rel, cls):
+    """The public surface of a board class: its methods and class attributes,
+    and the attributes its methods set on self (not their local names)."""
+    for node in _tree(rel).body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            names = set()
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(item.name)
+                    for n in ast.walk(item):
+                        targets = n.targets if isinstance(n, ast.Assign) else (
+                            [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else [])
+                        names.update(t.attr for t in targets if isinstance(t, ast.Attribute)
+                                     and isinstance(t.value, ast.Name) and t.value.id == "self")
+                elif isinstance(item, ast.Assign):
+                    names.update(t.id for t in item.targets if isinstance(t, ast.Name))
+            return {n for n in names if not n.startswith("_")}
+    raise AssertionError(cls)
+
+
+def _sim_only_names():
+    sim = _public_members(os.path.join("firmware", "boards", "sim.py"), "SimBoard")
+    esp32 = _public_members(os.path.join("firmware", "boards", "esp32.py"), "Esp32Board")
+    return (sim - esp32) | _SIM_WORLD
+
+
+def _board_reads(tree):
+    """(line, member) of every member read from a board in a module: on
+    `board`, on any `.board` (self.board, app.board), on a local bound to
+    one (`b = self.board`), and by name through hasattr/getattr."""
+    def is_board(e, aliases):
+        return ((isinstance(e, ast.Name) and e.id in aliases)
+                or (isinstance(e, ast.Attribute) and e.attr == "board"))
+    reads = set()
+    scopes = [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for scope in scopes:
+        aliases = {"board"}
+        for n in ast.walk(scope):
+            if isinstance(n, ast.Assign) and is_board(n.value, aliases):
+                aliases.update(t.id for t in n.targets if isinstance(t, ast.Name))
+        for n in ast.walk(scope):
+            if isinstance(n, ast.Attribute) and is_board(n.value, aliases):
+                reads.add((n.lineno, n.attr))
+            elif (isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                  and n.func.id in ("hasattr", "getattr") and len(n.args) >= 2
+                  and isinstance(n.args[1], ast.Constant) and isinstance(n.args[1].value, str)):
+                reads.add((n.lineno, n.args[1].value))
+    return reads
+
+
+def _sim_imports(tree):
+    """Lines that import a sim board module, by statement or by name (a lazy
+    import through a helper takes the module's name as a string)."""
+    def sim(mod):
+        return mod.startswith("firmware.boards.sim")
+    lines = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import):
+            lines += [(n.lineno, a.name) for a in n.names if sim(a.name)]
+        elif isinstance(n, ast.ImportFrom) and n.module:
+            lines += [(n.lineno, n.module + "." + a.name) for a in n.names
+                      if sim(n.module) or sim(n.module + "." + a.name)]
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and sim(n.value):
+            lines.append((n.lineno, n.value))
+    return lines
+
+
+def test_no_module_outside_the_boards_reads_a_sim_only_board_member_or_imports_the_sim():
+    # "No sim-only branches in the core" (issue 12): the core sees the sim only
+    # through what an ESP32 board also offers, so what runs on the sim is what
+    # runs on the board. A sim-only member is one SimBoard has and Esp32Board
+    # lacks (its test controls: set_load, advance, snapshot...), or a name of
+    # the simulated world; ESP32-only members (modem_ppp) are the core's to
+    # probe for.
+    forbidden = _sim_only_names()
+    assert {"set_load", "inject_pulses", "snapshot", "advance", "volts", "load_w"} <= forbidden
+    assert not forbidden & {"pulse_count", "cf1_count", "relay_set", "mono_ms", "name"}
+    bad, seen = [], set()
+    for rel in _sources():
+        if not rel.startswith("firmware") or rel.startswith(os.path.join("firmware", "boards")):
+            continue
+        tree = _tree(rel)
+        reads = _board_reads(tree)
+        seen.update(name for _, name in reads)
+        bad += ["%s:%d reads board.%s" % (rel, line, name) for line, name in sorted(reads)
+                if name in forbidden]
+        bad += ["%s:%d imports %s" % (rel, line, mod) for line, mod in _sim_imports(tree)]
+        # the simulated world's names are the sim's whatever object holds them
+        bad += ["%s:%d reads .%s" % (rel, n.lineno, n.attr) for n in ast.walk(tree)
+                if isinstance(n, ast.Attribute) and n.attr in _SIM_WORLD]
+    # the scan sees the core's real board reads, so an empty answer means something
+    assert {"pulse_count", "cf1_count", "relay_set", "lcd_show", "mono_ms", "adc_capture"} <= seen
+    assert bad == []
+    # and it sees the forms a sim-only read takes
+    probe = ast.parse("import firmware.boards.sim\n"
+                      "def f(app, core):\n"
+                      "    b = app.board\n"
+                      "    v = b.volts + core.board.load_w\n"
+                      "    if hasattr(board, 'measured'):\n"
+                      "        _once('firmware.boards.sim_adc')\n")
+    assert sorted(name for _, name in _board_reads(probe)) == ["load_w", "measured", "volts"]
+    assert [line for line, _ in _sim_imports(probe)] == [1, 6]

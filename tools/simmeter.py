@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -338,15 +339,30 @@ class SimMeter:
         raise TimeoutError("the REPL did not answer (%r); last output:\n%s" % (
             pattern, "\n".join(self.log_lines[-20:])))
 
-    def mem(self):
+    def mem(self, blocks=False, timeout=10):
         """Heap after a collection, as the firmware has it: {"free", "total"},
-        the ROMFS image's share (sim-only) taken off the total."""
-        r = self.control({"cmd": "mem"})
+        the ROMFS image's share (sim-only) taken off the total, and "gc_ms",
+        that collection's pause. blocks=True adds "largest_free", the
+        largest free block in bytes (what the biggest allocation may take)."""
+        start = len(self.log_lines)
+        r = self.control({"cmd": "mem", "blocks": blocks})
+        if not r.get("ok"):
+            raise RuntimeError("the meter could not answer mem: %s" % r.get("error"))
         rom = 0
         for line in self.log_lines:
             if line.startswith("SIM-ROM "):
                 rom = int(line.split()[1])
-        return {"free": r["free_after_gc"], "total": r["total"] - rom, "rom": rom}
+        out = {"free": r["free_after_gc"], "total": r["total"] - rom, "rom": rom, "gc_ms": r["gc_us"] / 1000.0}
+        deadline = time.monotonic() + timeout
+        while blocks and "largest_free" not in out:
+            for line in self.log_lines[start:]:
+                if "max free sz:" in line:
+                    # 16 bytes a block on a 32-bit board, 32 on this host
+                    out["largest_free"] = int(line.rsplit(":", 1)[1]) * 4 * struct.calcsize("P")
+            if time.monotonic() > deadline:
+                raise TimeoutError("no mem_info line in the sim meter's log")
+            time.sleep(0.02)
+        return out
 
     def state(self):
         return self.control({"cmd": "state"})

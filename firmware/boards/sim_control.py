@@ -35,8 +35,17 @@ async def request(app, board, req):
     if cmd == "meter_state":
         return {"ok": True, "state": app.core.state()}
     if cmd == "mem":
+        import time
+        t0 = time.ticks_us()
         gc.collect()
-        return {"ok": True, "free_after_gc": gc.mem_free(), "total": gc.mem_free() + gc.mem_alloc()}
+        gc_us = time.ticks_diff(time.ticks_us(), t0)   # a full collection's pause
+        if req.get("blocks"):
+            # the largest free block ("max free sz", in blocks) is printed,
+            # not returned: SimMeter.mem(blocks=True) reads it off the log
+            import micropython
+            micropython.mem_info()
+        return {"ok": True, "free_after_gc": gc.mem_free(), "total": gc.mem_free() + gc.mem_alloc(),
+                "gc_us": gc_us}
     if cmd == "modules":  # what the heap holds code for (docs/benchmarks.md)
         import sys
         return {"ok": True, "modules": sorted(sys.modules)}

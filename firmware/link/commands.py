@@ -151,6 +151,21 @@ def validate(obj):
     return kind, None
 
 
+def head_ack(meter_id, raw):
+    """The start of an ack for a command read only from its first
+    HEAD_BYTES (docs/protocol.md, "Oversized commands"): `ctr` and a known
+    `kind`, as they stand there, unauthenticated; `ctr` 0 when unreadable."""
+    head = raw[:P.HEAD_BYTES]
+    ack = {"v": P.VERSION, "meter": meter_id, "ctr": 0}
+    ctr = P.head_int(head, b'"ctr":')
+    if _int_in(ctr, 1, MAX_CTR):
+        ack["ctr"] = ctr
+    kind = P.head_str(head, b'"kind":"')
+    if kind in KINDS:
+        ack["kind"] = kind
+    return ack
+
+
 class Dispatcher:
     """One per meter. handle(payload) -> ack wire bytes (publish on .../ack).
 
@@ -216,12 +231,7 @@ class Dispatcher:
         ack = {"v": P.VERSION, "meter": self.meter_id, "ctr": 0}
         self._query_ctr = None
         try:
-            ctr = P.head_int(head, b'"ctr":')
-            if _int_in(ctr, 1, MAX_CTR):
-                ack["ctr"] = ctr
-            kind = P.head_str(head, b'"kind":"')
-            if kind in KINDS:
-                ack["kind"] = kind
+            ack = head_ack(self.meter_id, head)
         except Exception as e:
             self._internal(ack, e)
         if self.commlog:

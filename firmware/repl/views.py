@@ -83,11 +83,16 @@ class Tools:
         return Report(out)
 
     def events(self, n=10):
-        """The last n events in the outbox (sent or waiting), oldest first."""
+        """The last n events, oldest first: the outbox's (sent or waiting),
+        then the fault state's live ones the link has not taken (never stored)."""
+        import json
         out = []
-        for e in _last(self.app.core.events.outbox.entries, n):
+        ev = self.app.core.events
+        for e in _last(ev.outbox.entries, n):
             out.append("%s %s" % ("sent" if e[1] else "wait", _text(e[3])))
-        return Report(out or ["no events"])
+        for e in _last(ev.link_events, n):
+            out.append("live " + json.dumps(e))
+        return Report(_last(out, n) or ["no events"])
 
     def comms(self, n=20):
         """The last n lines of the communication log."""

@@ -55,6 +55,7 @@ class HeadEnd:
         self.log = log or (lambda *a: None)
         self.bad_messages = 0
         self.foreign_messages = 0   # from meters not in our database, ignored
+        self.live_events = 0        # events without a seq: a meter in store fault
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "",
                                   protocol=mqtt.MQTTv311, clean_session=True)
         if user:
@@ -340,7 +341,14 @@ class HeadEnd:
                          "latency_ms=? WHERE order_id=?", (result, balance, seq, now, latency, row["order_id"]))
 
     def _on_evt(self, meter_id, ev, now):
-        seq = ev["seq"]
+        seq = ev.get("seq")
+        if seq is None:
+            # sent live by a meter in store fault (docs/protocol.md, "Events"):
+            # outside the seq order, never re-sent, so nothing to store or
+            # reconcile; the meter's state carries the fault too
+            self.live_events += 1
+            self.log("live event", meter_id, db.dumps(ev))
+            return
         with db.Tx(self.con):
             cur = self.con.execute("INSERT OR IGNORE INTO events (meter_id, seq, kind, t, body, received_at) "
                                    "VALUES (?,?,?,?,?,?)", (meter_id, seq, ev["kind"], ev.get("t"), db.dumps(ev), now))
