@@ -52,10 +52,17 @@ class SimSlots:
 
     def deadline(self, ms):
         # the board's one-shot timer: a watcher process that outlives this
-        # one (its output to a file, so the meter's pipe ends with the meter)
+        # one (its output to a file, so the meter's pipe ends with the meter).
+        # It lives no longer than the boot it times: it looks every 200 ms
+        # whether the meter's process still runs and ends when it does not (a
+        # stopped, cut or reset meter), as the board's timer dies with the
+        # boot; a plain sleep would outlive tests and demos by 10 minutes.
         if ms:
-            os.system("(sleep %.3f; %s %s deadline) >>%s/romslot.log 2>&1 &"
-                      % ((self.trial_ms or ms) / 1000, sys.executable, " ".join(sys.argv[:5]), self.dir))
+            ms = self.trial_ms or ms
+            os.system("(sleep %.3f; n=%d; while [ $n -gt 0 ] && kill -0 %s 2>/dev/null; do sleep 0.2; n=$((n-1)); done;"
+                      " kill -0 %s 2>/dev/null && exec %s %s deadline) >>%s/romslot.log 2>&1 &"
+                      % (ms % 200 / 1000, ms // 200, self.pid, self.pid,
+                         sys.executable, " ".join(sys.argv[:5]), self.dir))
 
     def reset(self, _=None):
         # machine.reset(): the meter's process ends as at a cut, and the
