@@ -4,10 +4,11 @@
 # or a roll-back; unload() then drops them, this module, the board's side of
 # an update (boards/*_ota.py) and romslot, so that their functions and
 # globals are freed (their names stay interned: the pools never shrink).
+# The board's side is found by its name's form, not listed: outside the
+# boards nothing names a board module (tests/test_source_rules.py).
 import sys
 
-_LOADED = ("firmware.ota.offer", "firmware.ota.health", "firmware.ota.cleanup", "firmware.ota",
-           "firmware.boards.sim_ota", "firmware.boards.esp32_ota", "romslot")
+_LOADED = ("firmware.ota.offer", "firmware.ota.health", "firmware.ota.cleanup", "firmware.ota")
 
 
 def unload():
@@ -15,7 +16,8 @@ def unload():
     this at its end, once it has taken itself out of sys.modules."""
     if "firmware.ota.agent" in sys.modules:
         return
-    for name in _LOADED:
+    boards = [n for n in sys.modules if n.startswith("firmware.boards.") and n.endswith("_ota")]
+    for name in _LOADED + tuple(boards) + ("romslot",):
         if sys.modules.pop(name, None) is not None:
             pkg, _, leaf = name.rpartition(".")
             try:   # the import also hung it on its package
