@@ -28,7 +28,6 @@
 # [class, seq, body] rows (Outbox.tail()).
 from micropython import const
 
-from firmware.store import record
 from firmware.store.store import StoreFault
 
 _TAIL_SAVE = const(4)
@@ -54,8 +53,6 @@ class Durable:
         self.disp_state = None       # the dispatcher's saved state until one is attached
         self.tok = None              # the offline tokens' state list (tokens/entry.py changes it in place)
         self.obt = None              # the loaded snapshot's outbox rows, until Events.open
-        self._lazy = None            # the snapshot as written (record.Lazy), from the first commit
-        self._frozen = None          # (hot, clock, revenue) read at a commit's start
 
     def keep(self, state, cal):
         """What the snapshot carries through unchanged from the loaded state."""
@@ -81,54 +78,22 @@ class Durable:
                 c.events.seq, c.clock.local_s()]
 
     def snapshot(self):
-        """The whole state, as committed, as a dict."""
-        self._freeze()
-        try:
-            return record.Lazy(self._members()).build()
-        finally:
-            self._frozen = None
-
-    def _members(self):
-        # The snapshot's members in writing order, each built only as it is
-        # written (record.Lazy): a commit never holds the whole state. The
-        # store builds them once to measure and once per copy, so what reads
-        # the clock or a pulse counter (which move meanwhile) is read once,
-        # at the commit's start (_freeze).
+        """The whole state, as committed."""
         c = self.core
-        return (("eng", c.engine.to_dict), ("regs", c.regs.to_dict),
-                ("rev", self._rev), ("seq", self._seq), ("clock", self._clock),
-                ("snap_h", self._hot), ("h", self._hot), ("cal", self._cal),
-                ("disp", self._disp), ("tok", self._tok), ("obt", self._obt))
-
-    def _freeze(self):
-        c = self.core
-        self._frozen = (self.hot(), c.clock.to_dict(), c.revenue.state())
-
-    def _hot(self):
-        return self._frozen[0]
-
-    def _clock(self):
-        return self._frozen[1]
-
-    def _rev(self):
-        return self._frozen[2]
-
-    def _seq(self):
-        return self.core.events.seq
-
-    def _cal(self):
-        return self.cal
-
-    def _disp(self):
+        h = self.hot()
+        d = {"eng": c.engine.to_dict(), "regs": c.regs.to_dict(),
+             "rev": c.revenue.state(), "seq": c.events.seq, "clock": c.clock.to_dict(),
+             "snap_h": h, "h": h, "cal": self.cal}
         if self.dispatcher:
-            return self.dispatcher.dump()
-        return self.disp_state or record.SKIP
-
-    def _tok(self):
-        return self.tok or record.SKIP
-
-    def _obt(self):
-        return self.core.events.outbox.tail() or record.SKIP
+            d["disp"] = self.dispatcher.dump()
+        elif self.disp_state:
+            d["disp"] = self.disp_state
+        if self.tok:
+            d["tok"] = self.tok
+        t = c.events.outbox.tail()
+        if t:
+            d["obt"] = t
+        return d
 
     def registered(self, wh):
         self.unsaved_wh += wh
@@ -138,16 +103,10 @@ class Durable:
         c = self.core
         if c.fault:
             raise StoreFault(c.fault)
-        if self._lazy is None:
-            self._lazy = record.Lazy(self._members())
         ob = c.events.outbox
         if ob.next_seq - 1 - ob.saved_seq > _TAIL_MAX:
             ob.save()   # many events in one piece of work: the file takes them
-        self._freeze()
-        try:
-            self.store.commit(self._lazy)
-        finally:
-            self._frozen = None
+        self.store.commit(self.snapshot())
         self.saved(c.events.seq)
         self.dirty = False
 

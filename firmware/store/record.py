@@ -32,51 +32,6 @@ def encode(kind, seq, base, payload):
     return head + payload + struct.pack("<I", crc)
 
 
-SKIP = object()   # a Lazy member's value that leaves its key out
-
-
-class Lazy:
-    """A JSON object written one member at a time: each value is built just
-    before it is encoded and dropped after, so that writing a record never
-    holds the whole state at once. A meter's full state as objects takes
-    about 12 KB of the sim's heap (6 KB of an ESP32's) for 3.6 KB of JSON;
-    built whole before a commit, late in a month it left no hole for the
-    file the commit opens. `members`: (key, build) pairs, written in that
-    order; build() returns the value, or SKIP to leave the key out."""
-
-    def __init__(self, members):
-        self.members = members
-
-    def build(self):
-        """The whole object as a dict (for a look at it, not for writing)."""
-        d = {}
-        for key, build in self.members:
-            v = build()
-            if v is not SKIP:
-                d[key] = v
-        return d
-
-
-def _emit(obj, sink, separators):
-    if not isinstance(obj, Lazy):
-        json.dump(obj, sink, separators=separators)
-        return
-    sink.write(b"{")
-    first = True
-    for key, build in obj.members:
-        v = build()
-        if v is SKIP:
-            continue
-        if not first:
-            sink.write(separators[0])
-        first = False
-        json.dump(key, sink)
-        sink.write(separators[1])
-        json.dump(v, sink, separators=separators)
-        v = None   # this member's objects are garbage before the next is built
-    sink.write(b"}")
-
-
 class _Sink(io.IOBase):
     # json.dump() target: counts the bytes and folds them into a CRC, and
     # passes them on to the open files, if any.
@@ -94,10 +49,9 @@ class _Sink(io.IOBase):
 
 
 def measure(obj, separators):
-    """Length of `obj` (JSON-able, or a Lazy) as JSON, found without
-    building the text."""
+    """Length of `obj` as JSON, found without building the text."""
     probe = _Sink()
-    _emit(obj, probe, separators)
+    json.dump(obj, probe, separators=separators)
     return probe.n
 
 
@@ -106,12 +60,11 @@ def dump(f, kind, seq, base, obj, separators, n):
     holding the encoded record in RAM: a full state runs to several KB, and
     after days of running an ESP32-sized heap has no free block that large,
     while json.dump() emits small pieces. `n` is measure(obj): the header,
-    which holds the length, goes first. A Lazy `obj` is built again for each
-    write: it must give the same text each time (checked)."""
+    which holds the length, goes first."""
     head = struct.pack(_HEAD, _MAGIC, _VERSION, kind, seq, base, n)
     f.write(head)
     sink = _Sink((f,), binascii.crc32(head))
-    _emit(obj, sink, separators)
+    json.dump(obj, sink, separators=separators)
     if sink.n != n:
         raise ValueError("record changed while written")
     f.write(struct.pack("<I", sink.crc))
