@@ -4,7 +4,7 @@ everything on: the 4G modem (the fake modem on a pty), the link through the
 fault proxy (blackholes, drops, delays, RSTs, broker restarts), top-ups from
 the reference head-end, offline tokens relayed by the signed `token` command,
 the screens cycled by the button, and a technician's REPL session in use.
-An over-the-air download is not in it: the OTA agent has not landed.
+An over-the-air download is not in it yet (the OTA agent landed after it was written).
 
 - heap_low_water_free_pct (/_bytes): the lowest free heap after a
   collection, sampled about every second of real time over a 30-day run
@@ -205,6 +205,8 @@ def day_ok(heap_wk):
             print("  %dwk: %s (top-ups %d/%d, tokens %d/%d, MemoryErrors %d, restarts %d)"
                   % (heap_wk, "ok" if ok else "FAILS", c["credited"], c["topups"], c["tokens_added"],
                      c["tokens"], e.memory_errors(), e.restarts()), flush=True)
+            for site, n in sorted(e.memory_error_sites().items(), key=lambda kv: -kv[1])[:3]:
+                print("    %dx %s" % (n, site), flush=True)
             return ok
         finally:
             e.close()
