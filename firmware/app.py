@@ -21,6 +21,12 @@ _LIVE_KEPT = const(8)  # live events kept for events() while no link can send th
 
 
 class App:
+    # over-the-air update (docs/ota.md): True while a switch or a roll-back
+    # waits to be reported once healthy (ota/health.py), the download's
+    # agent (ota/agent.py) while one runs, else None. A class default: a
+    # meter with nothing of an update going on has no such attribute (heap)
+    ota = None
+
     def __init__(self, board):
         self.board = board
         # The command dispatcher's code first, before the store and the
@@ -148,6 +154,12 @@ class App:
                     if s.publish(self.topic_state, P.sign(signer, self.state_report()), True, 0):
                         self.state_dirty = False
                         self.last_state_ms = now
+                        if self.ota is True:   # healthy: link up, a state published
+                            self.ota = None
+                            # (no local for the module: this coroutine's
+                            # frame lives as long as the meter; settle()
+                            # unloads the rest of the update's code)
+                            _once("firmware.ota.health").settle(self)
             self.sup.checkin("publish")
             # events waiting go out at once; an idle meter looks 5 times a second
             busy = self.state_dirty or (out and out.waiting())
@@ -176,6 +188,10 @@ class App:
 
     # --- commands from the server
     def on_message(self, topic, payload):
+        if topic != self.topic_cmd:   # an update's frame (meters/<id>/ota)
+            if self.ota not in (None, True):
+                self.ota.on_message(payload)
+            return
         ack = self.handle_command(payload)
         self._send_ack(ack)
 
@@ -257,6 +273,12 @@ class App:
             self._failed_ctr = d.failed_ctr
             d.failed_ctr = None
         self.state_dirty = self.lcd_due = True
+        import sys
+        if self.ota is None and "firmware.ota.offer" in sys.modules:
+            # an "ota" command was taken (a refused one unloads the offer's
+            # code, ota/offer.py): its download starts
+            from firmware.ota import agent
+            agent.start(self)   # at its end it unloads itself and the rest of the update's code
         return ack
 
     def _dispatcher(self):
@@ -283,6 +305,8 @@ class App:
                 self._dispatcher()
             except MemoryError:
                 self.log("boot", "dispatcher deferred: no heap for it at boot")
+        if self.board.slots:
+            _ota_at_boot(self)
         gc.collect()
         fns = [("meter", self.meter_task), ("ui", self.ui.run), ("supervisor", self.sup.run)]
         if self.key is not None:
@@ -325,6 +349,24 @@ class App:
                 import sys
                 sys.print_exception(e)
             await asyncio.sleep_ms(1000)
+
+
+def _ota_at_boot(app):
+    # A switch or a roll-back to report (romslot said so at power-up:
+    # boot.py's board.slots), or a download to go on with (its job file,
+    # ota/offer.py): else no code of an update loads. Not in run(): what a
+    # coroutine's frame touched (the OSError of a missing job) stays
+    # reachable from it for as long as it runs, the meter's life.
+    if app.board.slots[1]:
+        app.ota = True
+    import os
+    try:
+        os.stat(app.board.flash_root() + "/ota-job.json")
+    except OSError:   # no job
+        return
+    if app.key is not None:
+        from firmware.ota import agent
+        agent.start(app)
 
 
 def _once(path):

@@ -31,6 +31,7 @@ DEFAULTS = {
 # tuple of strings: it stays in the code image, where each word of a tuple
 # would be interned in the heap (the heap is the ESP32's scarcest resource).
 OPTIONAL = (" key_hex"              # the meter's key, 64 hex digits; none = no link (E61)
+            " ota_key_hex"          # update bundles' signing key (ota/offer.py); none = no updates
             " broker_ca_hex"        # broker CA (DER, hex): TLS with verification
             " apn ppp_user ppp_key"                            # link/modem.py, boards/esp32.py
             " tariff mode warn_minor repeat_level silence_s"   # credit/ (meter._CREDIT_KEYS)

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+import ota_bundle
 import signed
 from lcd import goto, lcd_cut_reason
 from mpy import ROOT, run_mpy_json
@@ -142,6 +143,7 @@ print(json.dumps(out))
 
 NOW = 1767225600            # the sim's first boot (SimMeter's default epoch)
 TOKEN_KEY_HEX = "000102030405060708090a0b0c0d0e0f"
+OTA_KEY_HEX = "5a" * 32     # docs/ota.md: an update offer is checked against it
 ZERO_KEY = bytes(32)        # what the meter signed with before it had key faults
 # For each kind, a command that visibly changes the meter when carried out
 # (the field of the state that shows it; None for a read), in an order where
@@ -161,6 +163,9 @@ WOULD_CHANGE = [
     ("query", {"what": "billing_monthly", "since": 0}, None),
     ("query", {"what": "events", "since": 0}, None),
     ("mode", {"mode": "postpaid"}, "mode"),
+    # an update offer the keyed meter takes (a job kept: its download then
+    # waits for a link this meter never gets), so it goes after the rest
+    ("ota", {"manifest": ota_bundle.build(b"\x00" * 4096, 2, "SIM.1", bytes.fromhex(OTA_KEY_HEX))[0]}, "ota_job"),
 ]
 # the provisioning faults, and the control: the same meter with its key
 KEY_CASES = {"E61": (None, ZERO_KEY), "E62": ("00" * 32, ZERO_KEY), "keyed": (signed.KEY_HEX, signed.KEY)}
@@ -193,7 +198,8 @@ def key_case(request, tmp_path_factory):
     # the meter task looks every 20 ms of real time, so a step is not a second long
     m = SimMeter("kf", str(tmp_path_factory.mktemp("keyfault")), broker_port=free_port(), step=True,
                  extra_args=["--meter-every-ms", "20"],
-                 config={"key_hex": key_hex, "initial_balance_minor": 1000, "token_key_hex": TOKEN_KEY_HEX})
+                 config={"key_hex": key_hex, "initial_balance_minor": 1000, "token_key_hex": TOKEN_KEY_HEX,
+                         "ota_key_hex": OTA_KEY_HEX})
     m.start()
     yield request.param, m, sign_key
     m.stop()
@@ -207,9 +213,11 @@ def _documented_refusal_fields():
 
 
 def _views(m):
-    """What a command could change: the protocol state, the board's relay."""
+    """What a command could change: the protocol state, the board's relay,
+    an update's job kept (docs/simulator.md, the ota request)."""
     st = m.control({"cmd": "meter_state"})["state"]
     st["board_relay_closed"] = m.state()["relay_closed"]
+    st["ota_job"] = m.control({"cmd": "ota"})["ota"][2]
     return st
 
 

@@ -62,6 +62,41 @@ def test_romfs_deploy_writes_the_image_and_leaves_only_boot_and_main_as_files(tm
     copied = [s.split()[-1] for s in steps if s.startswith("fs cp")]
     assert copied == [":boot.py", ":main.py", ":config.json"]
     assert steps[-1] == "reset"
+    assert steps[1] == "exec " + deploy._CLEAR_SLOT
+    # the slot record cleared: the board boots the image just deployed (slot
+    # 0), not the version an update switched it to; quiet with no record
+    # (esp32.NVS as documented: changes reach the store at commit(), a
+    # missing key raises OSError; a module of its own, not tests/fakes')
+    fakes = tmp_path / "nvs"
+    fakes.mkdir()
+    (fakes / "esp32.py").write_text(
+        "store = {}\n"
+        "class NVS:\n"
+        "    def __init__(self, ns):\n"
+        "        self.ns, self.pending = ns, dict(store.get(ns, {}))\n"
+        "    def set_blob(self, k, v):\n"
+        "        self.pending[k] = bytes(v)\n"
+        "    def get_blob(self, k, buf):\n"
+        "        v = store.get(self.ns, {}).get(k)\n"
+        "        if v is None:\n"
+        "            raise OSError(-0x1102)\n"
+        "        buf[:len(v)] = v\n"
+        "        return len(v)\n"
+        "    def erase_key(self, k):\n"
+        "        if k not in self.pending:\n"
+        "            raise OSError(-0x1102)\n"
+        "        del self.pending[k]\n"
+        "    def commit(self):\n"
+        "        store[self.ns] = dict(self.pending)\n")
+    script = ("import esp32, romslot\n"
+              "romslot.save(romslot.pack(1, 0, 0, 0, 7, 2))\n"
+              "assert romslot.record()[0] == 1\n"
+              "exec(%r)\nexec(%r)\n"
+              "assert romslot.record() is None and romslot.choose(romslot.record())[0] == 0\n"
+              "print('cleared')\n") % (deploy._CLEAR_SLOT, deploy._CLEAR_SLOT)
+    out = subprocess.run([MICROPYTHON, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                         env=dict(os.environ, MICROPYPATH="%s:%s" % (fakes, ROOT)))
+    assert out.stdout.strip() == "cleared", out.stderr + out.stdout
     # the clean-up: a firmware/lib tree from an earlier file deploy would
     # shadow the image ('' is before /rom on sys.path); the data is kept
     device = tmp_path / "device"

@@ -58,6 +58,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -348,18 +349,22 @@ class Run:
 
 
 def _stop_group(proc):
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGINT, 5), (signal.SIGKILL, 5)):
+    """End the block's process group (it was started in a session of its
+    own): SIGINT first, so its clean-up runs as at a Ctrl-C, then SIGKILL
+    for whatever is left. Also once the block itself has exited: what it
+    started in the background stays in its group (a shell's `&` job
+    ignores SIGINT, hence the SIGKILL), and must not outlive the test."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
         try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
+            proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
+        time.sleep(0.2)   # the group's other members' own SIGINT clean-up
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass   # the group is empty: nothing left
+    proc.wait(5)
 
 
 def run_to_end(r, env=None, cwd=None):

@@ -142,6 +142,32 @@ def test_wrong_password_and_anonymous_clients_are_refused(secured_broker):
     assert res["rc"].is_failure
 
 
+def test_update_frames_reach_only_their_meter_and_requests_come_only_from_it(secured_broker):
+    """docs/ota.md: the head-end's frames on meters/<id>/ota, the meter's
+    requests on meters/<id>/otareq. A meter reads only its own frames, asks
+    only as itself, and cannot feed frames to itself or to another meter."""
+    port = secured_broker
+    he = Client(port, "headend", "pw-he", ["$share/headend/meters/+/otareq"])
+    a = Client(port, "MA", "pw-a", ["meters/MA/ota", "meters/MB/ota"])
+    b = Client(port, "MB", "pw-b", ["meters/MB/ota"])
+    assert he.ready.is_set() and a.ready.is_set() and b.ready.is_set()
+    he.pub("meters/MA/ota", b"frame for A")
+    he.pub("meters/MB/ota", b"frame for B")
+    a.pub("meters/MB/ota", b"frame forged by A")
+    a.pub("meters/MA/ota", b"frame A made itself")
+    a.pub("meters/MB/otareq", b"A asking as B")
+    a.pub("meters/MA/otareq", b"A asking")
+    he.pub("meters/MA/ota", b"marker")
+    he.pub("meters/MB/ota", b"marker")
+    wait_for(lambda: a.has(("meters/MA/ota", b"marker")) and b.has(("meters/MB/ota", b"marker")), 5, "markers")
+    wait_for(lambda: he.has(("meters/MA/otareq", b"A asking")), 5, "A's request at the head-end")
+    assert a.got == [("meters/MA/ota", b"frame for A"), ("meters/MA/ota", b"marker")]
+    assert b.got == [("meters/MB/ota", b"frame for B"), ("meters/MB/ota", b"marker")]
+    assert he.got == [("meters/MA/otareq", b"A asking")]
+    for c in (he, a, b):
+        c.close()
+
+
 def test_the_acl_the_docs_show_is_what_the_cli_writes_for_a_provisioned_meter(tmp_path):
     """docs/mosquitto-acl.md's command, run as it is given (from tools/, with
     a database), for a meter the head-end provisioned: the ACL file holds the
@@ -173,9 +199,12 @@ def test_the_acl_the_docs_show_is_what_the_cli_writes_for_a_provisioned_meter(tm
         mine[access].add(topic.replace("%u", meter["meter_id"]))
     said = re.search(r"only \*\*read\*\* `([^`]+)` and only \*\*write\*\*\s+`([^`]+)`", doc)
     own = "meters/%s/" % meter["meter_id"]
-    assert mine["read"] == {said.group(1).replace("meters/<own id>/", own)}
-    leaves = re.match(r"meters/<own id>/\{([a-z,]+)\}$", said.group(2)).group(1).split(",")
-    assert mine["write"] == {own + leaf for leaf in leaves}
+
+    def topics(listed):   # `meters/<own id>/cmd` or `meters/<own id>/{cmd,ota}`
+        leaves = re.match(r"meters/<own id>/(?:([a-z]+)|\{([a-z,]+)\})$", listed)
+        return {own + leaf for leaf in (leaves.group(1) or leaves.group(2)).split(",")}
+    assert mine["read"] == topics(said.group(1))
+    assert mine["write"] == topics(said.group(2))
     # the password file: mosquitto 2's $7$ (PBKDF2-HMAC-SHA512, 101
     # iterations, 12-byte salt) of the meter's own password, mode 0600
     assert "`$7$` format (PBKDF2-HMAC-SHA512, 101\niterations, 12-byte salt)" in doc

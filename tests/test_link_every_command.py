@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import ota_bundle
 import signed
 from broker import mosquitto_path
 from mpy import MICROPYTHON, mpy_path
@@ -33,6 +34,9 @@ FIELDS = {
     "mode": {"mode": "postpaid"},
     "config": {"settings": {"warn1_minor": 5000, "warn2_minor": 1000}},
     "token": {"token": "123 456 789"},   # the meter has no token key: "invalid", still ok
+    # a signed offer to a meter without an update key: refused, one ack (tests/test_ota.py
+    # takes offers further)
+    "ota": {"manifest": ota_bundle.build(b"\x00" * 4096, 2, "SIM.1", bytes.fromhex("5a" * 32))[0]},
 }
 
 
@@ -113,7 +117,10 @@ def test_every_documented_command_and_query_gets_exactly_one_ack_with_the_docume
             assert len(mine) == 1, (kind, what, mine)
             ack = mine[0]
             assert ack["kind"] == kind and ack["meter"] == "A1"
-            assert ack["result"] == {"topup": "credited", "query": "ok"}.get(kind, "ok"), (kind, what, ack)
+            # this meter has no update key: its offer is refused no_ota_key
+            assert ack["result"] == {"topup": "credited", "query": "ok", "ota": "rejected"}.get(kind, "ok"), \
+                (kind, what, ack)
+            assert kind != "ota" or ack["reason"] == "no_ota_key", ack
             want = expected_ack_fields(acks, kind, ack["result"])
             assert set(ack) - {"t"} == want - {"t"}, (kind, what, sorted(ack), sorted(want))
             assert ack["t"] >= NOW

@@ -4,7 +4,7 @@ everything on: the 4G modem (the fake modem on a pty), the link through the
 fault proxy (blackholes, drops, delays, RSTs, broker restarts), top-ups from
 the reference head-end, offline tokens relayed by the signed `token` command,
 the screens cycled by the button, and a technician's REPL session in use.
-An over-the-air download is not in it: the OTA agent has not landed.
+An over-the-air download is not in it yet (the OTA agent landed after it was written).
 
 - heap_low_water_free_pct (/_bytes): the lowest free heap after a
   collection, sampled about every second of real time over a 30-day run
@@ -132,6 +132,20 @@ class EverythingMeter:
     def memory_errors(self):
         return sum("MemoryError" in line for line in self.m.log_lines)
 
+    def memory_error_sites(self):
+        """Where each MemoryError struck: the innermost traceback line
+        before it, and the allocation's size, counted."""
+        sites = {}
+        last = ""
+        for line in self.m.log_lines:
+            if line.lstrip().startswith("File "):
+                last = line.strip()
+            elif "MemoryError" in line and "allocating" in line:
+                key = "%s: %s" % (last, line.split("allocating")[-1].strip(" ')\""))
+                sites[key] = sites.get(key, 0) + 1
+                last = ""
+        return sites
+
     def restarts(self):
         return len(self.m.exits)   # the rig restarts a meter that died, as a board does
 
@@ -152,6 +166,7 @@ def month():
                     "gc_pause_ms_p50": round(pct([s[2] for s in e.samples], 50), 2),
                     "month_memory_errors": e.memory_errors(),
                     "month_meter_restarts": e.restarts(),
+                    "month_memory_error_sites": e.memory_error_sites(),
                     "month_topups_credited": e.counts["credited"],
                     "month_topups_sent": e.counts["topups"],
                     "month_tokens_added": e.counts["tokens_added"],
@@ -190,6 +205,8 @@ def day_ok(heap_wk):
             print("  %dwk: %s (top-ups %d/%d, tokens %d/%d, MemoryErrors %d, restarts %d)"
                   % (heap_wk, "ok" if ok else "FAILS", c["credited"], c["topups"], c["tokens_added"],
                      c["tokens"], e.memory_errors(), e.restarts()), flush=True)
+            for site, n in sorted(e.memory_error_sites().items(), key=lambda kv: -kv[1])[:3]:
+                print("    %dx %s" % (n, site), flush=True)
             return ok
         finally:
             e.close()

@@ -81,6 +81,15 @@ def compile_all(out_name, arch):
             failures.append("%s: %s" % (rel, proc.stderr.strip()))
     for name in ("boot.py", "main.py"):
         shutil.copy(os.path.join(ROOT, name), os.path.join(out_root, name))
+    # romslot.py: frozen into MicroPython on the board; for the sim compiled
+    # into <out_root>-frozen/, which only tools/sim_romslot.py puts on its
+    # path (docs/ota.md): never in the ROMFS image it chooses, nor on the
+    # meter's path (a board deployed as files has no slots)
+    os.makedirs(out_root + "-frozen", exist_ok=True)
+    proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", os.path.join(out_root + "-frozen", "romslot.mpy"),
+                           "-s", "romslot.py", "romslot.py"], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        failures.append("romslot.py: %s" % proc.stderr.strip())
     if not failures:
         with open(stamp, "w") as f:
             f.write(_BUILD_ARGS)

@@ -10,7 +10,8 @@ Run `make compile` first (make deploy does). In order:
    MicroPython image must be built with ROMFS, boards/METER_ESP32) and
    removes a firmware or lib tree left on the filesystem by a file deploy,
    which would otherwise shadow the image ('' comes before /rom on
-   sys.path); `--route files` installs the mip package build/mip-esp32
+   sys.path), and clears the over-the-air slot record, so that the board
+   boots this image and not one an update switched it to (docs/ota.md); `--route files` installs the mip package build/mip-esp32
    (tools/make_package_json.py: every .mpy, boot.py and main.py; files the
    board already holds with the same sha256 are not sent again);
 2. boot.py, main.py and this meter's provisioning file, with its keys, as
@@ -58,6 +59,17 @@ def rm(p):
   pass
 rm('firmware')
 rm('lib')"""
+# forgets the over-the-air slot record (romslot.py: NVS namespace romslot),
+# so the board boots the image just deployed into the `romfs` partition
+# (slot 0), not a version an update had switched it to (docs/ota.md);
+# quietly on a MicroPython without esp32.NVS, or with no record
+_CLEAR_SLOT = """try:
+ import esp32
+ n = esp32.NVS('romslot')
+ n.erase_key('rec')
+ n.commit()
+except (ImportError, OSError):
+ pass"""
 
 # run on the board: the sha256 of files, then of the first N bytes of the
 # romfs partition, one "name hash" line each ("-" for a missing file). It
@@ -118,7 +130,7 @@ def plan(port, tree=TREE, config=None, resume=False, reset=True, image=None):
     only boot.py and main.py (from `tree`) to the filesystem; without, the
     mip package of `tree` is installed."""
     if image:
-        steps = [["romfs", "deploy", image], ["exec", _RM_TREE]]
+        steps = [["romfs", "deploy", image], ["exec", _CLEAR_SLOT], ["exec", _RM_TREE]]
         steps += [["fs", "cp", os.path.join(tree, n), ":" + n] for n in ENTRY_FILES]
     else:
         pkg = package_dir(tree)

@@ -236,7 +236,10 @@ class SimMeter:
         children.untrack(proc)   # reaped: nothing left to kill at exit
         self.exits.append((proc.returncode, time.time()))
         if self.auto_restart and proc is self.proc and not getattr(self, "_stopping", False):
-            self.start()
+            try:
+                self.start()
+            except RuntimeError:
+                pass   # that boot ended at start as well: its own pump starts the next
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

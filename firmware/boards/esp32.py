@@ -149,6 +149,7 @@ class Esp32Board:
     ADC_RATE_HZ = _ADC_RATE_HZ
     console = True                  # the technician's console on UART0
     CONFIG_PATH = "/config.json"    # factory provisioning, on MicroPython's own filesystem
+    slots = None                    # (romfs slot running, a report due), set by boot.py; None: code as files
 
     def __init__(self):
         # meter time: ticks_ms extended past its wrap (see mono_ms)
@@ -372,6 +373,13 @@ class Esp32Board:
     def maintenance_held(self):
         """The query button held at power-up: boot.py then skips the app."""
         return self.button_down("query")
+
+    def ota(self):
+        """For an update (docs/ota.md): the slots as boards/esp32_ota.py
+        sees them (loaded only for one), or None without slots."""
+        if self.slots:
+            from firmware.boards import esp32_ota
+            return esp32_ota.Slots(self.slots[0])
 
     def keypad_key(self):
         """The keypad key held now ("0"-"9", "*", "#"), None when none is or

@@ -45,6 +45,9 @@ class SimBoard:
     # gain of the simulated IC's CF1 output (mHz per volt); tools/simmeter.py
     # provisions the same figure as the meter's cf1_mhz_per_v calibration
     CF1_MHZ_PER_V = 6720
+    # (romfs slot running, a switch or roll-back to report), set by boot.py
+    # from romslot; None: the code runs from files (no slots, no updates)
+    slots = None
 
     def __init__(self, argv=None):
         o = _args(argv if argv is not None else sys.argv[1:])
@@ -350,6 +353,13 @@ class SimBoard:
     def maintenance_held(self):
         return self.maintenance
 
+    def ota(self):
+        """For an update (docs/ota.md): the slots as boards/sim_ota.py sees
+        them (loaded only for one), or None without slots."""
+        if self.slots:
+            from firmware.boards import sim_ota
+            return sim_ota.Slots(self)
+
     # --- the technician's serial port: stdin/stdout of the process (a pipe
     # from tools/simmeter.py, or a pty from socat for mpremote)
     def console_io(self):
@@ -480,6 +490,7 @@ class SimBoard:
 
     def _cut_now(self):
         # flashdev calls this inside the block write it tore: the CPU stops
+        print("SIM: power cut")
         pid = open("/proc/self/stat").read().split()[0]
         os.system("kill -9 " + pid)
 

@@ -60,6 +60,13 @@ async def request(app, board, req):
         import micropython
         micropython.qstr_info()
         return {"ok": True}
+    if cmd in ("ota", "arm_ota_cut"):   # an update's view and power cuts (boards/sim_ota.py)
+        from firmware.boards import sim_ota
+        try:
+            return sim_ota.control(app, board, req)
+        finally:
+            from firmware.ota import cleanup
+            cleanup.unload()   # as after an update: nothing of it stays
     if cmd == "lcd_frame":
         return {"ok": True, "hex": board.lcd_frame_hex(), "lines": board.lcd_text()}
     return None

@@ -99,6 +99,13 @@ class Facade:
         c.durable.dirty = True
         return None
 
+    def ota(self, manifest):
+        """An update offer (docs/ota.md): checked and kept by
+        firmware/ota/offer.py, loaded only now; None or the reason."""
+        from firmware.ota import offer
+        c = self.core
+        return offer.accept(c.board, c.cfg, manifest)
+
     def utc_now(self):
         clock = self.core.clock
         return clock.utc_s() if clock.synced else None

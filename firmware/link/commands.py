@@ -62,8 +62,10 @@ KINDS = {
     "time": ((("utc_s", _MIN_TIME_UTC, MAX_UTC),), ()),
     "query": ((("what", ("state", "commlog", "billing", "billing_monthly", "events")),), (("since", 0, MAX_CTR),)),
     "token": ((("token", str),), ()),
+    "ota": ((("manifest", _OBJ),), ()),   # an update offer: firmware/ota/offer.py checks the manifest
 }
 # Reserved for a later issue, refused as unknown_kind today: "update".
+# (Over-the-air updates are the "ota" kind: docs/ota.md.)
 _MAX_TOKEN_CHARS = const(32)   # 12 digits with room for spaces and dashes
 
 # config settings: name -> (lo, hi); "holidays" is a list of YYYYMMDD ints.
@@ -365,6 +367,8 @@ class Dispatcher:
                 reason = f.set_mode(obj["mode"])
             elif kind == "config":
                 reason = f.configure(obj["settings"])
+            elif kind == "ota":
+                reason = f.ota(obj["manifest"])
             else:
                 reason = f.set_time(obj["utc_s"])
             if reason:

@@ -10,6 +10,9 @@
   time M1                            send the server's UTC time
   token M1 "123 456 789"             relay an offline token (an SMS-sold one) to the meter
   query M1 state|commlog|billing|billing_monthly|events [--since N]
+  ota M1 v2.ota [--serve S]          offer an update bundle (tools/ota_bundle.py) and
+                                     serve its frames until the meter reports it
+                                     installed, failed or rolled back (docs/ota.md)
   watch M1                           print every message of a meter live
   serve                              run a worker (shared subscription) until Ctrl-C
   reconcile M1                       compare the server's view with the meter's
@@ -18,8 +21,9 @@
 --demo talks to the meter of a running `make run`: its broker and its
 head-end database (build/demo.json, written by make run).
 
-Exit status: 0 ok / credited / duplicate; 1 the meter rejected the command
-(the ack, with its reason, is printed); 2 usage or setup error (unknown
+Exit status: 0 ok / credited / duplicate / installed; 1 the meter rejected
+the command (the ack, with its reason, is printed) or reported the update
+failed or rolled back; 2 usage or setup error (unknown
 meter, broker unreachable, bad file), one line on stderr; 3 no answer
 within --wait seconds.
 """
@@ -85,6 +89,8 @@ def parser():
     p = sub.add_parser("token"); p.add_argument("meter"); p.add_argument("token", help="an OpenPAYGO token, e.g. \"123 456 789\" (docs/tokens.md)")
     p = sub.add_parser("query"); p.add_argument("meter")
     p.add_argument("what", choices=["state", "commlog", "billing", "billing_monthly", "events"]); p.add_argument("--since", type=int, default=0)
+    p = sub.add_parser("ota"); p.add_argument("meter"); p.add_argument("bundle")
+    p.add_argument("--serve", type=float, default=900.0, help="seconds to serve the frames and wait for the outcome")
     p = sub.add_parser("watch"); p.add_argument("meter")
     sub.add_parser("serve")
     p = sub.add_parser("reconcile"); p.add_argument("meter")
@@ -160,6 +166,8 @@ def run(a):
         fields = {"version": a.version, "activate_utc_s": a.at, "tariff": _tariff(a.file)}
     elif a.cmd == "config":
         fields = {"settings": _settings(a.settings)}
+    elif a.cmd == "ota":
+        fields = _bundle(a.bundle)
     if a.cmd == "watch":
         return _watch(a, host, port)
     he = HeadEnd(a.db, host, port, a.user, a.password, ttl_s=a.ttl, log=lambda *x: print(*x, file=sys.stderr))
@@ -180,6 +188,8 @@ def run(a):
             if o["state"] == "rejected":
                 return REJECTED
             return _timeout(a, "the top-up (order %d is %s; the head-end reissues it)" % (o["order_no"], o["state"]))
+        if a.cmd == "ota":
+            return _ota(a, he, fields, host, port)
         if a.cmd == "tariff":
             ctr = he.send(a.meter, "tariff", **fields)
         elif a.cmd == "relay":
@@ -204,6 +214,52 @@ def run(a):
         return REJECTED if ack.get("result") == "rejected" else OK
     finally:
         he.stop()
+
+
+def _bundle(path):
+    import ota_bundle
+    try:
+        b = ota_bundle.read(path)
+    except ota_bundle.BundleError as e:
+        raise CliError("%s: %s" % (path, e)) from None
+    problems = ota_bundle.check(*b)
+    if problems:
+        raise CliError("%s: %s" % (path, "; ".join(problems)))
+    return b
+
+
+def _ota(a, he, bundle, host, port):
+    """Serve the bundle's frames, offer it, and wait for the meter's "ota"
+    event (it comes after the meter restarted into the new version and
+    became healthy, or after a failed download or a roll-back)."""
+    from headend.ota import OtaPublisher
+    with he.lock:
+        key = bytes.fromhex(db.meter(he.con, a.meter)["key_hex"])
+    since = time.time()
+    pub = OtaPublisher([bundle], host, port, a.user, a.password, keys={a.meter: key}).start()
+    try:
+        ctr = he.send(a.meter, "ota", manifest=bundle[0])
+        ack = he.wait_ack(a.meter, ctr, a.wait)
+        if ack is None:
+            return _timeout(a, "the ota command %d" % ctr)
+        print(json.dumps(ack), flush=True)
+        if ack.get("result") == "rejected":
+            return REJECTED
+        deadline = time.time() + a.serve
+        while time.time() < deadline:
+            with he.lock:
+                row = he.con.execute("SELECT body FROM events WHERE meter_id=? AND kind='ota' AND received_at>=? "
+                                     "ORDER BY seq LIMIT 1", (a.meter, since)).fetchone()
+            if row is not None:
+                ev = json.loads(row["body"])
+                print(json.dumps(ev))
+                return OK if ev.get("result") == "installed" and ev.get("ver") == bundle[0]["ver"] else REJECTED
+            time.sleep(0.2)
+        print("headend: error: no outcome from %s within %g s (%d frames served)" % (a.meter, a.serve, pub.served),
+              file=sys.stderr)
+        return TIMEOUT
+    finally:
+        pub.stop()
 
 
 def _timeout(a, what):

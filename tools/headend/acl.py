@@ -2,7 +2,8 @@
 listener config (docs/mosquitto-acl.md).
 
 Each meter logs in with its meter id as user name and may only read its own
-command topic and write its own ack/evt/state/status topics. The head-end user
+command and update-frame topics (cmd, ota) and write its own
+ack/evt/state/status/otareq topics. The head-end user
 reads and writes everything under meters/, directly or through $share groups.
 """
 import base64
@@ -23,6 +24,9 @@ pattern write meters/%u/ack
 pattern write meters/%u/evt
 pattern write meters/%u/state
 pattern write meters/%u/status
+# over-the-air updates (docs/ota.md): the meter asks, the head-end sends frames
+pattern write meters/%u/otareq
+pattern read meters/%u/ota
 """
 
 
