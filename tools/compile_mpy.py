@@ -14,6 +14,7 @@ limit (the tests check the failure with a small one). Last, the mip package
 of each tree is written (tools/make_package_json.py, build/mip-*/).
 """
 import contextlib
+import filecmp
 import io
 import os
 import shutil
@@ -75,21 +76,30 @@ def compile_all(out_name, arch):
         count += 1
         if fresh and os.path.exists(dest) and os.path.getmtime(dest) >= os.path.getmtime(os.path.join(ROOT, rel)):
             continue  # up to date
-        proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", dest, "-s", source_name(rel), rel],
+        # written aside and renamed: a meter booting from this tree, or an
+        # image being built from it, never reads half a module
+        proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", dest + ".tmp", "-s", source_name(rel), rel],
                               cwd=ROOT, capture_output=True, text=True)
         if proc.returncode:
             failures.append("%s: %s" % (rel, proc.stderr.strip()))
+        else:
+            os.replace(dest + ".tmp", dest)
     for name in ("boot.py", "main.py"):
-        shutil.copy(os.path.join(ROOT, name), os.path.join(out_root, name))
+        _copy_if_changed(os.path.join(ROOT, name), os.path.join(out_root, name))
     # romslot.py: frozen into MicroPython on the board; for the sim compiled
     # into <out_root>-frozen/, which only tools/sim_romslot.py puts on its
     # path (docs/ota.md): never in the ROMFS image it chooses, nor on the
     # meter's path (a board deployed as files has no slots)
     os.makedirs(out_root + "-frozen", exist_ok=True)
-    proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", os.path.join(out_root + "-frozen", "romslot.mpy"),
-                           "-s", "romslot.py", "romslot.py"], cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        failures.append("romslot.py: %s" % proc.stderr.strip())
+    frozen = os.path.join(out_root + "-frozen", "romslot.mpy")
+    if not (fresh and os.path.exists(frozen)
+            and os.path.getmtime(frozen) >= os.path.getmtime(os.path.join(ROOT, "romslot.py"))):
+        proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", frozen + ".tmp",
+                               "-s", "romslot.py", "romslot.py"], cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode:
+            failures.append("romslot.py: %s" % proc.stderr.strip())
+        else:
+            os.replace(frozen + ".tmp", frozen)
     if not failures:
         with open(stamp, "w") as f:
             f.write(_BUILD_ARGS)
@@ -103,6 +113,25 @@ def compile_all(out_name, arch):
                 if rel not in wanted:
                     os.remove(os.path.join(dirpath, name))
     return count, failures
+
+
+def _copy_if_changed(src, dest):
+    if os.path.exists(dest) and filecmp.cmp(src, dest, shallow=False):
+        return
+    shutil.copy(src, dest + ".tmp")
+    os.replace(dest + ".tmp", dest)
+
+
+@contextlib.contextmanager
+def _one_at_a_time():
+    # Tests run in parallel (make test) and several of them compile (make
+    # deploy, make compile ROMFS_LIMIT=...): one compile at a time, the
+    # others wait for it and then find the tree up to date.
+    import fcntl
+    os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
+    with open(os.path.join(ROOT, "build", ".compile.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def romfs_image(out_name):
@@ -158,6 +187,11 @@ def too_big(size, limit, source):
 
 
 def main():
+    with _one_at_a_time():
+        return _compile()
+
+
+def _compile():
     bad = []
     for out_name, arch in TARGETS.items():
         count, failures = compile_all(out_name, arch)

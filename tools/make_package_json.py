@@ -49,16 +49,20 @@ def write(tree_name, build=BUILD):
     """build/mip-<arch>/ from build/<tree_name>; returns the package dict."""
     tree = os.path.join(build, tree_name)
     out = os.path.join(build, tree_name.replace("mpy-", "mip-"))
-    stage = out + ".tmp"
+    files = [(target, host, sha256_file(host)) for target, host in package_files(tree)]
+    pkg = {"version": _version(tree), "hashes": [[t, d] for t, _, d in files]}
+    try:
+        with open(os.path.join(out, "package.json")) as f:
+            if json.load(f) == pkg:
+                return pkg   # unchanged: left alone, so a deploy reading it meanwhile is not disturbed
+    except (OSError, ValueError):
+        pass
+    stage = out + ".tmp.%d" % os.getpid()
     shutil.rmtree(stage, ignore_errors=True)
-    hashes = []
-    for target, host in package_files(tree):
-        digest = sha256_file(host)
+    for _, host, digest in files:
         dest = os.path.join(stage, "file", digest[:2], digest)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         shutil.copyfile(host, dest)
-        hashes.append([target, digest])
-    pkg = {"version": _version(tree), "hashes": hashes}
     with open(os.path.join(stage, "package.json"), "w") as f:
         json.dump(pkg, f, indent=1)
         f.write("\n")
