@@ -47,11 +47,28 @@ class _Sink(io.IOBase):
             f.write(b)
         return len(b)
 
+    def emit(self, obj, separators):
+        # obj: a JSON-able value, or a function giving the (key, value) pairs of
+        # a JSON object, built one at a time as they are written (core/durable.py)
+        if not callable(obj):
+            json.dump(obj, self, separators=separators)
+            return
+        sep = "{"
+        for key, v in obj():
+            self.write(sep)
+            sep = separators[0]
+            json.dump(key, self)
+            self.write(separators[1])
+            json.dump(v, self, separators=separators)
+            v = None   # garbage before the next member is built
+        self.write("{}" if sep == "{" else "}")
+
 
 def measure(obj, separators):
-    """Length of `obj` as JSON, found without building the text."""
+    """Length of `obj` as JSON (or a function giving its members: dump),
+    found without building the text."""
     probe = _Sink()
-    json.dump(obj, probe, separators=separators)
+    probe.emit(obj, separators)
     return probe.n
 
 
@@ -60,11 +77,13 @@ def dump(f, kind, seq, base, obj, separators, n):
     holding the encoded record in RAM: a full state runs to several KB, and
     after days of running an ESP32-sized heap has no free block that large,
     while json.dump() emits small pieces. `n` is measure(obj): the header,
-    which holds the length, goes first."""
+    which holds the length, goes first. `obj` may be a function giving the
+    (key, value) pairs of a JSON object: it is called for each write and
+    must give the same text each time (checked)."""
     head = struct.pack(_HEAD, _MAGIC, _VERSION, kind, seq, base, n)
     f.write(head)
     sink = _Sink((f,), binascii.crc32(head))
-    json.dump(obj, sink, separators=separators)
+    sink.emit(obj, separators)
     if sink.n != n:
         raise ValueError("record changed while written")
     f.write(struct.pack("<I", sink.crc))

@@ -156,7 +156,8 @@ class Store:
         return state, status
 
     def commit(self, state):
-        """Write the whole state (a JSON-able dict) to both snapshot copies.
+        """Write the whole state (a JSON-able dict, or a function giving its
+        members: record.dump) to both snapshot copies.
         Durable when it returns. Later hot checkpoints build on it."""
         if not self.ready:
             raise StoreFault(self.fault or "not loaded")
