@@ -3,8 +3,11 @@ budget"; docs/benchmarks.md). The meter is the one a utility runs with
 everything on: the 4G modem (the fake modem on a pty), the link through the
 fault proxy (blackholes, drops, delays, RSTs, broker restarts), top-ups from
 the reference head-end, offline tokens relayed by the signed `token` command,
-the screens cycled by the button, and a technician's REPL session in use.
-An over-the-air download is not in it yet (the OTA agent landed after it was written).
+the screens cycled by the button, a technician's REPL session in use, and
+an over-the-air download of the whole compiled image early in the month
+(docs/ota.md), through the same faults. The image is served 100 bytes
+short, so the download runs to its last chunk, fails its hash and the meter
+runs on: all of a download's heap use, without the switch's restart.
 
 - heap_low_water_free_pct (/_bytes): the lowest free heap after a
   collection, sampled about every second of real time over a 30-day run
@@ -16,6 +19,8 @@ An over-the-air download is not in it yet (the OTA agent landed after it was wri
 - gc_pause_ms_p99: the pause of those full collections, 99th percentile.
 - month_memory_errors / month_meter_restarts: MemoryErrors the meter logged,
   times it restarted (watchdog or crash). Target 0 each.
+- month_ota_download_done: 1 when that download ran to its end (the
+  meter's "ota failed chunk_hash" line); month_ota_download_s, how long.
 - heap_floor_wk: the smallest heap, in 4wk steps, at which that meter
   credits every top-up and token, keeps its link and never restarts or logs
   a MemoryError over a simulated day (DAY_S real seconds). Target <= 84.
@@ -26,17 +31,23 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+import ota_bundle  # noqa: E402
+import topup_rig  # noqa: E402
 from fake_modem import FakeModem  # noqa: E402
-from simmeter import ConsoleError  # noqa: E402
+from headend.ota import OtaPublisher  # noqa: E402
+from simmeter import COMPILED, ConsoleError, ensure_compiled  # noqa: E402
 from topup_rig import Rig, pct  # noqa: E402
 
 TARGETS = {"heap_low_water_free_pct": (">=", 30), "heap_floor_wk": ("<=", 84),
            "month_memory_errors": ("==", 0), "month_meter_restarts": ("==", 0),
-           "heap_largest_free_ok": ("==", 1)}
+           "heap_largest_free_ok": ("==", 1), "month_ota_download_done": ("==", 1)}
 MONTH_S = int(os.environ.get("MEM_MONTH_S", "240"))
 DAY_S = int(os.environ.get("MEM_DAY_S", "40"))
 LARGEST_ALLOC_BYTES = 2560
 TOKEN_KEY_HEX = "5a" * 16
+OTA_KEY_HEX = "6b" * 32
+OTA_AT_STEP = 12          # the offer goes out at this step of the schedule (about 2 % into the month)
 FLOOR_START_WK, FLOOR_STEP_WK, FLOOR_MAX_WK = 84, 4, 108
 
 
@@ -48,11 +59,21 @@ class EverythingMeter:
         self.modem = FakeModem(boot_ms=150, reg_ms=200, powered=False,
                                clock_utc=lambda: 1790000000).start()
         self.rig = Rig(work, meter_id=name, seed=seed, scale=max(1, 30 * 86400 // span_s),
-                       config={"token_key_hex": TOKEN_KEY_HEX},
+                       config={"token_key_hex": TOKEN_KEY_HEX, "ota_key_hex": OTA_KEY_HEX},
                        meter_kw={"heap": heap,
                                  "extra_args": ["--modem", self.modem.path,
                                                 "--modem-pins", str(self.modem.pin_port)]})
         self.m = self.rig.m
+        with open(COMPILED + ".romfs", "rb") as f:
+            manifest, table, image = ota_bundle.build(f.read(), 2, "SIM.1", bytes.fromhex(OTA_KEY_HEX))
+        self.ota_manifest = manifest
+        # served short: see the module's docstring
+        self.ota_pub = OtaPublisher([(manifest, table, image[:-100])], port=self.rig.broker.port,
+                                    keys={name: bytes.fromhex(topup_rig.KEY_HEX)}).start()
+        self.ota_offered_at = None
+        self.ota_result = None
+        self.ota_done_s = None
+        self._ota_seen = 0
         self.tokens = 0
         self.token_results = []
         self.samples = []        # (free, largest_free, gc_ms)
@@ -60,20 +81,24 @@ class EverythingMeter:
                        "repl": 0, "faults": 0, "refused": 0}
 
     def close(self):
+        self.ota_pub.stop()
         self.rig.close()
         self.modem.stop()
 
-    def token(self):
-        import openpaygo
-        # each token's count follows the last one's, as the utility's
-        # generator keeps it (openpaygo returns the count it used)
-        self.tokens, tok = openpaygo.generate_token(secret_key=TOKEN_KEY_HEX, count=self.tokens, value=5)
-        ctr = self.rig.he.send(self.rig.mid, "token", token=str(tok))
+    def offer_update(self):
+        ctr = self.rig.he.send(self.rig.mid, "ota", manifest=self.ota_manifest)
         ack = self.rig.he.wait_ack(self.rig.mid, ctr, timeout_s=30)
-        self.counts["tokens"] += 1
-        result = ack and ((ack.get("data") or {}).get("result") or ack.get("reason") or ack.get("result"))
-        self.token_results.append(result)
-        self.counts["tokens_added"] += result == "add"
+        self.ota_result = ack and (ack.get("reason") or ack.get("result"))
+        self.ota_offered_at = time.time()
+
+    def watch_update(self):
+        # the download's end, seen on the meter's log once per step
+        if self.ota_offered_at is None or self.ota_done_s is not None:
+            return
+        lines = self.m.log_lines
+        if any("ota failed chunk_hash" in line for line in lines[self._ota_seen:]):
+            self.ota_done_s = round(time.time() - self.ota_offered_at, 1)
+        self._ota_seen = len(lines)
 
     def run(self, span_s, faults_every=7):
         self.m.control({"cmd": "load", "w": 800})
@@ -111,6 +136,9 @@ class EverythingMeter:
             self.counts["faults"] += int(fault)
         if i % 11 == 0:
             self.token()
+        if i == OTA_AT_STEP:
+            self.offer_update()
+        self.watch_update()
         if i % 5 == 0:
             self.m.console("status()")
             self.counts["repl"] += 1
@@ -151,6 +179,7 @@ class EverythingMeter:
 
 
 def month():
+    ensure_compiled()
     with tempfile.TemporaryDirectory(prefix="bench-mem-") as work:
         e = EverythingMeter(work, "MEM30", "108wk", MONTH_S, seed=30)
         try:
@@ -173,6 +202,9 @@ def month():
                     "month_tokens_sent": e.counts["tokens"],
                     "month_link_faults": e.counts["faults"],
                     "month_repl_statements": e.counts["repl"],
+                    "month_ota_offer": e.ota_result,
+                    "month_ota_download_done": int(e.ota_done_s is not None),
+                    "month_ota_download_s": e.ota_done_s,
                     "month_samples": len(e.samples)}
         finally:
             e.close()
