@@ -84,6 +84,15 @@ class Rig:
         if self.pub:
             self.pub.stop()
 
+    def rolled_back(self, bundle, timeout=180):
+        """Start the meter, offer it `bundle`, and wait until the meter has
+        rolled back from it to version 0 and reported that."""
+        self.m.start()
+        self.m.wait_for(lambda s: s["meter"]["link_up"], timeout=20)
+        self.serve(bundle)
+        assert self.offer(bundle[0])["result"] == "ok"
+        return wait_ota(self, lambda o: self.logged("ota rolled_back version 0"), timeout)
+
     def logged(self, text):
         return any(text in line for line in self.m.log_lines)
 
@@ -269,11 +278,7 @@ def test_a_bundle_that_crashes_at_boot_is_rolled_back_after_three_boots(tmp_path
     bundle = ota_bundle.build(image, 2, "SIM.1", OTA_KEY)
     r = Rig(tmp_path, broker, "ota-crash", trial_ms=60000)
     try:
-        r.m.start()
-        r.m.wait_for(lambda s: s["meter"]["link_up"], timeout=20)
-        r.serve(bundle)
-        assert r.offer(bundle[0])["result"] == "ok"
-        st = wait_ota(r, lambda o: r.logged("ota rolled_back version 0"), timeout=180)
+        st = r.rolled_back(bundle)
         assert st["running"] == 0 and st["record"][:4] == [0, 0, 0, 0] and st["record"][4:] == [0, 2]
         assert sum(1 for l in r.m.log_lines if "version 2 is broken" in l) == 3
         assert not r.logged("trial deadline")   # the crash, not the timer, restarted it
@@ -303,11 +308,7 @@ def test_a_bundle_that_boots_but_never_links_is_rolled_back_by_its_deadline(tmp_
     bundle = ota_bundle.build(image, 2, "SIM.1", OTA_KEY)
     r = Rig(tmp_path, broker, "ota-nolink", trial_ms=4000)
     try:
-        r.m.start()
-        r.m.wait_for(lambda s: s["meter"]["link_up"], timeout=20)
-        r.serve(bundle)
-        assert r.offer(bundle[0])["result"] == "ok"
-        st = wait_ota(r, lambda o: r.logged("ota rolled_back version 0"), timeout=180)
+        st = r.rolled_back(bundle)
         assert st["running"] == 0 and st["record"][4:] == [0, 2]
         log = open(os.path.join(r.m.dir, "romslot.log")).read()
         assert log.count("SIM: trial deadline") == 3

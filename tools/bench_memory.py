@@ -48,6 +48,8 @@ LARGEST_ALLOC_BYTES = 2560
 TOKEN_KEY_HEX = "5a" * 16
 OTA_KEY_HEX = "6b" * 32
 OTA_AT_STEP = 12          # the offer goes out at this step of the schedule (about 2 % into the month)
+# MEM_OTA=0: the month without the download (the schedule before it was added)
+WITH_OTA = os.environ.get("MEM_OTA", "1") != "0"
 FLOOR_START_WK, FLOOR_STEP_WK, FLOOR_MAX_WK = 84, 4, 108
 
 
@@ -55,7 +57,7 @@ class EverythingMeter:
     """A Rig (head-end, broker, fault proxy, sim meter) whose meter is the
     modem meter with tokens, screens and a REPL, driven through a schedule."""
 
-    def __init__(self, work, name, heap, span_s, seed):
+    def __init__(self, work, name, heap, span_s, seed, ota=True):
         self.modem = FakeModem(boot_ms=150, reg_ms=200, powered=False,
                                clock_utc=lambda: 1790000000).start()
         self.rig = Rig(work, meter_id=name, seed=seed, scale=max(1, 30 * 86400 // span_s),
@@ -70,6 +72,7 @@ class EverythingMeter:
         # served short: see the module's docstring
         self.ota_pub = OtaPublisher([(manifest, table, image[:-100])], port=self.rig.broker.port,
                                     keys={name: bytes.fromhex(topup_rig.KEY_HEX)}).start()
+        self.ota = ota
         self.ota_offered_at = None
         self.ota_result = None
         self.ota_done_s = None
@@ -99,6 +102,18 @@ class EverythingMeter:
         if any("ota failed chunk_hash" in line for line in lines[self._ota_seen:]):
             self.ota_done_s = round(time.time() - self.ota_offered_at, 1)
         self._ota_seen = len(lines)
+
+    def token(self):
+        import openpaygo
+        # each token's count follows the last one's, as the utility's
+        # generator keeps it (openpaygo returns the count it used)
+        self.tokens, tok = openpaygo.generate_token(secret_key=TOKEN_KEY_HEX, count=self.tokens, value=5)
+        ctr = self.rig.he.send(self.rig.mid, "token", token=str(tok))
+        ack = self.rig.he.wait_ack(self.rig.mid, ctr, timeout_s=30)
+        self.counts["tokens"] += 1
+        result = ack and ((ack.get("data") or {}).get("result") or ack.get("reason") or ack.get("result"))
+        self.token_results.append(result)
+        self.counts["tokens_added"] += result == "add"
 
     def run(self, span_s, faults_every=7):
         self.m.control({"cmd": "load", "w": 800})
@@ -136,7 +151,7 @@ class EverythingMeter:
             self.counts["faults"] += int(fault)
         if i % 11 == 0:
             self.token()
-        if i == OTA_AT_STEP:
+        if i == OTA_AT_STEP and self.ota:
             self.offer_update()
         self.watch_update()
         if i % 5 == 0:
@@ -181,7 +196,7 @@ class EverythingMeter:
 def month():
     ensure_compiled()
     with tempfile.TemporaryDirectory(prefix="bench-mem-") as work:
-        e = EverythingMeter(work, "MEM30", "108wk", MONTH_S, seed=30)
+        e = EverythingMeter(work, "MEM30", "108wk", MONTH_S, seed=30, ota=WITH_OTA)
         try:
             e.run(MONTH_S)
             total = e.samples[0][3]
@@ -220,7 +235,7 @@ def day_ok(heap_wk):
     """Does the everything meter get through a simulated day at heap_wk?"""
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as work:
         try:
-            e = EverythingMeter(work, "MEMF%d" % heap_wk, "%dwk" % heap_wk, DAY_S * 30, seed=heap_wk)
+            e = EverythingMeter(work, "MEMF%d" % heap_wk, "%dwk" % heap_wk, DAY_S * 30, seed=heap_wk, ota=WITH_OTA)
         except Exception as exc:    # did not boot, or never linked
             print("  %dwk: no start (%s)" % (heap_wk, _last_line(exc)), flush=True)
             return False
