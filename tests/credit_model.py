@@ -549,26 +549,3 @@ def run_model(seq):
         r = model_apply(m, op)
         steps.append([r, m.report(), m.pop_events(), m.totals(), m.S % 10**6, True])
     return steps
-
-
-def run_firmware(seqs):
-    """Run every sequence in one MicroPython process; returns their step lists."""
-    import json
-    from mpy import run_mpy
-    stdin = "".join(json.dumps(s) + "\n" for s in seqs)
-    out = run_mpy(DRIVER, stdin=stdin)
-    rows, steps = [], []
-    for line in out.splitlines():
-        if line == "END":
-            rows.append(steps)
-            steps = []
-        elif line.startswith("["):
-            steps.append(json.loads(line))
-    assert len(rows) == len(seqs), out[-2000:]
-    return rows
-
-
-def normalise(steps):
-    """JSON round trip, so tuples and lists compare equal."""
-    import json
-    return json.loads(json.dumps(steps))

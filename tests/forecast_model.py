@@ -162,6 +162,7 @@ for line in sys.stdin:
         elif k == "persist":
             e = CreditEngine.from_dict(json.loads(json.dumps(e.to_dict())))
         print(json.dumps([forecast.fill(e), e.level]))
+        e.pop_events()   # as the meter drains them each tick: left, they grew until a 2 KB list found no hole
     print("END")
 """
 

@@ -9,9 +9,10 @@ import datetime
 import random
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import given, strategies as st
 
-from credit_model import normalise, run_firmware, run_model
+from credit_model import DRIVER, run_model
+from engine_props import assert_agree, draw_schedule, engine_settings, sod
 
 T0 = 1767225600  # 2026-01-01 00:00 local, a Thursday
 SEQS_PER_PROCESS = 12
@@ -23,7 +24,6 @@ def _date(offset_days, yearly):
 
 
 holiday = st.builds(_date, st.integers(-5, 90), st.booleans())
-sod = st.one_of(st.integers(0, 47).map(lambda h: h * 1800), st.integers(0, 86399))
 
 
 @st.composite
@@ -35,12 +35,7 @@ def tariffs(draw, version):
     d = {"version": version, "tiers_wh": tops,
          "prices_milli_per_kwh": [[draw(price) for _ in range(n_periods)] for _ in range(n_tiers)]}
     if n_periods > 1:
-        days = {}
-        for name in ["weekday"] + sorted(draw(st.sets(st.sampled_from(["weekend", "holiday"])))):
-            starts = sorted(draw(st.sets(sod, min_size=1, max_size=5)))
-            days[name] = [[s, draw(st.integers(0, n_periods - 1))] for s in starts]
-        d["days"] = days
-        d["holidays"] = draw(st.lists(holiday, max_size=3))
+        d.update(draw_schedule(draw, n_periods, st.lists(holiday, max_size=3)))
         if draw(st.booleans()):
             d["weekend_days"] = sorted(draw(st.sets(st.integers(0, 6), max_size=3)))
         if draw(st.booleans()):
@@ -142,30 +137,18 @@ def sequences(draw):
     return {"cfg": cfg, "ops": ops}
 
 
-def assert_agree(seqs):
-    fw_all = run_firmware(seqs)
-    for n, (seq, fw) in enumerate(zip(seqs, fw_all)):
-        model = normalise(run_model(seq))
-        for i, (got, want) in enumerate(zip(fw, model)):
-            assert got[5] is True, "conservation broken at step %d" % i
-            if got != want:
-                raise AssertionError("sequence %d step %d op %r\ncfg %r\nfirmware %r\nmodel    %r"
-                                     % (n, i, seq["ops"][i], seq["cfg"], got, want))
-        assert len(fw) == len(model)
+def conserved(step, i):
+    assert step[5] is True, "conservation broken at step %d" % i
 
 
-# No shrinking: a list of sequences shrinks slowly, and assert_agree already
-# names the one sequence, step and op that disagree.
-@settings(max_examples=25, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.data_too_large])
+@engine_settings(25)
 @given(st.lists(sequences(), min_size=SEQS_PER_PROCESS, max_size=SEQS_PER_PROCESS))
 def test_firmware_engine_agrees_with_model_and_conserves_money(seqs):
-    assert_agree(seqs)
+    assert_agree(DRIVER, seqs, run_model, conserved)
 
 
 @pytest.mark.soak
-@settings(max_examples=400, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.data_too_large])
+@engine_settings(400)
 @given(st.lists(sequences(), min_size=40, max_size=40))
 def test_soak_firmware_engine_agrees_with_model(seqs):
-    assert_agree(seqs)
+    assert_agree(DRIVER, seqs, run_model, conserved)

@@ -7,8 +7,9 @@ new meter, the days-based warning, and fill() allocating nothing."""
 import json
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import given, strategies as st
 
+from engine_props import assert_agree, draw_schedule, engine_settings, sod
 from forecast_model import DRIVER, model_run
 from mpy import run_mpy, run_mpy_rom
 from simmeter import ensure_compiled
@@ -18,7 +19,6 @@ T_JAN = 1767225600          # 2026-01-01 00:00 local, a Thursday
 SEQS_PER_PROCESS = 30
 KINDS = ("flat", "tiered", "tou", "combined")
 
-sod = st.one_of(st.integers(0, 47).map(lambda h: h * 1800), st.integers(0, DAY - 1))
 price = st.one_of(st.integers(0, 400000), st.sampled_from([150000, 999999, 1, 0]))
 
 
@@ -32,13 +32,8 @@ def tariffs(draw, version, kind=None):
     d = {"version": version, "tiers_wh": tops,
          "prices_milli_per_kwh": [[draw(price) for _ in range(n_periods)] for _ in range(n_tiers)]}
     if n_periods > 1:
-        days = {}
-        for name in ["weekday"] + sorted(draw(st.sets(st.sampled_from(["weekend", "holiday"])))):
-            starts = sorted(draw(st.sets(sod, min_size=1, max_size=5)))
-            days[name] = [[s, draw(st.integers(0, n_periods - 1))] for s in starts]
-        d["days"] = days
-        d["holidays"] = draw(st.lists(st.sampled_from(["01-01", "02-01", "2026-01-31", "03-01"]),
-                                      max_size=2))
+        d.update(draw_schedule(draw, n_periods, st.lists(
+            st.sampled_from(["01-01", "02-01", "2026-01-31", "03-01"]), max_size=2)))
         if draw(st.booleans()):
             d["periods"] = ["sharp", "peak", "flat", "valley"][:n_periods]
     return d
@@ -77,35 +72,10 @@ def sequences(draw):
     return {"cfg": cfg, "ops": ops}
 
 
-def run_firmware(seqs):
-    out = run_mpy(DRIVER, stdin="".join(json.dumps(s) + "\n" for s in seqs))
-    runs, cur = [], []
-    for line in out.splitlines():
-        if line == "END":
-            runs.append(cur)
-            cur = []
-        elif line.strip():
-            cur.append(json.loads(line))
-    return runs
-
-
-def assert_agree(seqs):
-    fw_all = run_firmware(seqs)
-    assert len(fw_all) == len(seqs)
-    for n, (seq, fw) in enumerate(zip(seqs, fw_all)):
-        model = json.loads(json.dumps(model_run(seq)))
-        for i, (got, want) in enumerate(zip(fw, model)):
-            if got != want:
-                raise AssertionError("sequence %d step %d op %r\ncfg %r\nfirmware %r\nmodel    %r"
-                                     % (n, i, seq["ops"][i], seq["cfg"], got, want))
-        assert len(fw) == len(model)
-
-
-@settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@engine_settings(12)
 @given(st.lists(sequences(), min_size=SEQS_PER_PROCESS, max_size=SEQS_PER_PROCESS))
 def test_forecast_agrees_with_the_model_for_every_tariff_kind(seqs):
-    assert_agree(seqs)
+    assert_agree(DRIVER, seqs, model_run)
 
 
 UNIT = r"""

@@ -43,8 +43,7 @@ When the screens change, edit this list (names, "screen" numbers, new states)
 and run `make golden` (the goldens and docs/screens/ from one run).
 """
 EPOCH = 1772443800      # 2026-03-02 09:30:00 UTC, a Monday (flat period in TOU_TARIFF)
-# The screens a short press cycles through; None: ask the firmware
-# (len(firmware.ui.screens.SCREENS), tools/screenshots.py screen_count)
+# The screens a short press cycles through
 SCREEN_COUNT = 12   # firmware/ui/panel.py _N_SCREENS (private: the firmware cannot be asked)
 # The display returns home after this many real seconds without a press
 # (firmware/app.py); the runner counts on it when a scenario takes that long

@@ -42,11 +42,6 @@ PRESS_MS = 150          # a short press, well above the key's debounce
 FAR_FUTURE = 4102444800
 
 
-def screen_count(scenarios_mod):
-    """How many screens a short press cycles through."""
-    return scenarios_mod.SCREEN_COUNT
-
-
 class Runner:
     """One sim meter and the scenarios that run on it, in order."""
 
@@ -198,7 +193,7 @@ def capture(scenarios_mod=None, only=None, workdir=None):
     if only:
         wanted = {s["meter"] for s in scenarios if s["name"] in only}
         scenarios = [s for s in scenarios if s["meter"] in wanted]
-    count = screen_count(scenarios_mod)
+    count = scenarios_mod.SCREEN_COUNT   # the screens a short press cycles through
     ensure_compiled()   # once, before the threads: two compiles at once trip over each other
     epoch = scenarios_mod.EPOCH
     out, errors = {}, []

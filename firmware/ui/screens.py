@@ -578,17 +578,18 @@ def _status(r, n, y, h):
         r.msg(h, 0, _M_HOLD_RECONNECT if a == _A_RECONNECT else (
             _M_HOLD_EC if a == _A_EMERGENCY else _M_HOLD_SILENCE))
     q = n[_REASON]
+    # m: a two-line case whose second line is the message after m (the
+    # pairs are neighbours in the table), written once below the branches
+    m = 0
     if q == _R_FAULT:
         x = r.msg(y, 0, _M_FAULT)
         x = r.text(y, x, b"E")
         r.put(y, x, n[_FAULT])
         r.msg(y + 1, 0, _M_CALL)
     elif q == _R_CREDIT:
-        r.msg(y, 0, _M_NO_CREDIT)
-        r.msg(y + 1, 0, _M_TOP_UP)
+        m = _M_NO_CREDIT         # then _M_TOP_UP
     elif q == _R_PRESS:
-        r.msg(y, 0, _M_PRESS)
-        r.msg(y + 1, 0, _M_RECONNECT)
+        m = _M_PRESS             # then _M_RECONNECT
     elif q == _R_FRIENDLY:
         r.msg(y, 0, _M_FRIENDLY)
         x = r.msg(y + 1, 0, _M_UNTIL)
@@ -603,19 +604,16 @@ def _status(r, n, y, h):
         else:
             r.msg(y + 1, 0, _M_LOCKED)
     elif q == _R_UTILITY:
-        r.msg(y, 0, _M_UTILITY)
-        r.msg(y + 1, 0, _M_BY_UTILITY)
+        m = _M_UTILITY           # then _M_BY_UTILITY
     elif q == _R_TECH:
-        r.msg(y, 0, _M_TECH)
-        r.msg(y + 1, 0, _M_BY_TECH)
+        m = _M_TECH              # then _M_BY_TECH
     elif n[_LINK_FAULT] or n[_LANG_FAULT]:
         x = r.text(y, 0, b"E")
         x = r.put(y, x, n[_LINK_FAULT] or n[_LANG_FAULT])
         r.msg(y, x + 1, _M_LINK_OFF if n[_LINK_FAULT] else _M_BAD_LANG)
         r.msg(y + 1, 0, _M_CALL)
     elif n[_OWED] > 0:
-        r.msg(y, 0, _M_EC_OWED)
-        r.msg(y + 1, 0, _M_REPAID)
+        m = _M_EC_OWED           # then _M_REPAID
     elif n[_LEVEL] > 0:
         r.rows[y * 16] = 8     # the warning icon and line
         r.msg(y, 2, _M_LOW)
@@ -624,6 +622,9 @@ def _status(r, n, y, h):
             r.msg(y + 1, x + 1, _M_DAYS)
     else:
         r.msg(y, 0, _M_ALL_OK)
+    if m:
+        r.msg(y, 0, m)
+        r.msg(y + 1, 0, m + 1)
 
 
 def _money(r, v, y, x, minor):
