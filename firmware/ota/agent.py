@@ -29,6 +29,11 @@ _PER_CHUNK = 4            # frames per chunk
 GAP_MS = 100              # quiet time after each flash operation
 WAIT_MS = 3000            # nothing came for this long: ask again
 _TRIES = 5                # requests with the link up and no answer: give up
+# frames asked for at once: each arrives as a message of its own (1 KB and
+# more in one piece) and waits in self.frames for its flash write, so one
+# at a time keeps a single frame in the heap, late in a month when its
+# holes are small (docs/benchmarks.md, "Memory budget")
+_AHEAD = 1
 _CHUNK_TRIES = 3          # a chunk that will not hash right: give up
 _READ = 256               # read-back piece (the only buffer the check needs)
 
@@ -79,7 +84,7 @@ class Agent:
     # 1, object (0 table, 1 image), tag (4 bytes of the image's sha256),
     # frame index (big-endian), then the data
     def on_message(self, p):
-        if self.want is None or len(p) < 9 or p[0] != 1 or len(self.frames) >= _PER_CHUNK:
+        if self.want is None or len(p) < 9 or p[0] != 1 or len(self.frames) >= _AHEAD:
             return
         if bytes(p[2:6]) != self.tag or (p[1], p[6] << 8 | p[7]) != self.want:
             return   # another bundle's, a repeat, or out of order: asked again later
@@ -181,9 +186,10 @@ class Agent:
             s = self.app.session
             if s and (self.topic_in, 0) not in s.subs:
                 s.subscribe(self.topic_in, 0)   # made again by the session on every connect
-            asked = bool(s and s.up and s.publish(self.topic_req, self._request(obj, i, end - i), False, 0))
+            stop = min(end, i + _AHEAD)
+            asked = bool(s and s.up and s.publish(self.topic_req, self._request(obj, i, stop - i), False, 0))
             t0 = time.ticks_ms()
-            while i < end and time.ticks_diff(time.ticks_ms(), t0) < WAIT_MS:
+            while i < stop and time.ticks_diff(time.ticks_ms(), t0) < WAIT_MS:
                 if self.frames:
                     p = self.frames.pop(0)
                     await sink(i, memoryview(p)[8:])
@@ -192,7 +198,7 @@ class Agent:
                     tries = 0
                 else:
                     await asyncio.sleep_ms(20)
-            if i < end and asked:
+            if i < stop and asked:
                 tries += 1
                 if tries >= _TRIES:
                     raise Failed("timeout")
