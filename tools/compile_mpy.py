@@ -74,16 +74,7 @@ def compile_all(out_name, arch):
         dest = os.path.join(out_root, rel[:-3] + ".mpy")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         count += 1
-        if fresh and os.path.exists(dest) and os.path.getmtime(dest) >= os.path.getmtime(os.path.join(ROOT, rel)):
-            continue  # up to date
-        # written aside and renamed: a meter booting from this tree, or an
-        # image being built from it, never reads half a module
-        proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", dest + ".tmp", "-s", source_name(rel), rel],
-                              cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode:
-            failures.append("%s: %s" % (rel, proc.stderr.strip()))
-        else:
-            os.replace(dest + ".tmp", dest)
+        _mpy_cross(arch, rel, dest, source_name(rel), fresh, failures)
     for name in ("boot.py", "main.py"):
         _copy_if_changed(os.path.join(ROOT, name), os.path.join(out_root, name))
     # romslot.py: frozen into MicroPython on the board; for the sim compiled
@@ -91,15 +82,7 @@ def compile_all(out_name, arch):
     # path (docs/ota.md): never in the ROMFS image it chooses, nor on the
     # meter's path (a board deployed as files has no slots)
     os.makedirs(out_root + "-frozen", exist_ok=True)
-    frozen = os.path.join(out_root + "-frozen", "romslot.mpy")
-    if not (fresh and os.path.exists(frozen)
-            and os.path.getmtime(frozen) >= os.path.getmtime(os.path.join(ROOT, "romslot.py"))):
-        proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", frozen + ".tmp",
-                               "-s", "romslot.py", "romslot.py"], cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode:
-            failures.append("romslot.py: %s" % proc.stderr.strip())
-        else:
-            os.replace(frozen + ".tmp", frozen)
+    _mpy_cross(arch, "romslot.py", os.path.join(out_root + "-frozen", "romslot.mpy"), "romslot.py", fresh, failures)
     if not failures:
         with open(stamp, "w") as f:
             f.write(_BUILD_ARGS)
@@ -113,6 +96,20 @@ def compile_all(out_name, arch):
                 if rel not in wanted:
                     os.remove(os.path.join(dirpath, name))
     return count, failures
+
+
+def _mpy_cross(arch, rel, dest, name, fresh, failures):
+    """Compile ROOT/rel to dest unless it is up to date; a failure is added
+    to `failures`. Written aside and renamed: a meter booting from the tree,
+    or an image being built from it, never reads half a module."""
+    if fresh and os.path.exists(dest) and os.path.getmtime(dest) >= os.path.getmtime(os.path.join(ROOT, rel)):
+        return
+    proc = subprocess.run([MPY_CROSS, "-march=" + arch, "-o", dest + ".tmp", "-s", name, rel],
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        failures.append("%s: %s" % (rel, proc.stderr.strip()))
+    else:
+        os.replace(dest + ".tmp", dest)
 
 
 def _copy_if_changed(src, dest):

@@ -79,7 +79,13 @@ class Durable:
 
     def snapshot(self):
         """The whole state, as committed, as a dict."""
-        return dict(self.members(self.hot(), self.core.clock.to_dict(), self.core.revenue.state()))
+        return dict(self.members(*self._moving()))
+
+    def _moving(self):
+        # what changes while a commit writes (the clock, pulse remainders),
+        # read once for it: members() is walked once to measure, once a copy
+        c = self.core
+        return self.hot(), c.clock.to_dict(), c.revenue.state()
 
     def members(self, h, clock, rev):
         # The snapshot's (key, value) pairs, in the order written. Each member
@@ -119,7 +125,7 @@ class Durable:
         ob = c.events.outbox
         if ob.next_seq - 1 - ob.saved_seq > _TAIL_MAX:
             ob.save()   # many events in one piece of work: the file takes them
-        f = (self.hot(), c.clock.to_dict(), c.revenue.state())
+        f = self._moving()
         self.store.commit(lambda: self.members(*f))
         self.saved(c.events.seq)
         self.dirty = False
