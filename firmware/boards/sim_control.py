@@ -58,7 +58,7 @@ async def request(app, board, req):
         # the interned names' pools, which the interpreter prints (not
         # returns): SimMeter.qstr_pools() reads them off the console log
         import micropython
-        micropython.qstr_info()
+        micropython.qstr_info(req.get("names", 0))   # names=1: each name too
         return {"ok": True}
     if cmd in ("ota", "arm_ota_cut"):   # an update's view and power cuts (boards/sim_ota.py)
         from firmware.boards import sim_ota
