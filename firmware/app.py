@@ -192,7 +192,7 @@ class App:
             if self.ota not in (None, True):
                 self.ota.on_message(payload)
             return
-        ack = self.handle_command(payload)
+        ack = self.handle_command(bytes(payload))   # a view of the packet (Session.run)
         self._send_ack(ack)
 
     def on_oversized(self, topic, head, size):

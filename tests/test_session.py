@@ -351,7 +351,7 @@ out = []
 for step in d["steps"]:
     got = []
     s = S.Session("m1", "127.0.0.1", 1)
-    s._on_message = lambda t, p: got.append(["msg", t.decode(), len(p), p[:8].decode()])
+    s._on_message = lambda t, p: got.append(["msg", bytes(t).decode(), len(p), bytes(p[:8]).decode()])
     s._on_oversized = lambda t, h, n: got.append(["big", t and t.decode(), h.decode(), n])
     s._reset_io()
     s._sock = Sock(d["segs"], step)

@@ -210,7 +210,8 @@ s.subscribe(o.get("sub", "meters/%s/cmd" % mid).encode(), 1)
 ack = ("meters/%s/ack" % mid).encode()
 probe = LoopProbe(o.get("probe_net", True))
 def on_message(topic, payload):
-    ev("msg", topic=topic.decode(), payload=payload.decode())
+    payload = bytes(payload)   # a view of the received packet (Session.run)
+    ev("msg", topic=bytes(topic).decode(), payload=payload.decode())
     s.publish(ack, b"ack:" + payload, False, 1)
 async def meter():
     while True:

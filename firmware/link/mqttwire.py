@@ -34,10 +34,17 @@ class Pipe:
         return n if n is not None else len(buf)
 
     def read(self, n):
-        if self.pos + n > len(self.rx):
+        end = self.pos + n
+        if end > len(self.rx):
             raise NeedMore()
-        b = self.rx[self.pos:self.pos + n]
-        self.pos += n
+        if end == len(self.rx):
+            # the packet's last read, a PUBLISH's payload: a view of the
+            # received packet, not a copy of it (the session's on_message
+            # gets it; a keeper pins the packet)
+            b = memoryview(self.rx)[self.pos:]
+        else:
+            b = self.rx[self.pos:end]
+        self.pos = end
         return b
 
     def load(self, packet):

@@ -86,7 +86,9 @@ class Session:
         self._sock = None
         self._addr = None
         self._chunk = bytearray(256)
-        self._rxbuf = bytearray()
+        self._rxbuf = bytearray()  # received bytes before a packet's length is known
+        self._pkt = None         # the packet being read, made at its full length once known
+        self._have = 0           # bytes of it already read
         self._big = None         # the oversized PUBLISH being read through
         self._got = None         # (topic, payload) umqtt decoded from the last PUBLISH
         self._on_oversized = None
@@ -170,7 +172,8 @@ class Session:
     async def run(self, on_message, on_oversized=None):
         """Forever: connect, serve, and after any failure back off and retry.
         on_message(topic, payload) gets every PUBLISH up to one command's
-        size; on_oversized(topic, head, size) one read through and dropped
+        size, the payload as a memoryview of the received packet (bytes()
+        it for what needs bytes; keeping it keeps the packet); on_oversized(topic, head, size) one read through and dropped
         (topic None when too long to keep, head its first HEAD_BYTES), after
         the session has acknowledged it to the broker (QoS 1 PUBACK)."""
         self._on_message = on_message
@@ -336,6 +339,7 @@ class Session:
         self.pipe.tx = bytearray()
         self.pipe.load(b"")
         self._rxbuf = bytearray()
+        self._pkt = None
         self._big = None
         self._sent = 0
         self._ping_at = None
@@ -388,6 +392,8 @@ class Session:
         call: the loop yields between calls, so metering never waits."""
         if self._big is not None:
             return self._discard()
+        if self._pkt is not None:
+            return self._fill()
         total, hdr = packet_len(self._rxbuf)
         if not total:
             self._recv()
@@ -402,12 +408,36 @@ class Session:
             self._rxbuf = bytearray()
             self._feed_big(rest)
             return self._discard()
-        if len(self._rxbuf) < total:
-            self._recv()
-            if len(self._rxbuf) < total:
-                return None
-        pkt = bytes(self._rxbuf[:total])
-        self._rxbuf = self._rxbuf[total:]
+        rx = self._rxbuf
+        if len(rx) == total:         # the usual case: just this packet is here
+            self._rxbuf = bytearray()
+            return rx
+        if len(rx) > total:
+            self._rxbuf = rx[total:]
+            return rx[:total]
+        # The rest is read straight into a buffer of the packet's length,
+        # made once: growing the receive buffer a chunk at a time took a
+        # reallocation per chunk, and late in a month the heap's holes are
+        # smaller than a 1 KB update frame's copies (docs/benchmarks.md,
+        # "Memory budget").
+        self._pkt = pkt = bytearray(total)
+        pkt[:len(rx)] = rx
+        self._have = len(rx)
+        self._rxbuf = bytearray()
+        return self._fill()
+
+    def _fill(self):
+        # more of the packet in self._pkt; no byte past its end is read
+        pkt = self._pkt
+        n = self._sock.readinto(memoryview(pkt)[self._have:])
+        if n == 0:
+            raise Drop("closed by peer")
+        if n:
+            self._stats["bytes_in"] += n
+            self._have += n
+        if self._have < len(pkt):
+            return None
+        self._pkt = None
         return pkt
 
     def _recv(self):
