@@ -79,7 +79,9 @@ class Durable:
 
     def snapshot(self):
         """The whole state, as committed, as a dict."""
-        return dict(self.members(*self._moving()))
+        d = dict(self.members(*self._moving()))
+        d["regs"] = self.core.regs.to_dict()
+        return d
 
     def _moving(self):
         # what changes while a commit writes (the clock, pulse remainders),
@@ -97,7 +99,7 @@ class Durable:
         # members once to measure the record and once per copy.
         c = self.core
         yield "eng", c.engine.to_dict()
-        yield "regs", c.regs.to_dict()
+        yield "regs", c.regs.members   # its records a row at a time
         yield "rev", rev
         yield "seq", c.events.seq
         yield "clock", clock

@@ -140,21 +140,19 @@ class Registers:
     # --- views
     def daily_records(self):
         """Oldest first: [day, import_wh(1.8.0), export_wh(2.8.0), day_wh]."""
-        out = []
-        start = (self.days_head - self.days_n) % _DAYS_KEPT
-        for j in range(self.days_n):
-            k = ((start + j) % _DAYS_KEPT) * _DREC
-            out.append(list(self.daily[k:k + _DREC]))
-        return out
+        return list(self.daily_rows())
 
     def monthly_records(self):
         """Oldest first: [month, 1.8.0, 1.8.1, 1.8.2, 1.8.3, 1.8.4, 2.8.0, month_wh, md_w]."""
-        out = []
-        start = (self.months_head - self.months_n) % _MONTHS_KEPT
-        for j in range(self.months_n):
-            k = ((start + j) % _MONTHS_KEPT) * _MREC
-            out.append(list(self.monthly[k:k + _MREC]))
-        return out
+        return list(self.monthly_rows())
+
+    def daily_rows(self):
+        """daily_records() one row at a time (a generator): a commit writes
+        them as they come, never holding the 62 rows as lists at once."""
+        return _rows(self.daily, self.days_head, self.days_n, _DAYS_KEPT, _DREC)
+
+    def monthly_rows(self):
+        return _rows(self.monthly, self.months_head, self.months_n, _MONTHS_KEPT, _MREC)
 
     def telemetry(self):
         """Compact dict with OBIS names for the state report."""
@@ -170,13 +168,19 @@ class Registers:
                 "last_md_w")
 
     def to_dict(self):
-        d = {}
-        for name in self._SCALARS:
-            d[name] = getattr(self, name)
-        d["period_wh"] = list(self.period_wh)
-        d["daily"] = self.daily_records()
-        d["monthly"] = self.monthly_records()
+        d = dict(self.members())
+        d["daily"] = list(d["daily"])
+        d["monthly"] = list(d["monthly"])
         return d
+
+    def members(self):
+        """to_dict()'s (key, value) pairs in its order, the records as row
+        generators: the snapshot is written from these (core/durable.py)."""
+        for name in self._SCALARS:
+            yield name, getattr(self, name)
+        yield "period_wh", list(self.period_wh)
+        yield "daily", self.daily_rows()
+        yield "monthly", self.monthly_rows()
 
     @classmethod
     def from_dict(cls, d):
@@ -199,3 +203,11 @@ class Registers:
             r.months_head = (r.months_head + 1) % _MONTHS_KEPT
             r.months_n += 1
         return r
+
+
+def _rows(ring, head, n, kept, width):
+    # a ring of fixed-width records, oldest first, one list per row
+    start = (head - n) % kept
+    for j in range(n):
+        k = ((start + j) % kept) * width
+        yield list(ring[k:k + width])

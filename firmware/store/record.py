@@ -48,20 +48,36 @@ class _Sink(io.IOBase):
         return len(b)
 
     def emit(self, obj, separators):
-        # obj: a JSON-able value, or a function giving the (key, value) pairs of
-        # a JSON object, built one at a time as they are written (core/durable.py)
-        if not callable(obj):
+        # obj: a JSON-able value; or a function giving the (key, value) pairs of
+        # a JSON object, built one at a time as they are written
+        # (core/durable.py), whose values may be such functions or generators
+        # too; a generator's items are written as a JSON array, one at a time
+        if callable(obj):
+            sep = "{"
+            for key, v in obj():
+                self.write(sep)
+                sep = separators[0]
+                json.dump(key, self)
+                self.write(separators[1])
+                self.emit(v, separators)
+                v = None   # garbage before the next member is built
+            self.write("{}" if sep == "{" else "}")
+        elif type(obj) is _GENERATOR:
+            sep = "["
+            for v in obj:
+                self.write(sep)
+                sep = separators[0]
+                json.dump(v, self, separators=separators)
+            self.write("[]" if sep == "[" else "]")
+        else:
             json.dump(obj, self, separators=separators)
-            return
-        sep = "{"
-        for key, v in obj():
-            self.write(sep)
-            sep = separators[0]
-            json.dump(key, self)
-            self.write(separators[1])
-            json.dump(v, self, separators=separators)
-            v = None   # garbage before the next member is built
-        self.write("{}" if sep == "{" else "}")
+
+
+def _gen():
+    yield
+
+
+_GENERATOR = type(_gen())
 
 
 def measure(obj, separators):
