@@ -192,7 +192,9 @@ class App:
             if self.ota not in (None, True):
                 self.ota.on_message(payload)
             return
-        ack = self.handle_command(bytes(payload))   # a view of the packet (Session.run)
+        # payload: a view of the session's receive buffer (Session.run),
+        # read in place: a copy was up to 2 KB in one piece, late in a month
+        ack = self.handle_command(payload)
         self._send_ack(ack)
 
     def on_oversized(self, topic, head, size):

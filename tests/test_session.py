@@ -359,7 +359,7 @@ for step in d["steps"]:
     free = gc.mem_free()
     low = free
     passes = 0
-    while s._sock.pos < total or s._rxbuf or s._big is not None:
+    while s._sock.pos < total or s._have or s._big is not None:
         p = s._read_packet()
         if p is not None:
             s._dispatch(p)

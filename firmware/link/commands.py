@@ -155,7 +155,7 @@ def head_ack(meter_id, raw):
     """The start of an ack for a command read only from its first
     HEAD_BYTES (docs/protocol.md, "Oversized commands"): `ctr` and a known
     `kind`, as they stand there, unauthenticated; `ctr` 0 when unreadable."""
-    head = raw[:P.HEAD_BYTES]
+    head = bytes(raw[:P.HEAD_BYTES])   # raw may be a view (Session.run)
     ack = {"v": P.VERSION, "meter": meter_id, "ctr": 0}
     ctr = P.head_int(head, b'"ctr":')
     if _int_in(ctr, 1, MAX_CTR):

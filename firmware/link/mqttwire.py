@@ -39,11 +39,10 @@ class Pipe:
             raise NeedMore()
         if end == len(self.rx):
             # the packet's last read, a PUBLISH's payload: a view of the
-            # received packet, not a copy of it (the session's on_message
-            # gets it; a keeper pins the packet)
+            # session's receive buffer, not a copy (Session.run)
             b = memoryview(self.rx)[self.pos:]
         else:
-            b = self.rx[self.pos:end]
+            b = bytes(self.rx[self.pos:end])
         self.pos = end
         return b
 

@@ -85,10 +85,14 @@ class Session:
         self._on_message = None
         self._sock = None
         self._addr = None
-        self._chunk = bytearray(256)
-        self._rxbuf = bytearray()  # received bytes before a packet's length is known
-        self._pkt = None         # the packet being read, made at its full length once known
-        self._have = 0           # bytes of it already read
+        # Every packet is read into this one buffer, made at boot while the
+        # heap is in one piece: a buffer per packet, late in a month, found
+        # no hole for a 1 KB update frame (docs/benchmarks.md, "Memory
+        # budget"). A packet handed on is a view of it, valid until the next
+        # read; whoever keeps a payload copies it.
+        self._rx = bytearray(RX_MAX)
+        self._have = 0           # bytes of the packet in _rx
+        self._total = 0          # its length, once its fixed header is in
         self._big = None         # the oversized PUBLISH being read through
         self._got = None         # (topic, payload) umqtt decoded from the last PUBLISH
         self._on_oversized = None
@@ -338,8 +342,7 @@ class Session:
         self._broken = None
         self.pipe.tx = bytearray()
         self.pipe.load(b"")
-        self._rxbuf = bytearray()
-        self._pkt = None
+        self._have = self._total = 0
         self._big = None
         self._sent = 0
         self._ping_at = None
@@ -386,90 +389,67 @@ class Session:
             raise Drop("send stalled")
 
     def _read_packet(self):
-        """One complete packet from the socket (bytes), a BigPublish once an
-        oversized PUBLISH has been read through, or None if not all here yet.
-        Reads at most one chunk, or DISCARD_PER_PASS bytes of a BigPublish, per
-        call: the loop yields between calls, so metering never waits."""
+        """One complete packet from the socket (a memoryview of _rx), a
+        BigPublish once an oversized PUBLISH has been read through, or None
+        if not all here yet. No byte past the packet's end is read, so the
+        next packet starts at _rx[0]. Reads at most DISCARD_PER_PASS bytes
+        of a BigPublish per call: the loop yields between calls, so metering
+        never waits."""
         if self._big is not None:
             return self._discard()
-        if self._pkt is not None:
-            return self._fill()
-        total, hdr = packet_len(self._rxbuf)
-        if not total:
-            self._recv()
-            total, hdr = packet_len(self._rxbuf)
-            if not total:
+        rx = memoryview(self._rx)
+        while not self._total:
+            # the fixed header a byte at a time (2-5 bytes): its length
+            # says how much more is this packet's
+            if self._have >= 2:
+                total, hdr = packet_len(rx[:self._have])
+                if total:
+                    if total > RX_MAX:
+                        return self._oversized(total, hdr)
+                    self._total = total
+                    break
+            if not self._recv(rx[self._have:self._have + 1]):
                 return None
-        if total > RX_MAX:
-            if self._rxbuf[0] & 0xF0 != 0x30:
-                raise Drop("packet too big")   # only a PUBLISH may be long
-            self._big = BigPublish(self._rxbuf[0], total, hdr)
-            rest = self._rxbuf
-            self._rxbuf = bytearray()
-            self._feed_big(rest)
-            return self._discard()
-        rx = self._rxbuf
-        if len(rx) == total:         # the usual case: just this packet is here
-            self._rxbuf = bytearray()
-            return rx
-        if len(rx) > total:
-            self._rxbuf = rx[total:]
-            return rx[:total]
-        # The rest is read straight into a buffer of the packet's length,
-        # made once: growing the receive buffer a chunk at a time took a
-        # reallocation per chunk, and late in a month the heap's holes are
-        # smaller than a 1 KB update frame's copies (docs/benchmarks.md,
-        # "Memory budget").
-        self._pkt = pkt = bytearray(total)
-        pkt[:len(rx)] = rx
-        self._have = len(rx)
-        self._rxbuf = bytearray()
-        return self._fill()
+        while self._have < self._total:
+            if not self._recv(rx[self._have:self._total]):
+                return None
+        n = self._total
+        self._have = self._total = 0
+        return rx[:n]
 
-    def _fill(self):
-        # more of the packet in self._pkt; no byte past its end is read
-        pkt = self._pkt
-        n = self._sock.readinto(memoryview(pkt)[self._have:])
+    def _recv(self, mv):
+        # into mv what the socket has of it; False when nothing came
+        n = self._sock.readinto(mv)
         if n == 0:
             raise Drop("closed by peer")
-        if n:
-            self._stats["bytes_in"] += n
-            self._have += n
-        if self._have < len(pkt):
-            return None
-        self._pkt = None
-        return pkt
+        if not n:
+            return False
+        self._stats["bytes_in"] += n
+        self._have += n
+        return True
 
-    def _recv(self):
-        # one chunk from the socket into _rxbuf
-        n = self._sock.readinto(self._chunk)
-        if n == 0:
-            raise Drop("closed by peer")
-        if n:
-            self._stats["bytes_in"] += n
-            self._rxbuf.extend(memoryview(self._chunk)[:n])
-
-    def _feed_big(self, buf):
-        # the BigPublish takes what is its own; bytes after its end start the next packet
-        big = self._big
-        mv = memoryview(buf)
-        k = min(len(mv), big.left)
-        big.take(mv[:k])
-        if k < len(mv):
-            self._rxbuf.extend(mv[k:])
+    def _oversized(self, total, hdr):
+        if self._rx[0] & 0xF0 != 0x30:
+            raise Drop("packet too big")   # only a PUBLISH may be long
+        self._big = big = BigPublish(self._rx[0], total, hdr)
+        big.take(memoryview(self._rx)[:self._have])
+        self._have = 0
+        return self._discard()
 
     def _discard(self):
+        # the rest of a BigPublish, read into _rx as scratch and dropped
         big = self._big
+        rx = memoryview(self._rx)
         budget = DISCARD_PER_PASS
         while big.left and budget > 0:
-            n = self._sock.readinto(self._chunk)
+            n = self._sock.readinto(rx[:min(len(rx), big.left)])
             if n == 0:
                 raise Drop("closed by peer")
             if not n:
                 return None    # the rest is still on its way
             self._stats["bytes_in"] += n
             budget -= n
-            self._feed_big(memoryview(self._chunk)[:n])
+            big.take(rx[:n])
         if big.left:
             return None
         self._big = None

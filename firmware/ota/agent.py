@@ -29,10 +29,11 @@ _PER_CHUNK = 4            # frames per chunk
 GAP_MS = 100              # quiet time after each flash operation
 WAIT_MS = 3000            # nothing came for this long: ask again
 _TRIES = 5                # requests with the link up and no answer: give up
-# frames asked for at once: each arrives as a message of its own (1 KB and
-# more in one piece) and waits in self.frames for its flash write, so one
-# at a time keeps a single frame in the heap, late in a month when its
-# holes are small (docs/benchmarks.md, "Memory budget")
+# frames asked for at once: one. Each arrives as a message of its own, in
+# the session's receive buffer, and waits for its flash write in the
+# agent's one frame buffer (made with the agent, at the download's start),
+# so a download allocates no 1 KB piece per frame, late in a month when the
+# heap's holes are small (docs/benchmarks.md, "Memory budget")
 _AHEAD = 1
 _CHUNK_TRIES = 3          # a chunk that will not hash right: give up
 _READ = 256               # read-back piece (the only buffer the check needs)
@@ -70,7 +71,8 @@ class Agent:
         self.slots = app.board.ota()   # the romfs pair: boards/*_ota.py
         self.root = app.board.flash_root()
         self.m = O.job(self.root)
-        self.frames = []      # received payloads not yet written, in order
+        self.frame = bytearray(8 + FRAME)   # the received frame not yet written
+        self.held = 0         # its bytes; 0: none held
         self.want = None      # (object, frame index) the next frame must be
         self.status = "idle"
         self.chunk = 0        # chunks in place (progress, for the state view)
@@ -84,11 +86,13 @@ class Agent:
     # 1, object (0 table, 1 image), tag (4 bytes of the image's sha256),
     # frame index (big-endian), then the data
     def on_message(self, p):
-        if self.want is None or len(p) < 9 or p[0] != 1 or len(self.frames) >= _AHEAD:
+        # p: a view of the session's receive buffer, copied if it is the frame wanted
+        if self.want is None or len(p) < 9 or len(p) > len(self.frame) or p[0] != 1 or self.held:
             return
         if bytes(p[2:6]) != self.tag or (p[1], p[6] << 8 | p[7]) != self.want:
             return   # another bundle's, a repeat, or out of order: asked again later
-        self.frames.append(p)
+        self.frame[:len(p)] = p
+        self.held = len(p)
         self.want = (p[1], self.want[1] + 1)
 
     async def run(self):
@@ -182,7 +186,7 @@ class Agent:
         i, end, tries = first, first + n, 0
         while i < end:
             self.want = (obj, i)
-            self.frames = []
+            self.held = 0
             s = self.app.session
             if s and (self.topic_in, 0) not in s.subs:
                 s.subscribe(self.topic_in, 0)   # made again by the session on every connect
@@ -190,9 +194,9 @@ class Agent:
             asked = bool(s and s.up and s.publish(self.topic_req, self._request(obj, i, stop - i), False, 0))
             t0 = time.ticks_ms()
             while i < stop and time.ticks_diff(time.ticks_ms(), t0) < WAIT_MS:
-                if self.frames:
-                    p = self.frames.pop(0)
-                    await sink(i, memoryview(p)[8:])
+                if self.held:
+                    await sink(i, memoryview(self.frame)[8:self.held])
+                    self.held = 0
                     i += 1
                     t0 = time.ticks_ms()
                     tries = 0

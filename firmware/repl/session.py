@@ -28,6 +28,7 @@
 #     they cannot corrupt its replies; Ctrl-B, or _RAW_IDLE_MS without
 #     input, prints them.
 import asyncio
+import gc
 import sys
 import time
 from micropython import const
@@ -408,6 +409,9 @@ class Repl:
         res = None
         try:
             try:
+                # the compiler takes its parse tree in 1 KB pieces, more than
+                # the holes of a heap a month old hold until garbage goes
+                gc.collect()
                 code = None
                 if kind == "single":
                     try:
