@@ -26,7 +26,8 @@ for adds in json.loads(sys.stdin.readline()):
     d = r.to_dict()
     again = Registers.from_dict(json.loads(json.dumps(d))).to_dict()
     out.append({"tel": tel, "last": r.telemetry(), "daily": r.daily_records(), "monthly": r.monthly_records(),
-                "same": again == d, "today": r.today_wh, "month": r.month_wh})
+                "same": again == d, "today": r.today_wh, "month": r.month_wh,
+                "newest": [r.last_daily(), r.last_monthly()]})
 print(json.dumps(out))
 """
 
@@ -113,6 +114,10 @@ def test_rings_keep_62_days_and_24_months():
     res = run_mpy_json(_FEED, [adds], heap=HARNESS_HEAP)[0]
     assert len(res["daily"]) == 62 and len(res["monthly"]) == 24
     assert res["daily"][-1][0] == 20454 + 798
+    # the rings have wrapped: the newest record is still the last of the views
+    assert res["newest"] == [res["daily"][-1], res["monthly"][-1]]
+    fresh = run_mpy_json(_FEED, [[[1, 0, 0, T0]]], heap=HARNESS_HEAP)[0]
+    assert fresh["daily"] == [] and fresh["newest"][0] is None
 
 
 def test_add_without_rollover_allocates_nothing():

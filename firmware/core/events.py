@@ -90,14 +90,14 @@ class Events:
         """An event for each ring of frozen records that moved since the last
         call (ints compared, so a tick allocates nothing here)."""
         if regs.days_n != self.days_n or regs.days_head != self.days_head:
-            recs = regs.daily_records()
-            if recs:
-                day, imp, exp, wh = recs[-1]
+            rec = regs.last_daily()   # not all 62 built to take the last
+            if rec:
+                day, imp, exp, wh = rec
                 self.add("frozen_daily", {"day": day, "obis_1_8_0": imp, "obis_2_8_0": exp, "wh": wh})
         if regs.months_n != self.months_n or regs.months_head != self.months_head:
-            recs = regs.monthly_records()
-            if recs:
-                rec = recs[-1]   # [month, 1.8.0, 1.8.1..1.8.4, 2.8.0, month Wh, max demand W]
+            rec = regs.last_monthly()
+            if rec:
+                # [month, 1.8.0, 1.8.1..1.8.4, 2.8.0, month Wh, max demand W]
                 self.add("frozen_monthly", {"month": rec[0], "obis_1_8_0": rec[1],
                                             "obis_2_8_0": rec[6], "wh": rec[7], "md_w": rec[8]})
         self.watch(regs)

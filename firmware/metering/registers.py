@@ -154,6 +154,13 @@ class Registers:
     def monthly_rows(self):
         return _rows(self.monthly, self.months_head, self.months_n, _MONTHS_KEPT, _MREC)
 
+    def last_daily(self):
+        """The newest daily record (daily_records()[-1]), None if none."""
+        return _newest(self.daily, self.days_head, self.days_n, _DAYS_KEPT, _DREC)
+
+    def last_monthly(self):
+        return _newest(self.monthly, self.months_head, self.months_n, _MONTHS_KEPT, _MREC)
+
     def telemetry(self):
         """Compact dict with OBIS names for the state report."""
         p = self.period_wh
@@ -211,3 +218,10 @@ def _rows(ring, head, n, kept, width):
     for j in range(n):
         k = ((start + j) % kept) * width
         yield list(ring[k:k + width])
+
+
+def _newest(ring, head, n, kept, width):
+    if not n:
+        return None
+    k = ((head - 1) % kept) * width
+    return list(ring[k:k + width])
