@@ -60,11 +60,15 @@ class EverythingMeter:
     def __init__(self, work, name, heap, span_s, seed, ota=True):
         self.modem = FakeModem(boot_ms=150, reg_ms=200, powered=False,
                                clock_utc=lambda: 1790000000).start()
-        self.rig = Rig(work, meter_id=name, seed=seed, scale=max(1, 30 * 86400 // span_s),
-                       config={"token_key_hex": TOKEN_KEY_HEX, "ota_key_hex": OTA_KEY_HEX},
-                       meter_kw={"heap": heap,
-                                 "extra_args": ["--modem", self.modem.path,
-                                                "--modem-pins", str(self.modem.pin_port)]})
+        try:
+            self.rig = Rig(work, meter_id=name, seed=seed, scale=max(1, 30 * 86400 // span_s),
+                           config={"token_key_hex": TOKEN_KEY_HEX, "ota_key_hex": OTA_KEY_HEX},
+                           meter_kw={"heap": heap,
+                                     "extra_args": ["--modem", self.modem.path,
+                                                    "--modem-pins", str(self.modem.pin_port)]})
+        except BaseException:
+            self.modem.stop()   # the rig stopped what it had started
+            raise
         self.m = self.rig.m
         with open(COMPILED + ".romfs", "rb") as f:
             manifest, table, image = ota_bundle.build(f.read(), 2, "SIM.1", bytes.fromhex(OTA_KEY_HEX))

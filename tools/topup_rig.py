@@ -58,8 +58,12 @@ class Rig:
         # a meter that resets itself comes back, as on the board; the audit counts it
         self.m = SimMeter(meter_id, workdir, broker_port=self.proxy.port, config=cfg, scale=scale,
                           auto_restart=True, **(meter_kw or {}))
-        self.m.start()
-        self.m.wait_for(lambda s: s["meter"]["link_up"], timeout=30)
+        try:
+            self.m.start()
+            self.m.wait_for(lambda s: s["meter"]["link_up"], timeout=30)
+        except BaseException:
+            self.close()   # a meter that did not start (a heap too small) is not left running
+            raise
         self.stats = {"topups": 0, "resend_same": 0, "resend_fresh": 0, "faults": 0,
                       "credited": 0, "rejected": 0}
         self.faults = {k: 0 for k in FAULTS}

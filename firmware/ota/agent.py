@@ -130,13 +130,18 @@ class Agent:
         self.status = "table"
         table = self._table()
         if table is None:
-            table = bytearray()
             tlen = m["chunks"] * 32
+            table = bytearray(tlen)   # its size at once: grown a frame at a time it was copied
+            got = [0]
 
             async def keep(i, data):
-                table.extend(data)
+                at = i * FRAME
+                n = min(len(data), tlen - at)
+                if n > 0:
+                    table[at:at + n] = data[:n]
+                got[0] += len(data)
             await self._fetch(0, 0, (tlen + FRAME - 1) // FRAME, keep)
-            if len(table) != tlen or binascii.hexlify(hashlib.sha256(table).digest()).decode() != m["tsha"]:
+            if got[0] != tlen or binascii.hexlify(hashlib.sha256(table).digest()).decode() != m["tsha"]:
                 raise Failed("table_hash")
             with open(self.root + O.TABLE, "wb") as f:
                 f.write(table)
