@@ -74,7 +74,7 @@ class EverythingMeter:
             manifest, table, image = ota_bundle.build(f.read(), 2, "SIM.1", bytes.fromhex(OTA_KEY_HEX))
         self.ota_manifest = manifest
         # served short: see the module's docstring
-        self.ota_pub = OtaPublisher([(manifest, table, image[:-100])], port=self.rig.broker.port,
+        self.ota_pub = OtaPublisher([(manifest, table, ota_bundle.short(image))], port=self.rig.broker.port,
                                     keys={name: bytes.fromhex(topup_rig.KEY_HEX)}).start()
         self.ota = ota
         self.ota_offered_at = None

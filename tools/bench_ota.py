@@ -89,7 +89,7 @@ def run():
             pub.stop()
             # served short: the whole download, then the meter runs on
             m, pub, _, at = _download(work, broker, "bench-ota-short",
-                                      lambda mf, t, img: (mf, t, img[:-100]), "ota failed chunk_hash")
+                                      lambda mf, t, img: (mf, t, ota_bundle.short(img)), "ota failed chunk_hash")
             try:
                 reads = m.control({"cmd": "tick_times_ms"})["reads"] - at["t0"]
                 over = tick_overruns_ms(m, METER_EVERY_MS)[-max(1, reads - 1):]
