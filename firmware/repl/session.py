@@ -35,6 +35,7 @@ from micropython import const
 
 BUDGET_MS = 150          # one technician statement may hold the loop this long
 JOB_MS = 30000           # a job handed to later() is cancelled after this
+_RULE_STACK = 64 * 2 * (8 if sys.maxsize > 1 << 32 else 4)   # bytes (_keep_room)
 _WINDOW = const(96)      # raw-paste flow-control window, bytes (both bytes of it ASCII: written as text)
 _SRC_MAX = const(8192)   # the longest source taken in one go
 _RAW_IDLE_MS = const(20000)   # raw mode with no input this long: back to friendly
@@ -145,7 +146,21 @@ class Repl:
         self._t = time.ticks_ms()
         self.g = None
         self.auth = None          # the PIN's state (get_auth); outlives a soft reset's globals
+        self.reserve = None       # the compiler's room (_run)
+        self._keep_room()
         self.reset()
+
+    def _keep_room(self):
+        # A block the size of the parser's first rule stack (64 entries of
+        # two words: 1 KB here, 512 B on an ESP32), freed just before each
+        # compile: a month into a fragmented heap, a collection alone did not
+        # always leave a hole that big, and the statement failed with
+        # MemoryError (docs/benchmarks.md, "Memory budget"). Made again
+        # after the statement, when the heap has the room.
+        try:
+            self.reserve = bytearray(_RULE_STACK)
+        except MemoryError:
+            self.reserve = None
 
     # --- globals: the helpers (make, above) and the session
     def reset(self):
@@ -390,6 +405,9 @@ class Repl:
             if t:
                 self.inbuf.extend(t)
                 t[:] = b""
+            if self.reserve is None:
+                gc.collect()          # the statement's garbage first: room, not a hole
+                self._keep_room()
         if raw:
             self.w("\x04")
             if err is not None:
@@ -409,8 +427,8 @@ class Repl:
         res = None
         try:
             try:
-                # the compiler takes its parse tree in 1 KB pieces, more than
-                # the holes of a heap a month old hold until garbage goes
+                # the compiler's rule stack is a 1 KB piece (_keep_room)
+                self.reserve = None
                 gc.collect()
                 code = None
                 if kind == "single":
