@@ -156,7 +156,7 @@ class Durable:
           _TAIL_MAX), a second erase before a top-up's ack;
         - else the snapshot's second copy, when commits left it a commit
           behind (Store.mirror()); after waiting one tick it goes first,
-          so every commit is in both copies within two ticks. Should the
+          so a mirror follows every commit within two ticks. Should the
           newest copy turn out damaged since its commit, the state is
           committed again from RAM."""
         c = self.core
