@@ -121,6 +121,10 @@ class EventLog:
                     self.topup_amount[seq] = (ev["order"], ev["amount_minor"])
                 elif ev.get("kind") == "ledger" and ev.get("entry") == "topup":
                     self.token_topups.setdefault(ev["ref"], set()).add(seq)
+                elif ev.get("kind") == "fault" and ev.get("code") == "store_recovered":
+                    # cuts alone never damage a copy: the store must not
+                    # take one for damage (a copy a commit behind is "ok")
+                    self.bad.append("event seq %d: store_recovered after a cut" % seq)
             elif old != msg.payload:
                 self.bad.append("event seq %d reused with other content" % seq)
             self.lock.notify_all()

@@ -110,6 +110,29 @@ def corrupt_store(flash_img, names):
         raise AssertionError("could not damage %r: %s" % (names, out.stderr))
 
 
+_SEQS = """
+import json
+from firmware.boards import flashdev
+from firmware.store import record
+flashdev.mount(%r, "/flash")
+out = {}
+for name in ("a/snap", "b/snap"):
+    with open("/flash/store/" + name, "rb") as f:
+        r = record.decode(f.read(), record.KIND_SNAP)
+    out[name] = r and r[0]
+print(json.dumps(out))
+"""
+
+
+def snapshot_seqs(flash_img):
+    """{"a/snap": seq, "b/snap": seq} of a stopped meter's flash image
+    (None for a copy that fails its check): which copy is the newest."""
+    env = dict(os.environ, MICROPYPATH=":".join([ROOT, os.path.join(ROOT, "lib"), ".frozen"]))
+    out = subprocess.run([MICROPYTHON, "-X", "heapsize=108wk", "-c", _SEQS % flash_img],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 class ConsoleError(Exception):
     """A statement typed at the meter's REPL ended in an exception (its traceback)."""
 

@@ -80,6 +80,7 @@ def _snapshot(app):
     if app.config_fault:
         s["link_fault"] = app.fault_lcd()
     s["link_up"] = bool(app.session and app.session.up)
+    s["store_level"] = not app.core.durable.store.behind
     if app.modem:
         h = app.modem.health()
         s["signal_dbm"] = h["rssi_dbm"] if h.get("rssi_dbm") is not None else "--"

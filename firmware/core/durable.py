@@ -11,9 +11,11 @@
 # - `seq` is the highest event seq the flash holds (a snapshot or a hot
 #   record carries it): the app publishes no event above it.
 #
+# - A commit writes one snapshot copy, one 4 KB block erase; the meter tick
+#   brings the other copy level (tidy(), Store.mirror()).
 # - Events are not written to the outbox file as they are added: the
 #   snapshot carries those the file does not hold yet ("obt"), so a top-up's
-#   commit erases the snapshot's two blocks, not the outbox's as well. The
+#   commit erases the snapshot copy's block, not the outbox's as well. The
 #   meter tick writes the file (tidy()) once _TAIL_SAVE events wait, and a
 #   commit first writes it when _TAIL_MAX do, so the snapshot stays in one
 #   4 KB block (docs/storage.md, "What a top-up writes").
@@ -48,6 +50,7 @@ class Durable:
         self.dirty = False           # a full snapshot is due at the end of this work
         self.unsaved_wh = 0          # import Wh registered since the last write
         self.unsaved_since_ms = 0
+        self.mirror_waited = False   # the last tick wrote the outbox file while the mirror was due
         self.cal = None              # calibration, kept as loaded
         self.dispatcher = None
         self.disp_state = None       # the dispatcher's saved state until one is attached
@@ -146,12 +149,38 @@ class Durable:
         self.saved(self.core.events.seq)   # the hot record carries the seq
 
     def tidy(self):
-        """At a quiet moment (the meter tick, after its own write): write the
-        outbox file once _TAIL_SAVE events wait in the snapshot's tail, so
-        that later snapshots need not carry them."""
-        ob = self.core.events.outbox
-        if not self.core.fault and ob.next_seq - 1 - ob.saved_seq >= _TAIL_SAVE:
+        """At a quiet moment (the meter tick, after its own write), the
+        writes that commits leave for later. Each erases a 4 KB block, so
+        a tick does one at most, and no tick holds the CPU for two:
+        - the outbox file, once _TAIL_SAVE events wait in the snapshot's
+          tail, so that later snapshots need not carry them. It goes first:
+          left waiting, a commit would write it on its own path (at
+          _TAIL_MAX), a second erase before a top-up's ack;
+        - else the snapshot's second copy, when commits left it a commit
+          behind (Store.mirror()); after waiting one tick it goes first,
+          so a mirror follows every commit within two ticks. Should the
+          newest copy turn out damaged since its commit, the state is
+          committed again from RAM."""
+        c = self.core
+        if c.fault:
+            return
+        st = self.store
+        ob = c.events.outbox
+        save = ob.next_seq - 1 - ob.saved_seq >= _TAIL_SAVE
+        if save and not (st.behind and self.mirror_waited):
+            self.mirror_waited = st.behind
             ob.save()
+            return
+        self.mirror_waited = False
+        if not st.behind:
+            return
+        try:
+            level = st.mirror()
+        except MemoryError:
+            return   # both copies as they were: the next tick tries again
+        if not level:
+            c.events.add("fault", {"code": "store_recovered"})
+            self.commit()
 
     def due(self, now_ms, pulses):
         """True when a hot checkpoint is due (CheckpointPolicy). `pulses`:

@@ -105,6 +105,29 @@ def dump(f, kind, seq, base, obj, separators, n):
     f.write(struct.pack("<I", sink.crc))
 
 
+def check(f, kind, buf):
+    """The seq of the whole, intact record of `kind` in the open file `f`
+    (read from its start), else None: what decode() accepts, read through
+    `buf` (a bytearray of at least 14 bytes) instead of held whole."""
+    mv = memoryview(buf)
+    if f.readinto(mv[:_HEAD_LEN]) != _HEAD_LEN:
+        return None
+    magic, ver, k, seq, _, n = struct.unpack_from(_HEAD, buf, 0)
+    if magic != _MAGIC or ver != _VERSION or k != kind:
+        return None
+    crc = binascii.crc32(mv[:_HEAD_LEN])
+    while n:
+        got = f.readinto(mv[:min(n, len(buf))])
+        if not got:
+            return None
+        crc = binascii.crc32(mv[:got], crc)
+        n -= got
+    # the CRC, and nothing after it
+    if f.readinto(mv[:5]) != 4 or struct.unpack_from("<I", buf, 0)[0] != crc:
+        return None
+    return seq
+
+
 def decode(buf, kind):
     """Return (seq, base, payload) for a whole, intact record of `kind`,
     else None (damaged, truncated, padded, foreign or of another kind)."""

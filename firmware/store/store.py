@@ -1,7 +1,8 @@
 # Power-safe state on LittleFS. The scheme (docs/storage.md has the why):
 #
-#   <root>/store/a/snap, b/snap   the full state, one framed record each, both
-#                                 written on every commit (a mirror)
+#   <root>/store/a/snap, b/snap   the full state, one framed record each: a
+#                                 commit writes one copy, mirror() brings the
+#                                 other level at the next quiet moment
 #   <root>/store/ha/hot, hb/hot   small "hot" checkpoints (energy, balance)
 #                                 written alternately; each names the snapshot
 #                                 seq it builds on and overrides its keys
@@ -14,6 +15,19 @@
 # and damage to one metadata block must not take both copies with it. Hot
 # records stay inline, so a checkpoint costs a metadata append, not a 4 KB
 # block erase.
+#
+# One erase per commit. A snapshot copy does not fit inline: each rewrite
+# erases a 4 KB block (45 ms of stalled CPU on an ESP32, docs/storage.md,
+# "Flash timing"). So commit() writes one copy, the one that does not hold
+# the newest commit, and returns: that copy alone is durable. The other is
+# then exactly one commit behind (`behind`) until mirror() copies the newest
+# over it, byte for byte, at the meter tick (core/durable.py, tidy()). A
+# second commit before that writes the older copy again, so the copies are
+# never more than one commit apart, and nothing is brought level on a
+# commit's path. That keeps load()'s rule: a copy one commit behind is what
+# a cut leaves (ok, repaired), anything else is damage (recovered). The
+# window it costs: damage to the newest copy while the other is behind
+# falls back to the commit before, reported as recovered.
 import json
 import os
 from micropython import const
@@ -27,6 +41,7 @@ _SNAP = ("a/snap", "b/snap")
 _HOT = ("ha/hot", "hb/hot")
 _DIRS = ("a", "b", "ha", "hb")
 _SEP = (",", ":")
+_CHUNK = const(256)   # mirror()'s copy buffer
 
 # fault code -> number shown on the LCD as "E<n>"
 FAULT_LCD = {
@@ -71,6 +86,8 @@ class Store:
         self.dir = root + "/store"
         self.snap_seq = 0
         self.hot_seq = 0
+        self._cur = 0       # index into _SNAP of the copy holding the newest commit
+        self.behind = False  # the other copy is a commit behind (or damaged): mirror() is due
         self._hot_next = 0
         self._factory = False
         self.ready = False
@@ -125,11 +142,14 @@ class Store:
         state = json.loads(recs[best][2])
         other = recs[1 - best]
         self.snap_seq = seq
-        # A cut between the two mirror writes leaves the second one exactly
-        # one commit behind: expected, repaired, not news. Anything else is.
+        # A cut after a commit, before mirror() brought the other copy level
+        # (or during that copy), leaves it exactly one commit behind:
+        # expected, repaired, not news. Anything else is.
         status = "ok" if other and other[0] >= seq - 1 else "recovered"
         if not other or other[0] != seq:
             _write(self.dir + "/" + _SNAP[1 - best], raw[best])
+        self._cur = best
+        self.behind = False
 
         hot = [record.decode(_read(self.dir + "/" + n), record.KIND_HOT) for n in _HOT]
         if not hot[0] and not hot[1]:
@@ -157,43 +177,86 @@ class Store:
 
     def commit(self, state):
         """Write the whole state (a JSON-able dict, or a function giving its
-        members: record.dump) to both snapshot copies.
-        Durable when it returns. Later hot checkpoints build on it."""
+        members: record.dump) to one snapshot copy, the one that does not
+        hold the newest commit. Durable when it returns; the other copy is
+        then one commit behind until mirror(). Later hot checkpoints build
+        on it. A commit that raises leaves the newest commit as it was (the
+        copy it was writing may be damaged: `behind` stays set)."""
         if not self.ready:
             raise StoreFault(self.fault or "not loaded")
-        self.snap_seq += 1
+        seq = self.snap_seq + 1
         if self._factory:
             # The whole store is built in store.new and renamed into place
             # (build.py): a cut before the rename is still a factory flash.
             b = _build()
             tmp = self.root + _NEW
             b.new_tree(tmp, _DIRS)
-            self._write_fresh(tmp, state)
+            self._write_fresh(tmp, state, seq)
             b.install(tmp, self.dir, self.root)
             self._factory = False
             return
-        self._write_snaps(self.dir, state)
+        i = 1 - self._cur
+        self.behind = True
+        self._write_snaps(self.dir, state, seq, _SNAP[i:i + 1])
+        self._cur = i
+        self.snap_seq = seq
 
-    def _write_fresh(self, d, state):
+    def mirror(self):
+        """Bring the copy that is a commit behind level with the newest, at a
+        quiet moment (the meter tick: core/durable.py, tidy()): the newest
+        copy's bytes, same seq, streamed through one small buffer. The
+        newest is checked (CRC, seq) before anything is written, so damage
+        it took since its commit is never copied over the older copy, the
+        one good state left. Returns True when the copies are level (or
+        nothing was due), False when the newest copy failed that check: the
+        caller commits its state from RAM again, which writes the older copy.
+        Its buffers are allocated before the copy it writes is opened: a
+        MemoryError there leaves both copies as they were."""
+        if not self.ready or not self.behind:
+            return True
+        d = self.dir + "/"
+        buf = bytearray(_CHUNK)
+        try:
+            f = open(d + _SNAP[self._cur], "rb")
+        except OSError:
+            return False   # the newest copy is gone
+        with f:
+            if record.check(f, record.KIND_SNAP, buf) != self.snap_seq:
+                return False
+            tail = memoryview(buf)[:f.tell() % _CHUNK]
+            f.seek(0)
+            with open(d + _SNAP[1 - self._cur], "wb") as g:
+                while True:
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    g.write(buf if n == _CHUNK else tail)
+        self.behind = False
+        return True
+
+    def _write_fresh(self, d, state, seq):
         # Both snapshots, and empty hot records as placeholders, so a missing
         # hot file later means damage.
-        self._write_snaps(d, state)
+        self._write_snaps(d, state, seq, _SNAP)
+        self._cur = 0
+        self.behind = False
+        self.snap_seq = seq
         self.hot_seq += 1
         empty = record.encode(record.KIND_HOT, self.hot_seq, 0, b"{}")
         _write(d + "/" + _HOT[0], empty)
         _write(d + "/" + _HOT[1], empty)
         self._hot_next = 0
 
-    def _write_snaps(self, d, state):
+    def _write_snaps(self, d, state, seq, names):
         # Each copy is streamed (record.dump), so the encoded state is never
         # held in RAM. One copy at a time: LittleFS makes a file's new
         # contents visible at close(), so whatever stops a write (a cut, an
         # error halfway) damages at most the copy being written, and load()
         # takes the other.
         n = record.measure(state, _SEP)  # may raise: before any file is touched
-        for name in _SNAP:
+        for name in names:
             with open(d + "/" + name, "wb") as f:
-                record.dump(f, record.KIND_SNAP, self.snap_seq, 0, state, _SEP, n)
+                record.dump(f, record.KIND_SNAP, seq, 0, state, _SEP, n)
 
     def checkpoint(self, patch):
         """Durably record a small dict whose keys override the last committed
@@ -217,8 +280,7 @@ class Store:
             raise StoreFault("fs")
         b = _build()
         b.set_aside(self.dir, _DIRS, _SNAP + _HOT)
-        self.snap_seq += 1
-        self._write_fresh(self.dir, state)
+        self._write_fresh(self.dir, state, self.snap_seq + 1)
         b.seal(self.root)
         b.seal(self.dir)
         self.fault = None
