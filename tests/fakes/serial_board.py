@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import partitions  # noqa: E402
 
 ROMFS_HEADER = b"\xd2\xcd\x31"
+PSRAM_HEAP = "1024wk"   # an ESP32-WROVER's 4 MB PSRAM, in words (the files route)
 
 # MicroPython, run before the REPL: the ESP32 port's rom_ioctl and reset
 _PRELUDE = """
@@ -135,7 +136,10 @@ class Board:
             argv += ["-X", "heapsize=" + simmeter.process_heap(image=img)]
             rom = ["--romfs", img]
         else:
-            argv += ["-X", "heapsize=" + simmeter.HEAP]
+            # The files route copies the bytecode into the heap: it is for a
+            # board with PSRAM (docs/deploy.md, "The files route"), whose
+            # 4 MB MicroPython takes as heap; here in words, as HEAP is.
+            argv += ["-X", "heapsize=" + PSRAM_HEAP]
         argv += [os.path.join(ROOT, "tools", "sim_entry.py")] + rom + [
             "--flash", os.path.join(self.state, "sim"), "--config", "config.json"]
         # the board's import path: its filesystem's root, then /lib
