@@ -328,6 +328,13 @@ out = {"status": status, "leak": leak}
 
 SEQS = r'''
 D = "/flash/store/"
+def loaded():
+    # a fresh flash, mounted, its store loaded (factory)
+    fresh()
+    dev = mount()
+    st = Store("/flash")
+    st.load()
+    return dev, st
 def seqs():
     # the seq each snapshot copy holds (None: fails its check)
     r = []
@@ -352,10 +359,7 @@ def flip(name):
 
 def test_a_commit_writes_one_copy_and_mirror_makes_the_other_a_byte_for_byte_copy(tmp_path):
     out = run(SEQS + r'''
-fresh()
-dev = mount()
-st = Store("/flash")
-st.load()
+dev, st = loaded()
 st.commit({"bal": 1, "pad": "x" * 700})          # the first build writes both copies
 out["factory"] = [seqs(), st.behind]
 w0 = dev.writes
@@ -377,10 +381,7 @@ out["boot"] = [status, s["bal"], st.behind]
 
 def test_two_commits_before_a_mirror_write_the_older_copy_so_the_copies_stay_one_apart(tmp_path):
     out = run(SEQS + r'''
-fresh()
-dev = mount()
-st = Store("/flash")
-st.load()
+dev, st = loaded()
 st.commit({"bal": 1})
 for bal in (2, 3, 4):
     st.commit({"bal": bal})
@@ -405,10 +406,7 @@ out["damaged"] = [status, s["bal"]]
 def test_a_cut_at_every_write_of_the_mirror_copy_leaves_the_newest_state_as_ok(tmp_path):
     # the script keeps the 1 MB image in RAM: a host-sized heap
     out = run(SEQS + r'''
-fresh()
-dev = mount()
-st = Store("/flash")
-st.load()
+dev, st = loaded()
 st.commit({"bal": 1, "pad": "y" * 3000})
 st.commit({"bal": 2, "pad": "z" * 3000})
 unmount(dev)
@@ -490,10 +488,7 @@ out["healed"] = [status, s["bal"], seqs()]
 def test_a_memory_error_in_the_mirror_leaves_both_copies_as_they_were(tmp_path):
     out = run(SEQS + r'''
 import micropython
-fresh()
-dev = mount()
-st = Store("/flash")
-st.load()
+dev, st = loaded()
 st.commit({"bal": 1})
 st.commit({"bal": 2})
 before = seqs()
