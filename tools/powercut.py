@@ -100,9 +100,14 @@ class EventLog:
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="powercut-" + meter_id,
                              clean_session=False)
         self.c.on_message = self._on_message
+        self.disconnects = 0   # the subscriber's own drops: a miss during one is the broker's, not the meter's
+        self.c.on_disconnect = self._on_disconnect
         self.c.connect("127.0.0.1", port)
         self.c.subscribe(self.topic, qos=1)
         self.c.loop_start()
+
+    def _on_disconnect(self, *args):
+        self.disconnects += 1
 
     def _on_message(self, client, userdata, msg):
         with self.lock:
@@ -696,7 +701,8 @@ class Campaign:
         if ack.get("result") != "ok" or not ev.wait_upto(seq, 15):
             missing = [s for s in range(ev.contiguous() + 1, seq + 1) if s not in ev.payload]
             # what the meter said it re-sends tells a slow link from a lost event
-            self.bad("event seqs missing after a query: %r (the query's ack: %r)" % (missing[:10], ack))
+            self.bad("event seqs missing after a query: %r (the query's ack: %r; the subscriber's"
+                     " disconnects: %d)" % (missing[:10], ack, ev.disconnects))
             ev._contig = seq  # report a gap once
         self._check_topup_events(seq)
 
