@@ -51,7 +51,9 @@ def short(image):
     """The image served short, for the tests and benches of a truncated
     bundle: 100 bytes off, or less when the last frame holds no more, so
     that the last frame still comes (shorter) and the meter fails on the
-    chunk's hash, not on a frame that never comes."""
+    chunk's hash, not on a frame that never comes. (An image whose last
+    frame holds one byte cannot be cut so: that frame goes, and the meter
+    fails on its timeout instead.)"""
     last = len(image) % FRAME or FRAME
     return image[:-min(100, last - 1)] if last > 1 else image[:-1]
 

@@ -83,7 +83,7 @@ class Durable:
     def snapshot(self):
         """The whole state, as committed, as a dict."""
         d = dict(self.members(*self._moving()))
-        d["regs"] = self.core.regs.to_dict()
+        d["regs"] = self.core.regs.to_dict()   # members() gives its builder, for commit()
         return d
 
     def _moving(self):

@@ -176,8 +176,9 @@ class Session:
     async def run(self, on_message, on_oversized=None):
         """Forever: connect, serve, and after any failure back off and retry.
         on_message(topic, payload) gets every PUBLISH up to one command's
-        size, the payload as a memoryview of the received packet (bytes()
-        it for what needs bytes; keeping it keeps the packet); on_oversized(topic, head, size) one read through and dropped
+        size, the payload as a memoryview of the session's receive buffer:
+        valid until the session reads again, so whoever keeps it copies it;
+        on_oversized(topic, head, size) one read through and dropped
         (topic None when too long to keep, head its first HEAD_BYTES), after
         the session has acknowledged it to the broker (QoS 1 PUBACK)."""
         self._on_message = on_message
