@@ -11,6 +11,7 @@ import time
 from micropython import const
 
 from firmware import config
+from firmware.transient import once
 from firmware.meter import MeterCore
 from firmware.ui.panel import Panel
 from firmware.watchdog import Supervisor
@@ -123,7 +124,7 @@ class App:
             asyncio.create_task(self._guard(self.modem.run))
         self.session = Session(self.meter_id, c["broker_host"], c["broker_port"],
                                c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
-                               ssl_ctx=_once("firmware.link.tls").context(c.get("broker_ca_hex")), status_topic=self.topic_status,
+                               ssl_ctx=once("firmware.link.tls").context(c.get("broker_ca_hex")), status_topic=self.topic_status,
                                clock=self.core.clock, log=self.log, net=net)
         self.session.subscribe(self.topic_cmd, 1)
         await self.session.run(self.on_message, self.on_oversized)
@@ -159,7 +160,7 @@ class App:
                             # (no local for the module: this coroutine's
                             # frame lives as long as the meter; settle()
                             # unloads the rest of the update's code)
-                            _once("firmware.ota.health").settle(self)
+                            once("firmware.ota.health").settle(self)
             self.sup.checkin("publish")
             # events waiting go out at once; an idle meter looks 5 times a second
             busy = self.state_dirty or (out and out.waiting())
@@ -222,7 +223,7 @@ class App:
         """After a command that raised halfway (handle_command noted it),
         restart from the flash state now (failedcmd.py); else nothing."""
         if self._failed_ctr is not None:
-            _once("firmware.failedcmd").restart(self.board, self._failed_ctr)
+            once("firmware.failedcmd").restart(self.board, self._failed_ctr)
 
     # --- views
     def fault_lcd(self):
@@ -289,7 +290,7 @@ class App:
             from firmware.link.commands import Dispatcher
             d = Dispatcher(self.meter_id, self.key, self.core.facade, commlog=self.core.commlog,
                            outbox=self.core.events.outbox, state=self.state_body)
-            d.poisoned_ctr = _once("firmware.failedcmd").read(self.board.flash_root())
+            d.poisoned_ctr = once("firmware.failedcmd").read(self.board.flash_root())
             self.core.durable.attach_dispatcher(d)
         return d
 
@@ -319,7 +320,7 @@ class App:
         if self.board.keypad_key:
             # offline tokens typed at the meter (firmware/tokens/keypad.py);
             # boards without a keypad never load it
-            kp = _once("firmware.tokens.keypad")
+            kp = once("firmware.tokens.keypad")
             fns.append(("keypad", lambda: kp.run(self)))
         for name, fn in fns:
             self.tasks[name] = asyncio.create_task(self._guard(fn))
@@ -369,21 +370,6 @@ def _ota_at_boot(app):
     if app.key is not None:
         from firmware.ota import agent
         agent.start(app)
-
-
-def _once(path):
-    # Code that runs once or twice in a meter's life (the TLS setup, the
-    # failed-command file) is loaded for the occasion and dropped after it,
-    # so it does not sit in the heap for good (as store.py does with build).
-    import sys
-    __import__(path)
-    mod = sys.modules.pop(path)
-    pkg, _, leaf = path.rpartition(".")
-    try:
-        delattr(sys.modules[pkg], leaf)   # the import also hung it on the package
-    except AttributeError:
-        pass
-    return mod
 
 
 def main(board=None):

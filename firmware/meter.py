@@ -22,6 +22,7 @@ from firmware.core.durable import Durable
 from firmware.core.events import Events
 from firmware.ui.buzzer import Tones
 from firmware.credit.forecast import fill
+from firmware.transient import once
 
 
 class MeterCore:
@@ -48,7 +49,7 @@ class MeterCore:
         self.fault = None
         self.vbuf = self.ibuf = None
         self.engine = self.regs = self.revenue = None   # firmware/core/boot.py builds them
-        status, seq = _boot().start(self, fault)
+        status, seq = once("firmware.core.boot").start(self, fault)
         self.events.open(root + "/outbox", self.meter_id, seq, self.fault)
         self.events.watch(self.regs)
         # Events above this seq are not durable yet: the app never publishes
@@ -291,17 +292,3 @@ class MeterCore:
                 "error_code": self.durable.store.lcd_code() if self.fault else 0,
                 "owed_minor": e.ledger.owed_minor(),
                 "last_token": self.last_token, "keypad_digits": self.keypad_digits}
-
-
-def _boot():
-    # firmware/core/boot.py runs once per boot: loaded for the occasion and
-    # dropped, as the store's first build is (firmware/store/store.py)
-    import sys
-    import firmware.core
-    from firmware.core import boot
-    sys.modules.pop("firmware.core.boot", None)
-    try:
-        delattr(firmware.core, "boot")   # the import also hung it on the package
-    except AttributeError:
-        pass
-    return boot

@@ -80,7 +80,10 @@ def test_calendar_maths_has_one_source_in_the_firmware():
 
 
 def _firmware_imports():
-    """{module: firmware modules it imports, at the top or inside a function}."""
+    """{module: firmware modules it imports, at the top or inside a function}.
+    A module loaded for the occasion (firmware/transient.py's once()) may
+    import its loader: the loader is in memory already, and the two load
+    and test in that order."""
     mods = {}
     for rel in _sources():
         if rel.startswith("firmware"):
@@ -103,7 +106,7 @@ def test_no_firmware_module_imports_itself_back_through_another():
     # a cycle (store.py <-> store/build.py was one) means two modules that
     # cannot be read, loaded or tested apart
     graph = _firmware_imports()
-    assert "firmware.store.build" in graph["firmware.store.store"]   # the walk sees lazy imports
+    assert "firmware.ota.agent" in graph["firmware.app"]   # the walk sees lazy imports
     cycles = []
 
     def walk(node, path):
@@ -262,6 +265,6 @@ def test_no_module_outside_the_boards_reads_a_sim_only_board_member_or_imports_t
                       "    b = app.board\n"
                       "    v = b.volts + core.board.load_w\n"
                       "    if hasattr(board, 'measured'):\n"
-                      "        _once('firmware.boards.sim_adc')\n")
+                      "        once('firmware.boards.sim_adc')\n")
     assert sorted(name for _, name in _board_reads(probe)) == ["load_w", "measured", "volts"]
     assert [line for line, _ in _sim_imports(probe)] == [1, 6]

@@ -10,11 +10,12 @@ ROMFS image and the sim board's LittleFS flash:
 - token_decode_ms_at_count_N: the decode of one token at count N by a
   meter whose window is there (the decoder hashes along the chain from
   count 0, so the time grows with the count);
-- token_first_entry_ms: the first token after boot, which loads the token
-  code (not at boot: firmware/tokens/ is loaded by the first token);
+- token_first_entry_ms: the first token after boot (firmware/tokens/ is
+  loaded for each token, and dropped after it: every entry's time includes
+  that load);
 - token_hash_us: one SipHash-2-4 of the chain (allocation-free);
-- token_code_heap_bytes: heap the token code and its objects keep after
-  the first token.
+- token_code_heap_bytes: heap the first token leaves taken: its names
+  (interned for good), its event, the facade; not the token code.
 """
 import json
 import os

@@ -4,7 +4,7 @@ meter at the board's heap (108wk) with its code from ROMFS:
 - host network, link up, metering 1.5 kW, state published: free after gc;
 - 4G modem (the fake modem on a pty), after three top-ups: free after gc;
 - the same modem meter after an offline token too (relayed by the token
-  command: the token code loaded, docs/tokens.md).
+  command: the token code loaded for it and dropped, docs/tokens.md).
 - the same modem meter with a technician's REPL session open (status(),
   screens(), selftest() and a token typed at it): free after gc (issue 15:
   at least 40 KB).

@@ -4,6 +4,7 @@
 # heap. Each command changes the meter in RAM only, through the credit
 # engine; the dispatcher's commit() then makes it durable in one snapshot.
 from firmware.link.outbox import CRITICAL
+from firmware.transient import drop_package
 
 BILLING_PAGE = 31  # frozen records per billing reply (31 daily ones: ~1 KB)
 FAILED = "store_failed"   # every change is refused while the store has failed
@@ -12,17 +13,18 @@ FAILED = "store_failed"   # every change is refused while the store has failed
 class Facade:
     def __init__(self, core):
         self.core = core
-        self.tokens = None   # firmware/tokens/entry.py, made at the first token
 
     def token(self, text, commit=True):
         """Enter an offline token: the result line "<code> <amount_minor>
         <balance_minor>[ #<count>]" (firmware/tokens/entry.py); the core's last_token
-        holds (code, amount_minor, count, balance_minor) for the LCD."""
-        t = self.tokens
-        if t is None:
-            from firmware.tokens.entry import TokenEntry
-            t = self.tokens = TokenEntry(self.core)
-        return t.enter(text, commit)
+        holds (code, amount_minor, count, balance_minor) for the LCD.
+        The token code is loaded for each token and dropped after it (a
+        token comes every few days): its state is the snapshot's "tok"."""
+        from firmware.tokens.entry import TokenEntry
+        try:
+            return TokenEntry(self.core).enter(text, commit)
+        finally:
+            drop_package("firmware.tokens")
 
     def topup(self, order_id, amount_minor):
         c = self.core

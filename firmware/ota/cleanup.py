@@ -8,6 +8,8 @@
 # boards nothing names a board module (tests/test_source_rules.py).
 import sys
 
+from firmware.transient import drop
+
 _LOADED = ("firmware.ota.offer", "firmware.ota.health", "firmware.ota.cleanup", "firmware.ota")
 
 
@@ -17,10 +19,4 @@ def unload():
     if "firmware.ota.agent" in sys.modules:
         return
     boards = [n for n in sys.modules if n.startswith("firmware.boards.") and n.endswith("_ota")]
-    for name in _LOADED + tuple(boards) + ("romslot",):
-        if sys.modules.pop(name, None) is not None:
-            pkg, _, leaf = name.rpartition(".")
-            try:   # the import also hung it on its package
-                delattr(sys.modules[pkg], leaf)
-            except (KeyError, AttributeError):
-                pass
+    drop(*(_LOADED + tuple(boards) + ("romslot",)))

@@ -33,6 +33,8 @@ import sys
 import time
 from micropython import const
 
+from firmware.transient import once
+
 BUDGET_MS = 150          # one technician statement may hold the loop this long
 JOB_MS = 30000           # a job handed to later() is cancelled after this
 _RULE_STACK = 64 * 2 * (8 if sys.maxsize > 1 << 32 else 4)   # bytes (_keep_room)
@@ -59,17 +61,6 @@ _FPASTE = const(3)       # friendly paste mode (Ctrl-E)
 VIEWS = ("status", "link", "screens", "events", "comms", "topups", "billing", "modem", "at",
          "selftest", "login", "logout", "token", "help")
 PRIVILEGED = ("relay", "adjust", "config", "calibrate", "provision")
-
-
-def once(path):
-    """The module at `path`, loaded for the occasion and not kept."""
-    __import__(path)
-    mod = sys.modules.pop(path)
-    try:
-        delattr(sys.modules["firmware.repl"], path.rpartition(".")[2])
-    except (AttributeError, KeyError):
-        pass
-    return mod
 
 
 class Helper:

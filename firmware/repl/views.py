@@ -9,7 +9,8 @@
 # statement, and Ctrl-C cancels it.
 import gc
 
-from firmware.repl.session import Report, once
+from firmware.repl.session import Report
+from firmware.transient import once
 
 
 def _known(v):

@@ -33,6 +33,7 @@ import os
 from micropython import const
 
 from firmware.store import record
+from firmware.transient import once
 
 HOT_MAX = const(128)  # LittleFS inline limit with MicroPython's 128-byte cache
 # The file layout, here once: build.py is handed the names it needs.
@@ -128,7 +129,7 @@ class Store:
             return self._faulted("fs", None)
         if not _exists(self.dir):
             # A first commit cut short leaves store.new behind: still factory.
-            _build().remove_tree(self.root + _NEW)
+            once("firmware.store.build").remove_tree(self.root + _NEW)
             self.snap_seq = self.hot_seq = self._hot_next = 0
             self._factory = self.ready = True
             return None, "factory"
@@ -188,7 +189,7 @@ class Store:
         if self._factory:
             # The whole store is built in store.new and renamed into place
             # (build.py): a cut before the rename is still a factory flash.
-            b = _build()
+            b = once("firmware.store.build")
             tmp = self.root + _NEW
             b.new_tree(tmp, _DIRS)
             self._write_fresh(tmp, state, seq)
@@ -278,7 +279,7 @@ class Store:
         Damaged files are kept beside as *.bad for a post-mortem."""
         if self.fault == "fs":
             raise StoreFault("fs")
-        b = _build()
+        b = once("firmware.store.build")
         b.set_aside(self.dir, _DIRS, _SNAP + _HOT)
         self._write_fresh(self.dir, state, self.snap_seq + 1)
         b.seal(self.root)
@@ -286,18 +287,3 @@ class Store:
         self.fault = None
         self._factory = False
         self.ready = True
-
-
-def _build():
-    # The first build of the store and a technician's restore run once in a
-    # meter's life (firmware/store/build.py): their code is loaded for the
-    # occasion and dropped after it, so it does not sit in the heap for good.
-    import sys
-    import firmware.store
-    from firmware.store import build
-    sys.modules.pop("firmware.store.build", None)
-    try:
-        delattr(firmware.store, "build")   # the import also hung it on the package
-    except AttributeError:
-        pass
-    return build

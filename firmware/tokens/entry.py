@@ -4,7 +4,8 @@
 # ledger, reported as a "token" event and made durable in the meter's
 # snapshot with the ledger it changed (docs/tokens.md).
 #
-# Loaded at the first token (core/facade.py), never at boot. Its durable
+# Loaded for each token and dropped after it (core/facade.py), never kept
+# in the heap: nothing here outlives the token but the snapshot. Its durable
 # state is one list in the snapshot ("tok", kept by core/durable.py):
 #   [highest accepted count, used-count bits (window.py), invalid tokens in
 #    a row, UTC second the lockout ends (0: none)]
