@@ -11,7 +11,7 @@ import time
 from micropython import const
 
 from firmware import config
-from firmware.transient import once
+from firmware.transient import make_room, once
 from firmware.meter import MeterCore
 from firmware.ui.panel import Panel
 from firmware.watchdog import Supervisor
@@ -19,6 +19,9 @@ from firmware.watchdog import Supervisor
 METER_EVERY_MS = 1000
 ACK_DRAIN_MS = 2000   # a failed command's ack gets this long to leave before the restart
 _LIVE_KEPT = const(8)  # live events kept for events() while no link can send them
+# modules loaded at once at most: a modem meter (63) with a REPL session, a
+# token's code and an update's loaded together (about 82), and room to spare
+_MODULES_PEAK = const(90)
 
 
 class App:
@@ -52,6 +55,7 @@ class App:
                 import firmware.console  # noqa: F401
         except MemoryError:
             print("[boot] command code deferred: no 14 KB block for its names")
+        make_room(_MODULES_PEAK)
         # A provisioning the meter cannot use never stops the boot (that would
         # be a crash loop at every reset): it becomes a fault, (code, why),
         # shown as E6x (config.FAULT_LCD) on the LCD, the log and the console.

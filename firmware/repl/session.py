@@ -38,6 +38,7 @@ from firmware.transient import once
 BUDGET_MS = 150          # one technician statement may hold the loop this long
 JOB_MS = 30000           # a job handed to later() is cancelled after this
 _RULE_STACK = 64 * 2 * (8 if sys.maxsize > 1 << 32 else 4)   # bytes (_keep_room)
+_ROOM = _RULE_STACK * 5 // 4   # and the lexer's few small blocks, which come first
 _WINDOW = const(96)      # raw-paste flow-control window, bytes (both bytes of it ASCII: written as text)
 _SRC_MAX = const(8192)   # the longest source taken in one go
 _RAW_IDLE_MS = const(20000)   # raw mode with no input this long: back to friendly
@@ -143,13 +144,16 @@ class Repl:
 
     def _keep_room(self):
         # A block the size of the parser's first rule stack (64 entries of
-        # two words: 1 KB here, 512 B on an ESP32), freed just before each
-        # compile: a month into a fragmented heap, a collection alone did not
-        # always leave a hole that big, and the statement failed with
-        # MemoryError (docs/benchmarks.md, "Memory budget"). Made again
-        # after the statement, when the heap has the room.
+        # two words: 1 KB here, 512 B on an ESP32) and a quarter more, freed
+        # just before each compile: a month into a fragmented heap, a
+        # collection alone did not always leave a hole that big, and the
+        # statement failed with MemoryError (docs/benchmarks.md, "Memory
+        # budget"). The lexer allocates a few small blocks before the rule
+        # stack, first fit: with a hole of exactly 1 KB they could land in it
+        # and leave it short (8 statements in a day at 108wk, stop 22). Made
+        # again after the statement, when the heap has the room.
         try:
-            self.reserve = bytearray(_RULE_STACK)
+            self.reserve = bytearray(_ROOM)
         except MemoryError:
             self.reserve = None
 
