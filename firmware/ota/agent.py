@@ -19,6 +19,7 @@
 import asyncio
 import binascii
 import hashlib
+import os
 import time
 
 from firmware.link import protocol as P
@@ -81,6 +82,7 @@ class Agent:
         self.topic_in = (t + "ota").encode()
         self.topic_req = (t + "otareq").encode()
         self._buf = bytearray(_READ)
+        self._want = bytearray(32)   # a chunk's hash, read from the table file
 
     # --- frames from the head-end (App.on_message): header 8 bytes,
     # 1, object (0 table, 1 image), tag (4 bytes of the image's sha256),
@@ -128,24 +130,8 @@ class Agent:
     async def _update(self, m):
         dev = self.slots.dev()
         self.status = "table"
-        table = self._table()
-        if table is None:
-            tlen = m["chunks"] * 32
-            table = bytearray(tlen)   # its size at once: grown a frame at a time it was copied
-            got = [0]
-
-            async def keep(i, data):
-                at = i * FRAME
-                n = min(len(data), tlen - at)
-                if n > 0:
-                    table[at:at + n] = data[:n]
-                got[0] += len(data)
-            await self._fetch(0, 0, (tlen + FRAME - 1) // FRAME, keep)
-            if got[0] != tlen or binascii.hexlify(hashlib.sha256(table).digest()).decode() != m["tsha"]:
-                raise Failed("table_hash")
-            with open(self.root + O.TABLE, "wb") as f:
-                f.write(table)
-        self.table = table
+        if not self._have_table(m):
+            await self._fetch_table(m)
         # resume: the first chunk that does not hash right
         self.status = "scan"
         k = 0
@@ -228,7 +214,10 @@ class Agent:
         return h
 
     def _chunk_ok(self, dev, k):
-        return self._hash_chunk(dev, k, hashlib.sha256()).digest() == bytes(self.table[k * 32:k * 32 + 32])
+        with open(self.root + O.TABLE, "rb") as f:   # chunk k's hash, 32 B at k * 32
+            f.seek(k * 32)
+            f.readinto(self._want)
+        return self._hash_chunk(dev, k, hashlib.sha256()).digest() == self._want
 
     def _image_ok(self, dev):
         h = hashlib.sha256()
@@ -236,12 +225,33 @@ class Agent:
             self._hash_chunk(dev, k, h)
         return binascii.hexlify(h.digest()).decode() == self.m["sha"]
 
-    def _table(self):
+    def _have_table(self, m):
+        # the table file is there only once checked (renamed into place)
         try:
-            with open(self.root + O.TABLE, "rb") as f:
-                return f.read()
+            return os.stat(self.root + O.TABLE)[6] == m["chunks"] * 32
         except OSError:
-            return None
+            return False
+
+    async def _fetch_table(self, m):
+        """The chunk hashes (32 B a chunk: 1.2 KB for a whole image),
+        streamed to the flash and hashed on the way, so that they are never
+        one piece of the heap (late in a month the 1.2 KB block was not
+        there: stop 22); renamed into place once their hash is right."""
+        tlen = m["chunks"] * 32
+        path = self.root + O.TABLE
+        h = hashlib.sha256()
+        got = [0]
+        with open(path + ".new", "wb") as f:
+            async def keep(i, data):
+                n = min(len(data), tlen - i * FRAME)
+                if n > 0:
+                    f.write(data[:n])
+                    h.update(data[:n])
+                got[0] += len(data)
+            await self._fetch(0, 0, (tlen + FRAME - 1) // FRAME, keep)
+        if got[0] != tlen or binascii.hexlify(h.digest()).decode() != m["tsha"]:
+            raise Failed("table_hash")
+        os.rename(path + ".new", path)
 
     def _switch(self, m):
         """The image is whole and checked: the job goes, then one record

@@ -140,7 +140,7 @@ def job(root):
 
 
 def drop(root):
-    for name in (JOB, TABLE):
+    for name in (JOB, TABLE, TABLE + ".new"):   # .new: a table fetch a cut stopped
         try:
             os.remove(root + name)
         except OSError:
