@@ -15,38 +15,31 @@ transient.drop_package("firmware.tokens")
 print("dropped", [m for m in sys.modules if m.startswith("firmware.tokens")])
 transient.drop("firmware.not_loaded")   # a name not loaded is skipped
 
+def adds_allocate(keys):
+    # True when putting `keys` into sys.modules needs the heap
+    gc.collect()
+    micropython.heap_lock()
+    try:
+        for k in keys:
+            sys.modules[k] = None
+        grew = False
+    except MemoryError:
+        grew = True
+    micropython.heap_unlock()
+    return grew
+
 # make_room(n): n modules then fit without the table growing
 n = 90
 keys = ["k%d" % i for i in range(n)]
 transient.make_room(n)
 todo = keys[:n - len(sys.modules)]
-grew = k = None   # globals made before the heap is locked
-gc.collect()
-micropython.heap_lock()
-try:
-    for k in todo:
-        sys.modules[k] = None
-    grew = False
-except MemoryError:
-    grew = True
-micropython.heap_unlock()
-print("grew", grew, len(sys.modules))
+print("grew", adds_allocate(todo), len(sys.modules))
 for k in todo:
     del sys.modules[k]
 # and without make_room the same adds do need the heap (the test sees growth)
 for i in range(len(sys.modules), 200):
     sys.modules["x%d" % i] = None
-more = ["y%d" % i for i in range(100)]
-gc.collect()
-micropython.heap_lock()
-try:
-    for k in more:
-        sys.modules[k] = None
-    grew = False
-except MemoryError:
-    grew = True
-micropython.heap_unlock()
-print("unprepared grew", grew)
+print("unprepared grew", adds_allocate(["y%d" % i for i in range(100)]))
 """
 
 
