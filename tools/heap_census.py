@@ -58,11 +58,12 @@ def census(meter, work):
     meter.console("1")   # the REPL session first: its code is in the map then
     start = len(meter.log_lines)
     meter.control({"cmd": "mem_map"})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any("lines all free" in l or l.startswith("0000")
-                                                  for l in meter.log_lines[start:]):
-        time.sleep(0.1)
-    time.sleep(0.5)   # the whole map printed
+    # the map reaches the log through a reader thread: read it once it has
+    # stopped growing
+    deadline, seen = time.monotonic() + 10, -1
+    while time.monotonic() < deadline and len(meter.log_lines) != seen:
+        seen = len(meter.log_lines)
+        time.sleep(0.3)
     base, heads = block_map(meter.log_lines[start:])
     path = os.path.join(work, "heads.bin")
     with open(path, "wb") as f:

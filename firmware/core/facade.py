@@ -19,13 +19,7 @@ class Facade:
         <balance_minor>[ #<count>]" (firmware/tokens/entry.py); the core's last_token
         holds (code, amount_minor, count, balance_minor) for the LCD.
         The token code is loaded for each token and dropped after it (a
-        token comes every few days): its state is the snapshot's "tok".
-        A collection first, so that the code (about 5 KB, one piece of
-        1.5 KB) loads into the holes the command's garbage left: loaded
-        between that garbage, a token failed with MemoryError in one day
-        of three at 108wk (stop 22)."""
-        import gc
-        gc.collect()
+        token comes every few days): its state is the snapshot's "tok"."""
         from firmware.tokens.entry import TokenEntry
         try:
             return TokenEntry(self.core).enter(text, commit)
